@@ -1,0 +1,41 @@
+# The two commands of the Quick start: `make demo` and `make test`.
+# Each creates .venv on first use; nothing else needs to be installed by hand.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Calliope needs Python 3.11 or newer; set PYTHON=python3.x"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	$(BIN)/python -m examples.demo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check calliope tests benchmarks examples
+	$(BIN)/ruff format --check calliope tests benchmarks examples
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy --strict calliope
+
+unit: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: $(VENV)/.runtime
+	$(BIN)/python -m benchmarks.core
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

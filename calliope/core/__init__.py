@@ -1,0 +1,30 @@
+"""The pure core: values and functions only.
+
+Nothing in this package performs I/O, uses asyncio, reads a clock or draws
+random numbers; time and identities come in as arguments. Everything here
+can be tested with plain values, and two replicas can be simulated with two
+variables.
+"""
+
+from calliope.core.causal import Causal
+from calliope.core.causal_delivery import CausalBuffer, receive, receive_all
+from calliope.core.concurrency import causal_order, causal_sort_key, detect_concurrent
+from calliope.core.envelope import Dot, Envelope
+from calliope.core.fold import aggregate
+from calliope.core.version_vector import Ordering, VersionVector, stable_vector
+
+__all__ = [
+    "Causal",
+    "CausalBuffer",
+    "Dot",
+    "Envelope",
+    "Ordering",
+    "VersionVector",
+    "aggregate",
+    "causal_order",
+    "causal_sort_key",
+    "detect_concurrent",
+    "receive",
+    "receive_all",
+    "stable_vector",
+]

@@ -1,0 +1,21 @@
+"""Shared test configuration: Hypothesis profiles.
+
+``HYPOTHESIS_PROFILE=ci`` (set by .ci/run) runs more examples than the
+default ``dev`` profile.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
