@@ -26,7 +26,7 @@ its replica, or already parked, is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Generic, TypeVar
 
 import attrs
@@ -79,7 +79,7 @@ class CausalBuffer(Generic[T]):
 
 def _dot(value: Causal) -> Dot:
     replica = value.replica_id
-    counter = value.version.get(replica, 0)
+    counter = value.version._entries.get(replica, 0)
     if counter < 1:
         raise InvalidEnvelopeError(
             f"a value from replica {replica!r} has version {value.version!r}, which does not "
@@ -88,13 +88,14 @@ def _dot(value: Causal) -> Dot:
     return (replica, counter)
 
 
-def _missing(delivered: dict[str, int], value: Causal, dot: Dot) -> Dot | None:
+def _missing(delivered: Mapping[str, int], value: Causal, dot: Dot) -> Dot | None:
     """One dependency ``value`` lacks, as the key to park it under, or None."""
     replica, counter = dot
-    if delivered.get(replica, 0) < counter - 1:
+    known = delivered.get
+    if known(replica, 0) < counter - 1:
         return (replica, counter - 1)
     for other, needed in value.version.items():
-        if other != replica and delivered.get(other, 0) < needed:
+        if known(other, 0) < needed and other != replica:
             return (other, needed)
     return None
 
@@ -112,8 +113,8 @@ def receive(buffer: CausalBuffer[T], value: T) -> tuple[CausalBuffer[T], list[T]
     replica, counter = dot
     if counter <= buffer.delivered.get(replica, 0) or dot in buffer._parked:
         return buffer, []
-    delivered = buffer.delivered.to_dict()
-    need = _missing(delivered, value, dot)
+    # The vector's own dict, read only: this is the hot path.
+    need = _missing(buffer.delivered._entries, value, dot)
     if need is not None:
         waiting = buffer._waiting
         return (
@@ -124,6 +125,7 @@ def receive(buffer: CausalBuffer[T], value: T) -> tuple[CausalBuffer[T], list[T]
             ),
             [],
         )
+    delivered = buffer.delivered.to_dict()
     if not buffer._waiting:
         # Fast path: nothing held back, so nothing to wake.
         delivered[replica] = counter

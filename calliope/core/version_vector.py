@@ -13,7 +13,7 @@ costs O(number of replicas).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 import attrs
@@ -21,6 +21,9 @@ import attrs
 from calliope.errors import InvalidArgumentError
 
 __all__ = ["Ordering", "VersionVector", "stable_vector"]
+
+
+_set = object.__setattr__
 
 
 class Ordering(enum.Enum):
@@ -60,17 +63,23 @@ class VersionVector(Mapping[str, int]):
 
     _entries: dict[str, int]
     _total: int
-    _hash: int
+    _hash: int | None
 
     def __init__(self, entries: Mapping[str, int] | None = None) -> None:
         clean = _validated(entries) if entries else {}
-        self.__attrs_init__(clean, sum(clean.values()), hash(frozenset(clean.items())))
+        self.__attrs_init__(clean, sum(clean.values()), None)
 
     @classmethod
-    def _trusted(cls, clean: dict[str, int]) -> VersionVector:
-        """Build from a dict already free of zeros and bad values (no copy)."""
+    def _trusted(cls, clean: dict[str, int], total: int | None = None) -> VersionVector:
+        """Build from a dict already free of zeros and bad values (no copy).
+
+        Hot path of merge and delivery: bypasses validation and the attrs
+        initialiser; the hash is computed on first use.
+        """
         vector = object.__new__(cls)
-        vector.__attrs_init__(clean, sum(clean.values()), hash(frozenset(clean.items())))
+        _set(vector, "_entries", clean)
+        _set(vector, "_total", sum(clean.values()) if total is None else total)
+        _set(vector, "_hash", None)
         return vector
 
     # Mapping protocol: missing replicas read as 0.
@@ -89,6 +98,15 @@ class VersionVector(Mapping[str, int]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def items(self) -> ItemsView[str, int]:
+        return self._entries.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._entries.keys()
+
+    def values(self) -> ValuesView[int]:
+        return self._entries.values()
+
     @property
     def total(self) -> int:
         """The sum of all counters: strictly grows along every causal chain."""
@@ -102,7 +120,7 @@ class VersionVector(Mapping[str, int]):
             raise InvalidArgumentError(f"increment must be at least 1, got {by!r}")
         entries = dict(self._entries)
         entries[replica] = entries.get(replica, 0) + by
-        return VersionVector._trusted(entries)
+        return VersionVector._trusted(entries, self._total + by)
 
     def merge(self, other: VersionVector) -> VersionVector:
         """The least upper bound: pointwise maximum."""
@@ -186,14 +204,18 @@ class VersionVector(Mapping[str, int]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VersionVector):
             return NotImplemented
-        return self._hash == other._hash and self._entries == other._entries
+        return self._total == other._total and self._entries == other._entries
 
     def __ne__(self, other: object) -> bool:
         result = self.__eq__(other)
         return result if result is NotImplemented else not result
 
     def __hash__(self) -> int:
-        return self._hash
+        cached = self._hash
+        if cached is None:
+            cached = hash(frozenset(self._entries.items()))
+            _set(self, "_hash", cached)
+        return cached
 
     def __repr__(self) -> str:
         inner = ", ".join(
