@@ -15,9 +15,46 @@ from calliope.core import (
     receive_all,
     stable_vector,
 )
-from calliope.errors import CalliopeError, InvalidArgumentError, InvalidEnvelopeError
+from calliope.core.event_types import event_type
+from calliope.core.snapshot import Snapshot
+from calliope.errors import (
+    AppClosedError,
+    CalliopeError,
+    ConcurrencyError,
+    CorruptJournalError,
+    CorruptSnapshotError,
+    EventDecodingError,
+    EventEncodingError,
+    InvalidArgumentError,
+    InvalidEnvelopeError,
+    InvalidStreamIdError,
+    ReplicaInUseError,
+    StorageError,
+    UnknownEventTypeError,
+)
+from calliope.shell.app import App
+from calliope.shell.app import open_app as open
+from calliope.shell.event_stream import EventStream
+from calliope.shell.queries import LiveQuery, Query
 
 __all__ = [
+    "App",
+    "AppClosedError",
+    "ConcurrencyError",
+    "CorruptJournalError",
+    "CorruptSnapshotError",
+    "EventDecodingError",
+    "EventEncodingError",
+    "EventStream",
+    "InvalidStreamIdError",
+    "LiveQuery",
+    "Query",
+    "ReplicaInUseError",
+    "Snapshot",
+    "StorageError",
+    "UnknownEventTypeError",
+    "event_type",
+    "open",
     "CalliopeError",
     "CausalBuffer",
     "Envelope",

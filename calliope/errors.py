@@ -10,9 +10,21 @@ arguments, ``TimeoutError`` for timeouts) the class derives from it too.
 from __future__ import annotations
 
 __all__ = [
+    "AppClosedError",
     "CalliopeError",
+    "ConcurrencyError",
+    "CorruptJournalError",
+    "CorruptSnapshotError",
+    "CRDTCodecError",
+    "EventDecodingError",
+    "EventEncodingError",
     "InvalidArgumentError",
     "InvalidEnvelopeError",
+    "InvalidOperationError",
+    "InvalidStreamIdError",
+    "ReplicaInUseError",
+    "StorageError",
+    "UnknownEventTypeError",
 ]
 
 
@@ -27,3 +39,77 @@ class InvalidArgumentError(CalliopeError, ValueError):
 class InvalidEnvelopeError(CalliopeError, ValueError):
     """An envelope violates the causal invariants (for example its version does
     not count the event itself at its own replica)."""
+
+
+class InvalidOperationError(CalliopeError, ValueError):
+    """A CRDT operation cannot be prepared from these arguments (an index out of
+    range, a negative increment, an unusable timestamp); the message says which."""
+
+
+class CRDTCodecError(CalliopeError, ValueError):
+    """A CRDT state or operation cannot be turned into plain data or back: a value
+    inside it is not plain data, or the data names a CRDT or operation type the
+    codec was not given."""
+
+
+class InvalidStreamIdError(InvalidArgumentError):
+    """A stream or snapshot id is empty, not a string, or too long."""
+
+
+class ConcurrencyError(CalliopeError):
+    """``expected_sequence`` did not match the stream's last sequence; nothing
+    was written. Re-read the stream (or its last sequence) and retry."""
+
+    def __init__(self, message: str, *, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class UnknownEventTypeError(CalliopeError):
+    """Stored data names an event type the stream was not opened with.
+
+    Nothing is ever imported because stored data names it: pass the type (or
+    a ``Union`` containing it) as the stream's event type, with the same
+    ``@calliope.event_type`` name it was written under.
+    """
+
+
+class EventEncodingError(CalliopeError, TypeError):
+    """An event (or snapshot state) cannot be encoded: it is not an instance of
+    the type the stream or snapshot was declared with, or cattrs cannot
+    unstructure it."""
+
+
+class EventDecodingError(CalliopeError):
+    """Stored data of a known type does not fit the type's current shape (add an
+    upcaster for the old schema version) or was written by newer code."""
+
+
+class ReplicaInUseError(CalliopeError):
+    """Another live app (in this or another process) already holds this replica
+    id on this store. Use a different ``replica_id`` or close the other app."""
+
+
+class StorageError(CalliopeError):
+    """The storage itself failed or is in a state Calliope did not write."""
+
+
+class CorruptJournalError(StorageError):
+    """A journal file holds a damaged frame before its tail. Data is never
+    silently skipped: restore the file from a replica or backup, or truncate
+    it at the offset named if losing what follows is acceptable."""
+
+    def __init__(self, message: str, *, path: str, offset: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+class CorruptSnapshotError(StorageError):
+    """A snapshot file is damaged (it is skipped in favour of an older one)."""
+
+
+class AppClosedError(CalliopeError):
+    """The app (or a handle from it) was used after it was closed; open it again."""

@@ -131,7 +131,7 @@ def receive(buffer: CausalBuffer[T], value: T) -> tuple[CausalBuffer[T], list[T]
         delivered[replica] = counter
         return (
             CausalBuffer(
-                delivered=VersionVector._trusted(delivered),
+                delivered=VersionVector.unchecked(delivered),
                 waiting=buffer._waiting,
                 parked=buffer._parked,
             ),
@@ -158,7 +158,7 @@ def receive(buffer: CausalBuffer[T], value: T) -> tuple[CausalBuffer[T], list[T]
                 parked_m[waiter_dot] = need
     return (
         CausalBuffer(
-            delivered=VersionVector._trusted(delivered),
+            delivered=VersionVector.unchecked(delivered),
             waiting=waiting_m.finish(),
             parked=parked_m.finish(),
         ),

@@ -70,11 +70,13 @@ class VersionVector(Mapping[str, int]):
         self.__attrs_init__(clean, sum(clean.values()), None)
 
     @classmethod
-    def _trusted(cls, clean: dict[str, int], total: int | None = None) -> VersionVector:
-        """Build from a dict already free of zeros and bad values (no copy).
+    def unchecked(cls, clean: dict[str, int], total: int | None = None) -> VersionVector:
+        """Build from a dict known to hold only non-empty string keys and
+        positive int counters, taking ownership of it (no copy, no checks).
 
-        Hot path of merge and delivery: bypasses validation and the attrs
-        initialiser; the hash is computed on first use.
+        For hot paths only: merge, delivery, and vectors read back from a
+        checksummed journal that Calliope itself wrote. The hash is computed
+        on first use.
         """
         vector = object.__new__(cls)
         _set(vector, "_entries", clean)
@@ -120,7 +122,7 @@ class VersionVector(Mapping[str, int]):
             raise InvalidArgumentError(f"increment must be at least 1, got {by!r}")
         entries = dict(self._entries)
         entries[replica] = entries.get(replica, 0) + by
-        return VersionVector._trusted(entries, self._total + by)
+        return VersionVector.unchecked(entries, self._total + by)
 
     def merge(self, other: VersionVector) -> VersionVector:
         """The least upper bound: pointwise maximum."""
@@ -136,7 +138,7 @@ class VersionVector(Mapping[str, int]):
                 changed = True
         if not changed:
             return other if large is other._entries else self
-        return VersionVector._trusted(entries)
+        return VersionVector.unchecked(entries)
 
     def meet(self, other: VersionVector) -> VersionVector:
         """The greatest lower bound: pointwise minimum (absent counts as 0)."""
@@ -146,7 +148,7 @@ class VersionVector(Mapping[str, int]):
             for replica, counter in mine.items()
             if replica in theirs
         }
-        return VersionVector._trusted(entries)
+        return VersionVector.unchecked(entries)
 
     def compare(self, other: VersionVector) -> Ordering:
         """BEFORE if self < other, AFTER if self > other, EQUAL, else CONCURRENT."""

@@ -1,0 +1,155 @@
+"""The codec: events and states to plain data and back, with cattrs.
+
+One converter is built per app (never cattrs' global one). A stream declares
+its event type as a class or a ``Union`` of classes; only those classes can
+be decoded, found by their stored name (see :mod:`calliope.core.event_types`),
+so nothing is ever imported because data names it. Data written under an
+older schema version is lifted by the type's upcasters before structuring.
+The plain data is then laid out by the adapter (msgpack in files).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import cattrs
+from cattrs.preconf.msgpack import make_converter
+
+from calliope.core.event_types import EventTypeInfo, type_info
+from calliope.errors import (
+    EventDecodingError,
+    EventEncodingError,
+    InvalidArgumentError,
+    UnknownEventTypeError,
+)
+from calliope.shell.ports import NewEvent
+
+__all__ = ["Codec", "DeclaredTypeCodec", "member_classes"]
+
+E = TypeVar("E")
+
+
+def member_classes(declared: Any) -> list[type]:
+    """The classes a declared type stands for: itself, or a Union's members."""
+    origin = typing.get_origin(declared)
+    if origin is typing.Union or origin is types.UnionType:
+        members = [arg for arg in typing.get_args(declared) if arg is not type(None)]
+    else:
+        members = [declared]
+    for member in members:
+        if not isinstance(member, type):
+            raise InvalidArgumentError(
+                f"a stream's event type must be a class or a Union of classes, got {member!r}; "
+                f"wrap other values in an attrs class"
+            )
+    return members
+
+
+class _Member:
+    __slots__ = ("cls", "info", "structure", "unstructure")
+
+    def __init__(self, converter: cattrs.Converter, cls: type) -> None:
+        self.cls = cls
+        self.info: EventTypeInfo = type_info(cls)
+        self.unstructure: Callable[[Any], Any] = converter.get_unstructure_hook(cls)
+        self.structure: Callable[[Any, Any], Any] = converter.get_structure_hook(cls)
+
+
+class DeclaredTypeCodec(Generic[E]):
+    """Encodes and decodes the members of one declared type."""
+
+    def __init__(self, converter: cattrs.Converter, declared: Any) -> None:
+        self._declared = declared
+        self._by_class: dict[type, _Member] = {}
+        self._by_name: dict[str, _Member] = {}
+        for cls in member_classes(declared):
+            member = _Member(converter, cls)
+            clash = self._by_name.get(member.info.name)
+            if clash is not None and clash.cls is not cls:
+                raise InvalidArgumentError(
+                    f"{clash.cls.__qualname__} and {cls.__qualname__} are both stored as "
+                    f"{member.info.name!r}; give one a different @calliope.event_type name"
+                )
+            self._by_class[cls] = member
+            self._by_name[member.info.name] = member
+
+    def _member_for(self, value: object) -> _Member:
+        member = self._by_class.get(type(value))
+        if member is None:
+            for cls, candidate in self._by_class.items():
+                if isinstance(value, cls):
+                    return candidate
+            raise EventEncodingError(
+                f"{type(value).__qualname__} is not part of the declared type "
+                f"{_describe(self._declared)}; add it to the Union the stream was opened with"
+            )
+        return member
+
+    def encode(self, value: E) -> NewEvent:
+        member = self._member_for(value)
+        try:
+            data = member.unstructure(value)
+        except Exception as error:
+            raise EventEncodingError(
+                f"cannot encode {type(value).__qualname__} as plain data: {error}"
+            ) from error
+        return NewEvent(member.info.name, member.info.version, data)
+
+    def decode(self, type_name: str, schema_version: int, data: Any) -> E:
+        member = self._by_name.get(type_name)
+        if member is None:
+            raise UnknownEventTypeError(
+                f"stored type {type_name!r} is not one of {sorted(self._by_name)}, the types of "
+                f"{_describe(self._declared)}; open the stream with a Union that includes the "
+                f"class stored as {type_name!r} (named with @calliope.event_type)"
+            )
+        info = member.info
+        if schema_version != info.version:
+            if schema_version > info.version:
+                raise EventDecodingError(
+                    f"stored {type_name!r} is at schema version {schema_version}, newer than "
+                    f"this code's version {info.version}; upgrade the application"
+                )
+            try:
+                data = info.upcast(data, schema_version)
+            except Exception as error:
+                raise EventDecodingError(
+                    f"upcasting stored {type_name!r} from schema version {schema_version} "
+                    f"to {info.version} failed: {error!r}"
+                ) from error
+        try:
+            value: E = member.structure(data, member.cls)
+        except Exception as error:
+            raise EventDecodingError(
+                f"stored {type_name!r} (schema version {schema_version}) does not fit "
+                f"{member.cls.__qualname__}: {error!r}; if its shape changed, bump its "
+                f"@calliope.event_type version and add an upcaster"
+            ) from error
+        return value
+
+
+def _describe(declared: Any) -> str:
+    return getattr(declared, "__qualname__", None) or repr(declared)
+
+
+class Codec:
+    """One cattrs converter and the per-type codecs built from it (cached)."""
+
+    def __init__(self) -> None:
+        self._converter = make_converter()
+        self._codecs: dict[Any, DeclaredTypeCodec[Any]] = {}
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """The converter, for registering hooks of types cattrs cannot handle."""
+        return self._converter
+
+    def for_type(self, declared: Any) -> DeclaredTypeCodec[Any]:
+        codec = self._codecs.get(declared)
+        if codec is None:
+            codec = DeclaredTypeCodec(self._converter, declared)
+            self._codecs[declared] = codec
+        return codec

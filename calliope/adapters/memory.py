@@ -1,0 +1,198 @@
+"""The memory adapter: ``calliope.open("memory://name")``.
+
+Everything lives in this process. Apps opened with the same name share one
+store while any of them is open (a weak registry keyed by name: the only
+process-wide state in Calliope, and it holds nothing once the last app with
+that name closes), so tests can run several replicas in one process.
+Records are kept as the codec's plain data, exactly as other adapters store
+them, so behaviour matches the durable adapters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import AsyncIterator, Sequence
+
+from calliope.adapters.notify import Signal
+from calliope.errors import ConcurrencyError, ReplicaInUseError
+from calliope.shell.ports import NewEvent, Record, SnapshotRecord
+
+__all__ = ["MemoryStore", "shared_memory_backend"]
+
+_BATCH = 1024
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.version: dict[str, int] = {}
+        self.signal = Signal()
+
+
+class MemoryBackend:
+    """The shared state of one named memory store."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.logs: dict[str, _Log] = {}
+        self.snapshots: dict[str, list[SnapshotRecord]] = {}
+        self.leases: set[str] = set()
+        self.default_replica_id = f"memory-{name}"
+
+    def log(self, stream_id: str) -> _Log:
+        log = self.logs.get(stream_id)
+        if log is None:
+            log = self.logs[stream_id] = _Log()
+        return log
+
+
+_registry: weakref.WeakValueDictionary[str, MemoryBackend] = weakref.WeakValueDictionary()
+_registry_lock = threading.Lock()
+
+
+def shared_memory_backend(name: str) -> MemoryBackend:
+    """The backend named ``name`` in this process (created if none is alive)."""
+    with _registry_lock:
+        backend = _registry.get(name)
+        if backend is None:
+            backend = MemoryBackend(name)
+            _registry[name] = backend
+        return backend
+
+
+class MemoryEventLog:
+    """Implements :class:`calliope.shell.ports.EventLogPort` in memory."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._backend = backend
+
+    async def append(
+        self,
+        stream_id: str,
+        writer: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_sequence: int | None,
+        timestamp_us: int,
+    ) -> list[Record]:
+        with self._backend.lock:
+            log = self._backend.log(stream_id)
+            last = len(log.records)
+            if expected_sequence is not None and expected_sequence != last:
+                raise ConcurrencyError(
+                    f"stream {stream_id!r} is at sequence {last}, not the expected "
+                    f"{expected_sequence}; nothing was written. Read the new events and retry",
+                    stream_id=stream_id,
+                    expected=expected_sequence,
+                    actual=last,
+                )
+            version = log.version
+            records: list[Record] = []
+            for offset, event in enumerate(events, start=1):
+                version = dict(version)
+                version[writer] = version.get(writer, 0) + 1
+                records.append(
+                    Record(
+                        last + offset,
+                        writer,
+                        version,
+                        timestamp_us,
+                        event.type_name,
+                        event.schema_version,
+                        event.data,
+                    )
+                )
+            log.records.extend(records)
+            log.version = version
+        if records:
+            log.signal.fire()
+        return records
+
+    async def last_sequence(self, stream_id: str) -> int:
+        with self._backend.lock:
+            return len(self._backend.log(stream_id).records)
+
+    async def read(
+        self, stream_id: str, from_sequence: int, to_sequence: int | None
+    ) -> AsyncIterator[list[Record]]:
+        log = self._backend.log(stream_id)
+        position = max(from_sequence, 1) - 1
+        while True:
+            with self._backend.lock:
+                end = (
+                    len(log.records) if to_sequence is None else min(len(log.records), to_sequence)
+                )
+                batch = log.records[position : min(end, position + _BATCH)]
+            if not batch:
+                return
+            position += len(batch)
+            yield batch
+
+    @contextlib.asynccontextmanager
+    async def watch(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
+        yield _MemoryWatcher(self._backend.log(stream_id).signal)
+
+
+class _MemoryWatcher:
+    def __init__(self, signal: Signal) -> None:
+        self._signal = signal
+        self._seen = signal.generation
+
+    async def wait(self) -> None:
+        self._seen = await self._signal.wait(self._seen, None)
+
+
+class MemorySnapshots:
+    """Implements :class:`calliope.shell.ports.SnapshotPort` in memory."""
+
+    def __init__(self, backend: MemoryBackend, keep: int = 3) -> None:
+        self._backend = backend
+        self._keep = keep
+
+    async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
+        with self._backend.lock:
+            kept = self._backend.snapshots.setdefault(snapshot_id, [])
+            kept.append(record)
+            kept.sort(key=lambda r: (r.sequence, r.timestamp_us), reverse=True)
+            del kept[self._keep :]
+
+    async def load(self, snapshot_id: str) -> SnapshotRecord | None:
+        with self._backend.lock:
+            kept = self._backend.snapshots.get(snapshot_id)
+            return kept[0] if kept else None
+
+
+class MemoryStore:
+    """Implements :class:`calliope.shell.ports.StorePort` on a named backend."""
+
+    def __init__(self, name: str, *, replica_id: str | None) -> None:
+        self._name = name
+        self._backend = shared_memory_backend(name)
+        self._replica = replica_id or self._backend.default_replica_id
+        self._leased = False
+        self.events = MemoryEventLog(self._backend)
+        self.snapshots = MemorySnapshots(self._backend)
+
+    @property
+    def replica_id(self) -> str:
+        return self._replica
+
+    async def open(self) -> None:
+        backend = self._backend
+        with backend.lock:
+            if self._replica in backend.leases:
+                raise ReplicaInUseError(
+                    f"replica id {self._replica!r} is already in use on memory://{self._name} "
+                    f"by another open app; close it, or open with a different replica_id"
+                )
+            backend.leases.add(self._replica)
+        self._leased = True
+
+    async def aclose(self) -> None:
+        if self._leased:
+            with self._backend.lock:
+                self._backend.leases.discard(self._replica)
+            self._leased = False

@@ -1,0 +1,156 @@
+"""The object ``calliope.open()`` returns: everything hangs off it."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+from calliope.core.ids import validate_replica_id
+from calliope.errors import AppClosedError, InvalidArgumentError
+from calliope.shell.journal import Journal
+from calliope.shell.ports import CodecPort, Durability, StorePort
+from calliope.shell.snapshot_store import SnapshotStore
+
+__all__ = ["App", "OpenableStore", "utc_now"]
+
+
+def utc_now() -> datetime.datetime:
+    """The wall clock, in UTC: the default clock of an app."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+class OpenableStore(StorePort, Protocol):
+    """A store port with the open step the app performs on entry."""
+
+    async def open(self) -> None:
+        """Acquire the store's resources (directories, the replica lease)."""
+        ...
+
+
+class App:
+    """An opened Calliope store: ``journal``, ``snapshots``, ``replica_id``.
+
+    Use ``async with calliope.open(...) as app``; leaving the block flushes
+    pending writes and releases files, locks and the replica id. Using the
+    app (or a handle from it) after that raises :class:`calliope.AppClosedError`.
+    """
+
+    def __init__(
+        self,
+        store: OpenableStore,
+        codec: CodecPort,
+        *,
+        target: str,
+        clock: Callable[[], datetime.datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._codec = codec
+        self._target = target
+        self._clock = clock
+        self._state = "new"
+        self.journal = Journal(
+            store.events,
+            codec,
+            replica_id=lambda: self.replica_id,
+            clock=clock,
+            ensure_open=self._ensure_open,
+        )
+        self.snapshots = SnapshotStore(store.snapshots, codec, clock, self._ensure_open)
+
+    def __repr__(self) -> str:
+        return f"<calliope.App {self._target} replica={self._store_replica()} {self._state}>"
+
+    def _store_replica(self) -> str | None:
+        return self._store.replica_id if self._state == "open" else None
+
+    @property
+    def replica_id(self) -> str:
+        """This app's replica id (given to ``open`` or the store's default)."""
+        self._ensure_open()
+        return self._store.replica_id
+
+    @property
+    def codec(self) -> CodecPort:
+        """The app's codec (its cattrs converter takes custom hooks)."""
+        return self._codec
+
+    def _ensure_open(self) -> None:
+        if self._state != "open":
+            raise AppClosedError(
+                f"the app on {self._target} is {self._state}; "
+                f"use it inside `async with calliope.open(...) as app:`"
+            )
+
+    async def __aenter__(self) -> App:
+        if self._state != "new":
+            raise AppClosedError("an app can be entered once; call calliope.open() again")
+        await self._store.open()
+        self._state = "open"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Flush pending writes and release every resource (idempotent)."""
+        if self._state == "closed":
+            return
+        was_open = self._state == "open"
+        self._state = "closed"
+        if was_open:
+            await self._store.aclose()
+
+
+def check_options(durability: object, segment_bytes: object, poll_interval: object) -> None:
+    if durability not in ("fsync", "flush"):
+        raise InvalidArgumentError(f'durability must be "fsync" or "flush", got {durability!r}')
+    if not isinstance(segment_bytes, int) or segment_bytes < 4096:
+        raise InvalidArgumentError(f"segment_bytes must be an int >= 4096, got {segment_bytes!r}")
+    if not isinstance(poll_interval, int | float) or not 0 < poll_interval <= 60:
+        raise InvalidArgumentError(
+            f"poll_interval must be seconds in (0, 60], got {poll_interval!r}"
+        )
+
+
+def open_app(
+    target: str | os.PathLike[str],
+    *,
+    replica_id: str | None = None,
+    durability: Durability = "fsync",
+    segment_bytes: int = 64 * 1024 * 1024,
+    poll_interval: float = 0.01,
+    clock: Callable[[], datetime.datetime] = utc_now,
+) -> App:
+    """Open a store; use as ``async with calliope.open(target) as app``.
+
+    ``target`` is a directory path (the embedded file store, created if
+    missing, 0700), ``"memory://name"`` (in this process; apps opened with
+    the same name share it), or ``"postgresql://..."``.
+
+    * ``replica_id``: this app's replica id; default: the store's own,
+      created once and kept. Two live apps may not share one on one store.
+    * ``durability``: ``"fsync"`` (default: a write is on disk when
+      ``persist`` returns) or ``"flush"`` (handed to the OS: survives a
+      process crash, not a power loss).
+    * ``segment_bytes``: file store segment size before rolling to a new file.
+    * ``poll_interval``: how often (seconds) a live query looks for events
+      written by other processes.
+    * ``clock``: returns the current UTC time (for tests).
+
+    The constructor does no I/O: the store is opened on ``async with``.
+    """
+    from calliope.shell.targets import store_for
+
+    if replica_id is not None:
+        validate_replica_id(replica_id)
+    check_options(durability, segment_bytes, poll_interval)
+    store, codec, name = store_for(
+        target,
+        replica_id=replica_id,
+        durability=durability,
+        segment_bytes=segment_bytes,
+        poll_interval=poll_interval,
+    )
+    return App(store, codec, target=name, clock=clock)

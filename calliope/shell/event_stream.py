@@ -1,0 +1,100 @@
+"""The handle on one plain event stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+from calliope.core.envelope import Envelope
+from calliope.errors import InvalidArgumentError
+from calliope.shell.ports import EventLogPort, TypeCodec
+from calliope.shell.queries import LiveQuery, Query, StreamSource
+from calliope.shell.records import to_envelope, to_timestamp_us
+
+__all__ = ["EventStream"]
+
+E = TypeVar("E")
+
+
+class EventStream(Generic[E]):
+    """One aggregate's events, any number of writers, one total order.
+
+    Obtained from ``app.journal.event_stream(stream_id, EventType)``.
+    Sequences start at 1 and stay contiguous across every process writing
+    the stream. Each envelope's version counts, per writer replica, the
+    events up to and including it, so later events dominate earlier ones.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        event_type: Any,
+        *,
+        events: EventLogPort,
+        codec: TypeCodec[Any],
+        writer: Callable[[], str],
+        clock: Callable[[], Any],
+        ensure_open: Callable[[], None],
+    ) -> None:
+        self.stream_id = stream_id
+        self.event_type = event_type
+        self._events = events
+        self._codec = codec
+        self._writer = writer
+        self._clock = clock
+        self._ensure_open = ensure_open
+        self._source = StreamSource(stream_id, events, codec, ensure_open)
+
+    def __repr__(self) -> str:
+        kind = getattr(self.event_type, "__name__", self.event_type)
+        return f"EventStream({self.stream_id!r}, {kind})"
+
+    def query(self, from_sequence: int = 1, to_sequence: int | None = None) -> Query[E]:
+        """Events ``from_sequence..to_sequence``, both inclusive (None: to the end)."""
+        return Query(self._source, from_sequence, to_sequence)
+
+    def live_query(self, from_sequence: int = 1) -> LiveQuery[E]:
+        """Events from ``from_sequence`` on: catch-up first, then new ones as written."""
+        return LiveQuery(self._source, from_sequence)
+
+    async def last_sequence(self) -> int:
+        """The sequence of the stream's last event (0 when empty)."""
+        self._ensure_open()
+        return await self._events.last_sequence(self.stream_id)
+
+    async def persist(self, event: E, expected_sequence: int | None = None) -> Envelope[E]:
+        """Append one event; durable when this returns (per the durability setting).
+
+        With ``expected_sequence``, the append happens only if the stream's
+        last sequence is exactly that (0 for an empty stream); otherwise
+        :class:`calliope.ConcurrencyError` is raised and nothing is written.
+        """
+        (envelope,) = await self.persist_all([event], expected_sequence)
+        return envelope
+
+    async def persist_all(
+        self, events: Iterable[E], expected_sequence: int | None = None
+    ) -> list[Envelope[E]]:
+        """Append events atomically: all of them or none, contiguous sequences."""
+        self._ensure_open()
+        batch = list(events)
+        if expected_sequence is not None and (
+            not isinstance(expected_sequence, int)
+            or isinstance(expected_sequence, bool)
+            or expected_sequence < 0
+        ):
+            raise InvalidArgumentError(
+                f"expected_sequence must be None or an int >= 0, got {expected_sequence!r}"
+            )
+        encoded = [self._codec.encode(event) for event in batch]
+        records = await self._events.append(
+            self.stream_id,
+            self._writer(),
+            encoded,
+            expected_sequence=expected_sequence,
+            timestamp_us=to_timestamp_us(self._clock()),
+        )
+        return [
+            to_envelope(self.stream_id, record, event)
+            for record, event in zip(records, batch, strict=True)
+        ]

@@ -1,0 +1,162 @@
+"""The ports: what the shell needs from storage and from the codec.
+
+Adapters (memory, files, PostgreSQL) implement these protocols; the shell's
+handles talk to storage only through them, so every adapter passes the same
+contract suite. Records cross the port as plain data (the codec's output):
+the adapter decides how to lay it out, never what it means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
+
+__all__ = [
+    "CodecPort",
+    "Durability",
+    "EventLogPort",
+    "NewEvent",
+    "Record",
+    "SnapshotPort",
+    "SnapshotRecord",
+    "StorePort",
+    "TypeCodec",
+    "Watcher",
+]
+
+E = TypeVar("E")
+
+Durability = Literal["fsync", "flush"]
+
+
+class NewEvent(NamedTuple):
+    """An encoded event about to be appended."""
+
+    type_name: str
+    schema_version: int
+    data: Any
+
+
+class Record(NamedTuple):
+    """One stored event as plain data.
+
+    ``version`` is the full version vector (non-zero entries, counting this
+    event at ``replica_id``); ``timestamp_us`` is microseconds since the Unix
+    epoch, UTC.
+    """
+
+    sequence: int
+    replica_id: str
+    version: Mapping[str, int]
+    timestamp_us: int
+    type_name: str
+    schema_version: int
+    data: Any
+
+
+class SnapshotRecord(NamedTuple):
+    """One stored snapshot as plain data."""
+
+    sequence: int
+    timestamp_us: int
+    type_name: str
+    schema_version: int
+    data: Any
+
+
+class Watcher(Protocol):
+    """Wakes a live reader when a log may have grown."""
+
+    async def wait(self) -> None:
+        """Return once the log may hold more than when this was last called
+        (or at the latest after the adapter's polling interval)."""
+
+
+class EventLogPort(Protocol):
+    """Append-only logs of records, keyed by stream id.
+
+    A *plain* stream has one log that any writer may extend; a *replicated*
+    stream has one log per replica (``log_replica``), each with one writer.
+    Sequences in a log start at 1 and stay contiguous.
+    """
+
+    async def append(
+        self,
+        stream_id: str,
+        writer: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_sequence: int | None,
+        timestamp_us: int,
+    ) -> list[Record]:
+        """Atomically append ``events`` to the plain log of ``stream_id``.
+
+        Each record's version is the previous record's version incremented
+        at ``writer``. Raises ``ConcurrencyError`` (writing nothing) when
+        ``expected_sequence`` is given and differs from the last sequence.
+        Durable on return, per the store's durability setting.
+        """
+        ...
+
+    def read(
+        self, stream_id: str, from_sequence: int, to_sequence: int | None
+    ) -> AsyncIterator[list[Record]]:
+        """Committed records with ``from_sequence <= sequence <= to_sequence``
+        (no upper bound for None), in order, in batches; ends at what is
+        committed when the reader gets there."""
+        ...
+
+    async def last_sequence(self, stream_id: str) -> int:
+        """The last committed sequence of the plain log (0 if empty)."""
+        ...
+
+    def watch(self, stream_id: str) -> AbstractAsyncContextManager[Watcher]:
+        """A watcher for appends to ``stream_id`` by this or other processes."""
+        ...
+
+
+class SnapshotPort(Protocol):
+    """Durable snapshots, several kept per id."""
+
+    async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
+        """Store durably (atomically replacing nothing older than it)."""
+        ...
+
+    async def load(self, snapshot_id: str) -> SnapshotRecord | None:
+        """The newest undamaged snapshot, or None. Damaged ones are skipped
+        with a logged warning, never returned."""
+        ...
+
+
+class StorePort(Protocol):
+    """One opened store: its logs, snapshots and replica lease."""
+
+    @property
+    def events(self) -> EventLogPort: ...
+
+    @property
+    def snapshots(self) -> SnapshotPort: ...
+
+    @property
+    def replica_id(self) -> str:
+        """The replica id this store was opened as (given or the default)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release every resource (files, locks, the replica lease)."""
+        ...
+
+
+class TypeCodec(Protocol[E]):
+    """Turns values of one declared type (or union) into plain data and back."""
+
+    def encode(self, value: E) -> NewEvent: ...
+
+    def decode(self, type_name: str, schema_version: int, data: Any) -> E: ...
+
+
+class CodecPort(Protocol):
+    """Builds a :class:`TypeCodec` for a declared type (cached by the caller)."""
+
+    def for_type(self, declared: Any) -> TypeCodec[Any]: ...

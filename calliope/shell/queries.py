@@ -1,0 +1,183 @@
+"""Finite queries and live queries over one stream.
+
+A :class:`Query` replays a range of a stream once; a :class:`LiveQuery`
+replays from a sequence, then keeps yielding events as they are persisted
+(by this process at once, by others as soon as the adapter notices). Both
+stream: they hold one batch of records at a time, however long the stream.
+
+A live query never misses an event between catching up and waiting: it
+takes its watcher *before* reading, so an append during the read wakes the
+following wait at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any, Generic, TypeVar
+
+from calliope.core.envelope import Envelope
+from calliope.errors import InvalidArgumentError
+from calliope.shell.ports import EventLogPort, Record, TypeCodec, Watcher
+from calliope.shell.records import to_envelope
+
+__all__ = ["LiveQuery", "Query", "StreamSource"]
+
+E = TypeVar("E")
+S = TypeVar("S")
+
+
+class StreamSource:
+    """What a query reads: one stream's log and codec, and the app's liveness."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        events: EventLogPort,
+        codec: TypeCodec[Any],
+        ensure_open: Callable[[], None],
+    ) -> None:
+        self.stream_id = stream_id
+        self.events = events
+        self.codec = codec
+        self.ensure_open = ensure_open
+
+    def envelopes(self, records: list[Record]) -> list[Envelope[Any]]:
+        decode = self.codec.decode
+        stream_id = self.stream_id
+        return [
+            to_envelope(stream_id, r, decode(r.type_name, r.schema_version, r.data))
+            for r in records
+        ]
+
+
+def _check_sequence(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class Query(Generic[E]):
+    """Events ``from_sequence..to_sequence`` (inclusive) as they are now.
+
+    Iterate it (``async for envelope in query``) or fold it with
+    :meth:`aggregate`. Each iteration reads the stream again.
+    """
+
+    def __init__(self, source: StreamSource, from_sequence: int, to_sequence: int | None) -> None:
+        self._source = source
+        self._from = _check_sequence("from_sequence", from_sequence, 1)
+        self._to = None if to_sequence is None else _check_sequence("to_sequence", to_sequence, 0)
+
+    async def _batches(self) -> AsyncIterator[list[Record]]:
+        self._source.ensure_open()
+        if self._to is not None and self._to < self._from:
+            return
+        async for batch in self._source.events.read(self._source.stream_id, self._from, self._to):
+            yield batch
+
+    async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
+        async for batch in self._batches():
+            for envelope in self._source.envelopes(batch):
+                yield envelope
+
+    async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
+        """Fold the events (not envelopes) into a state, like
+        :func:`calliope.aggregate`, without building envelopes."""
+        decode = self._source.codec.decode
+        state = init
+        async for batch in self._batches():
+            for record in batch:
+                state = update_state(
+                    state, decode(record.type_name, record.schema_version, record.data)
+                )
+        return state
+
+    async def to_list(self) -> list[Envelope[E]]:
+        """All envelopes of the query, in order (for short ranges)."""
+        return [envelope async for envelope in self]
+
+
+class LiveQuery(Generic[E]):
+    """Catch-up from ``from_sequence``, then every new event, until closed.
+
+    Use as ``async with stream.live_query() as live: async for e in live``.
+    It ends on :meth:`close` (from any task), on leaving the ``async with``,
+    or when the iterating task is cancelled; it leaves no task behind.
+    """
+
+    def __init__(self, source: StreamSource, from_sequence: int) -> None:
+        self._source = source
+        self._next = _check_sequence("from_sequence", from_sequence, 1)
+        self._buffer: deque[Envelope[E]] = deque()
+        self._reader: AsyncIterator[list[Record]] | None = None
+        self._watcher: Watcher | None = None
+        self._stack = AsyncExitStack()
+        self._closed = asyncio.Event()
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence of the next event this live query will yield."""
+        return self._next - len(self._buffer)
+
+    async def __aenter__(self) -> LiveQuery[E]:
+        await self._ensure_watcher()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _ensure_watcher(self) -> Watcher:
+        if self._watcher is None:
+            self._source.ensure_open()
+            self._watcher = await self._stack.enter_async_context(
+                self._source.events.watch(self._source.stream_id)
+            )
+        return self._watcher
+
+    async def close(self) -> None:
+        """Stop: a pending ``__anext__`` ends the iteration."""
+        self._closed.set()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.aclose()  # type: ignore[attr-defined]
+        await self._stack.aclose()
+
+    aclose = close
+
+    def __aiter__(self) -> LiveQuery[E]:
+        return self
+
+    async def __anext__(self) -> Envelope[E]:
+        while not self._buffer:
+            if self._closed.is_set():
+                raise StopAsyncIteration
+            watcher = await self._ensure_watcher()
+            if self._reader is None:
+                self._reader = aiter(
+                    self._source.events.read(self._source.stream_id, self._next, None)
+                )
+            batch = await anext(self._reader, None)
+            if batch is not None:
+                self._buffer.extend(self._source.envelopes(batch))
+                self._next = batch[-1].sequence + 1
+                continue
+            self._reader = None
+            await self._wait(watcher)
+        return self._buffer.popleft()
+
+    async def _wait(self, watcher: Watcher) -> None:
+        """Until the log may have grown or the live query is closed."""
+        grown = asyncio.ensure_future(watcher.wait())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait([grown, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (grown, closed):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(grown, closed, return_exceptions=True)

@@ -1,0 +1,56 @@
+"""The one place the shell maps a target string to adapters."""
+
+from __future__ import annotations
+
+import os
+
+from calliope.adapters.codec import Codec
+from calliope.adapters.files.store import FileStore
+from calliope.adapters.memory import MemoryStore
+from calliope.errors import InvalidArgumentError
+from calliope.shell.ports import Durability
+
+__all__ = ["store_for"]
+
+
+def store_for(
+    target: str | os.PathLike[str],
+    *,
+    replica_id: str | None,
+    durability: Durability,
+    segment_bytes: int,
+    poll_interval: float,
+) -> tuple[FileStore | MemoryStore, Codec, str]:
+    """The (unopened) store, a fresh codec and a display name for ``target``."""
+    if not isinstance(target, str | os.PathLike):
+        raise InvalidArgumentError(
+            f"calliope.open needs a directory path, 'memory://name' or 'postgresql://...', "
+            f"got {target!r}"
+        )
+    text = os.fspath(target)
+    codec = Codec()
+    if text.startswith("memory://"):
+        name = text[len("memory://") :]
+        if not name:
+            raise InvalidArgumentError("a memory target needs a name: 'memory://name'")
+        return MemoryStore(name, replica_id=replica_id), codec, text
+    if text.startswith(("postgresql://", "postgres://")):
+        raise InvalidArgumentError(
+            "the PostgreSQL adapter is not available in this version of Calliope; "
+            "use a directory path or 'memory://name'"
+        )
+    if "://" in text:
+        raise InvalidArgumentError(
+            f"unknown target scheme in {text!r}; use a directory path, 'memory://name' "
+            f"or 'postgresql://...'"
+        )
+    if not text:
+        raise InvalidArgumentError("calliope.open needs a non-empty directory path")
+    store = FileStore(
+        text,
+        replica_id=replica_id,
+        durability=durability,
+        segment_bytes=segment_bytes,
+        poll_interval=poll_interval,
+    )
+    return store, codec, text
