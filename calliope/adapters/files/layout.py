@@ -17,14 +17,17 @@ ids differing only in case all get their own directory inside the root.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import uuid
 
-from calliope.adapters.files.segment_log import fsync_directory
+from calliope.adapters.files.fsutil import (
+    fsync_directory,
+    private_makedirs,
+    write_file_atomically,
+)
 from calliope.errors import ReplicaInUseError, StorageError
 
 __all__ = [
@@ -32,7 +35,6 @@ __all__ = [
     "ReplicaLease",
     "ensure_root",
     "id_directory",
-    "write_file_atomically",
 ]
 
 FORMAT_VERSION = 1
@@ -43,33 +45,13 @@ def id_digest(identifier: str) -> str:
     return hashlib.sha256(identifier.encode("utf-8")).hexdigest()
 
 
-def write_file_atomically(path: str, data: bytes) -> None:
-    """Durably replace ``path``: temp file, fsync, rename, fsync the directory."""
-    directory = os.path.dirname(path)
-    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    os.close(fd)
-    os.replace(temporary, path)
-    fsync_directory(directory)
-
-
 def id_directory(root: str, kind: str, identifier: str) -> str:
     """The directory of a stream or snapshot id, created (with its ``id`` file)."""
     digest = id_digest(identifier)
     directory = os.path.join(root, kind, digest[:2], digest)
     id_path = os.path.join(directory, "id")
     if not os.path.exists(id_path):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        private_makedirs(directory)
         write_file_atomically(id_path, identifier.encode("utf-8"))
     else:
         with open(id_path, "rb") as handle:
@@ -88,7 +70,7 @@ def ensure_root(root: str) -> str:
     The default replica id is created once, atomically, and kept in
     ``calliope.json``; every later open of the directory reads the same one.
     """
-    os.makedirs(root, mode=0o700, exist_ok=True)
+    private_makedirs(root)
     meta_path = os.path.join(root, _META)
     if not os.path.exists(meta_path):
         meta = {"format": FORMAT_VERSION, "default_replica_id": f"replica-{uuid.uuid4().hex[:12]}"}
@@ -132,7 +114,7 @@ class ReplicaLease:
 
     def __init__(self, root: str, replica_id: str) -> None:
         directory = os.path.join(root, "replicas")
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        private_makedirs(directory)
         path = os.path.join(directory, f"{id_digest(replica_id)}.lock")
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

@@ -37,6 +37,8 @@ from typing import NamedTuple
 import msgpack
 
 from calliope.adapters.files.framing import (
+    FRAME_HEADER,
+    MAX_PAYLOAD,
     SEGMENT_HEADER,
     SEGMENT_HEADER_SIZE,
     Parsed,
@@ -45,24 +47,16 @@ from calliope.adapters.files.framing import (
     find_valid_frame,
     parse_frames,
 )
+from calliope.adapters.files.fsutil import fsync_directory, private_makedirs
 from calliope.errors import ConcurrencyError, CorruptJournalError, StorageError
 from calliope.shell.ports import Durability, NewEvent, Record
 
-__all__ = ["AppendRequest", "Position", "SegmentLog", "decode_record", "fsync_directory"]
+__all__ = ["AppendRequest", "Position", "ReadStep", "SegmentLog", "decode_record", "read_step"]
 
 log = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
 _SCAN_WINDOW = 4 * 1024 * 1024
-
-
-def fsync_directory(path: str) -> None:
-    """Make a directory's entries (created or renamed files) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def segment_name(first_sequence: int) -> str:
@@ -177,8 +171,16 @@ class SegmentLog:
         segment = segments[max(at, 0)]
         entries = self.read_index(segment)
         at = bisect.bisect_right(entries, (sequence, 1 << 63)) - 1
-        offset = entries[at][1] if at >= 0 else SEGMENT_HEADER_SIZE
-        return Position(segment, offset)
+        if at < 0:
+            return Position(segment, SEGMENT_HEADER_SIZE)
+        fd = os.open(self.path(segment), os.O_RDONLY)
+        try:
+            for indexed, offset in reversed(entries[: at + 1]):
+                if self.sequence_at(fd, offset) == indexed:
+                    return Position(segment, offset)
+        finally:
+            os.close(fd)
+        return Position(segment, SEGMENT_HEADER_SIZE)
 
     # -- reading (no lock) ----------------------------------------------------
 
@@ -218,7 +220,7 @@ class SegmentLog:
 
     def _ensure_lock(self) -> int:
         if self._lock_fd is None:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            private_makedirs(self.directory)
             self._lock_fd = os.open(
                 os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600
             )
@@ -345,7 +347,7 @@ class SegmentLog:
         tail.index_offset = entry[1]
 
     def _create_segment(self, first: int) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        private_makedirs(self.directory)
         path = self.path(first)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -391,18 +393,26 @@ class SegmentLog:
         self._tail = tail
         return tail
 
-    def first_sequence_at(self, fd: int, offset: int) -> int | None:
-        """The sequence of the committed record at ``offset``, or None if there
-        is none there (not a frame boundary, or nothing committed yet)."""
-        parsed, _ = self.read_committed(fd, offset)
-        if not parsed.payloads:
+    @staticmethod
+    def sequence_at(fd: int, offset: int) -> int | None:
+        """The sequence of the record whose frame starts at ``offset``, or
+        None if no intact frame starts there (an index entry to ignore)."""
+        header = os.pread(fd, FRAME_HEADER, offset)
+        if len(header) < FRAME_HEADER:
             return None
-        return decode_record(parsed.payloads[0]).sequence
+        length = int.from_bytes(header[2:6], "little")
+        if length > MAX_PAYLOAD:
+            return None
+        frame = header + os.pread(fd, length, offset + FRAME_HEADER)
+        parsed = parse_frames(frame)
+        if parsed.stop is Stop.BAD or parsed.stop_offset != len(frame):
+            return None
+        return decode_record(frame[FRAME_HEADER:]).sequence
 
     def _tail_from_index(self, fd: int, segment: int, size: int) -> _Tail:
         """A tail positioned at the last index entry that checks out."""
         for sequence, offset in reversed(self.read_index(segment)):
-            if offset < size and self.first_sequence_at(fd, offset) == sequence:
+            if offset < size and self.sequence_at(fd, offset) == sequence:
                 tail = _Tail(segment, offset, sequence - 1, {})
                 tail.index_offset = offset
                 return tail

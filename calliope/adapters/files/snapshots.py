@@ -20,7 +20,8 @@ import struct
 import msgpack
 
 from calliope.adapters.files.framing import Stop, encode_frame, parse_frames
-from calliope.adapters.files.layout import id_digest, id_directory, write_file_atomically
+from calliope.adapters.files.fsutil import write_file_atomically
+from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.packing import pack_data
 from calliope.shell.ports import SnapshotRecord
 
