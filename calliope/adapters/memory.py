@@ -10,6 +10,7 @@ them, so behaviour matches the durable adapters.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
 import weakref
@@ -17,16 +18,18 @@ from collections.abc import AsyncIterator, Sequence
 
 from calliope.adapters.notify import Signal
 from calliope.errors import ConcurrencyError, ReplicaInUseError
-from calliope.shell.ports import NewEvent, Record, SnapshotRecord
+from calliope.shell.ports import NewEvent, RecordBatch, SnapshotRecord
 
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
-_BATCH = 1024
+_BATCHES = 256
 
 
 class _Log:
     def __init__(self) -> None:
-        self.records: list[Record] = []
+        self.batches: list[RecordBatch] = []
+        self.firsts: list[int] = []  # first sequence of each batch, for bisect
+        self.last_sequence = 0
         self.version: dict[str, int] = {}
         self.signal = Signal()
 
@@ -77,10 +80,10 @@ class MemoryEventLog:
         *,
         expected_sequence: int | None,
         timestamp_us: int,
-    ) -> list[Record]:
+    ) -> RecordBatch | None:
         with self._backend.lock:
             log = self._backend.log(stream_id)
-            last = len(log.records)
+            last = log.last_sequence
             if expected_sequence is not None and expected_sequence != last:
                 raise ConcurrencyError(
                     f"stream {stream_id!r} is at sequence {last}, not the expected "
@@ -89,47 +92,50 @@ class MemoryEventLog:
                     expected=expected_sequence,
                     actual=last,
                 )
-            version = log.version
-            records: list[Record] = []
-            for offset, event in enumerate(events, start=1):
-                version = dict(version)
-                version[writer] = version.get(writer, 0) + 1
-                records.append(
-                    Record(
-                        last + offset,
-                        writer,
-                        version,
-                        timestamp_us,
-                        event.type_name,
-                        event.schema_version,
-                        event.data,
-                    )
-                )
-            log.records.extend(records)
-            log.version = version
-        if records:
-            log.signal.fire()
-        return records
+            if not events:
+                return None
+            first = dict(log.version)
+            first[writer] = first.get(writer, 0) + 1
+            batch = RecordBatch(
+                last + 1,
+                writer,
+                first,
+                timestamp_us,
+                [(e.type_name, e.schema_version, e.data) for e in events],
+            )
+            log.batches.append(batch)
+            log.firsts.append(batch.first_sequence)
+            log.last_sequence = batch.last_sequence
+            log.version = dict(first)
+            log.version[writer] += len(events) - 1
+        log.signal.fire()
+        return batch
 
     async def last_sequence(self, stream_id: str) -> int:
         with self._backend.lock:
-            return len(self._backend.log(stream_id).records)
+            return self._backend.log(stream_id).last_sequence
 
     async def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
-    ) -> AsyncIterator[list[Record]]:
+    ) -> AsyncIterator[list[RecordBatch]]:
         log = self._backend.log(stream_id)
-        position = max(from_sequence, 1) - 1
+        with self._backend.lock:
+            index = max(bisect.bisect_right(log.firsts, from_sequence) - 1, 0)
         while True:
             with self._backend.lock:
-                end = (
-                    len(log.records) if to_sequence is None else min(len(log.records), to_sequence)
-                )
-                batch = log.records[position : min(end, position + _BATCH)]
-            if not batch:
+                chunk = log.batches[index : index + _BATCHES]
+            if not chunk:
                 return
-            position += len(batch)
-            yield batch
+            index += len(chunk)
+            wanted = [
+                part
+                for part in (batch.sliced(from_sequence, to_sequence) for batch in chunk)
+                if part is not None
+            ]
+            if wanted:
+                yield wanted
+            if to_sequence is not None and chunk[-1].last_sequence >= to_sequence:
+                return
 
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:

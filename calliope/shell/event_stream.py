@@ -9,7 +9,7 @@ from calliope.core.envelope import Envelope
 from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import EventLogPort, TypeCodec
 from calliope.shell.queries import LiveQuery, Query, StreamSource
-from calliope.shell.records import to_envelope, to_timestamp_us
+from calliope.shell.records import envelopes_of, to_timestamp_us
 
 __all__ = ["EventStream"]
 
@@ -87,14 +87,11 @@ class EventStream(Generic[E]):
                 f"expected_sequence must be None or an int >= 0, got {expected_sequence!r}"
             )
         encoded = [self._codec.encode(event) for event in batch]
-        records = await self._events.append(
+        stored = await self._events.append(
             self.stream_id,
             self._writer(),
             encoded,
             expected_sequence=expected_sequence,
             timestamp_us=to_timestamp_us(self._clock()),
         )
-        return [
-            to_envelope(self.stream_id, record, event)
-            for record, event in zip(records, batch, strict=True)
-        ]
+        return [] if stored is None else envelopes_of(self.stream_id, stored, batch)

@@ -18,6 +18,7 @@ __all__ = [
     "EventLogPort",
     "NewEvent",
     "Record",
+    "RecordBatch",
     "SnapshotPort",
     "SnapshotRecord",
     "StorePort",
@@ -55,6 +56,68 @@ class Record(NamedTuple):
     data: Any
 
 
+class RecordBatch(NamedTuple):
+    """One atomic append as stored: consecutive records by one writer.
+
+    Record ``i`` (from 0) has sequence ``first_sequence + i`` and version
+    ``version`` with the writer's entry raised by ``i``: ``version`` is the
+    first record's, and each later record of the batch follows the one
+    before it. ``items`` holds ``(type_name, schema_version, data)`` per
+    record. All records share ``timestamp_us``.
+    """
+
+    first_sequence: int
+    writer: str
+    version: Mapping[str, int]
+    timestamp_us: int
+    items: Sequence[Sequence[Any]]
+
+    @property
+    def last_sequence(self) -> int:
+        return self.first_sequence + len(self.items) - 1
+
+    def records(self) -> list[Record]:
+        """The batch as one record per event, each with its own version."""
+        writer = self.writer
+        base = dict(self.version)
+        own = base.get(writer, 0)
+        records = []
+        for index, (type_name, schema_version, data) in enumerate(self.items):
+            version = dict(base)
+            version[writer] = own + index
+            records.append(
+                Record(
+                    self.first_sequence + index,
+                    writer,
+                    version,
+                    self.timestamp_us,
+                    type_name,
+                    schema_version,
+                    data,
+                )
+            )
+        return records
+
+    def sliced(self, from_sequence: int, to_sequence: int | None) -> RecordBatch | None:
+        """The part of the batch within the (inclusive) bounds, or None."""
+        first, last = self.first_sequence, self.last_sequence
+        start = max(from_sequence, first)
+        end = last if to_sequence is None else min(to_sequence, last)
+        if start > end:
+            return None
+        if start == first and end == last:
+            return self
+        version = dict(self.version)
+        version[self.writer] = version.get(self.writer, 0) + (start - first)
+        return RecordBatch(
+            start,
+            self.writer,
+            version,
+            self.timestamp_us,
+            self.items[start - first : end - first + 1],
+        )
+
+
 class SnapshotRecord(NamedTuple):
     """One stored snapshot as plain data."""
 
@@ -89,22 +152,23 @@ class EventLogPort(Protocol):
         *,
         expected_sequence: int | None,
         timestamp_us: int,
-    ) -> list[Record]:
+    ) -> RecordBatch | None:
         """Atomically append ``events`` to the plain log of ``stream_id``.
 
-        Each record's version is the previous record's version incremented
-        at ``writer``. Raises ``ConcurrencyError`` (writing nothing) when
-        ``expected_sequence`` is given and differs from the last sequence.
-        Durable on return, per the store's durability setting.
+        The first record's version is the previous record's version
+        incremented at ``writer`` (and so on). Raises ``ConcurrencyError``
+        (writing nothing) when ``expected_sequence`` is given and differs
+        from the last sequence. Durable on return, per the store's
+        durability setting. Returns None for no events.
         """
         ...
 
     def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
-    ) -> AsyncIterator[list[Record]]:
-        """Committed records with ``from_sequence <= sequence <= to_sequence``
-        (no upper bound for None), in order, in batches; ends at what is
-        committed when the reader gets there."""
+    ) -> AsyncIterator[list[RecordBatch]]:
+        """Committed batches cut to ``from_sequence <= sequence <=
+        to_sequence`` (no upper bound for None), in order, several at a time;
+        ends at what is committed when the reader gets there."""
         ...
 
     async def last_sequence(self, stream_id: str) -> int:

@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.errors import InvalidArgumentError
-from calliope.shell.ports import EventLogPort, Record, TypeCodec, Watcher
-from calliope.shell.records import to_envelope
+from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec, Watcher
+from calliope.shell.records import envelopes_of
 
 __all__ = ["LiveQuery", "Query", "StreamSource"]
 
@@ -45,13 +45,13 @@ class StreamSource:
         self.codec = codec
         self.ensure_open = ensure_open
 
-    def envelopes(self, records: list[Record]) -> list[Envelope[Any]]:
+    def envelopes(self, batches: list[RecordBatch]) -> list[Envelope[Any]]:
         decode = self.codec.decode
-        stream_id = self.stream_id
-        return [
-            to_envelope(stream_id, r, decode(r.type_name, r.schema_version, r.data))
-            for r in records
-        ]
+        envelopes: list[Envelope[Any]] = []
+        for batch in batches:
+            events = [decode(name, version, data) for name, version, data in batch.items]
+            envelopes.extend(envelopes_of(self.stream_id, batch, events))
+        return envelopes
 
 
 def _check_sequence(name: str, value: object, minimum: int) -> int:
@@ -72,7 +72,7 @@ class Query(Generic[E]):
         self._from = _check_sequence("from_sequence", from_sequence, 1)
         self._to = None if to_sequence is None else _check_sequence("to_sequence", to_sequence, 0)
 
-    async def _batches(self) -> AsyncIterator[list[Record]]:
+    async def _batches(self) -> AsyncIterator[list[RecordBatch]]:
         self._source.ensure_open()
         if self._to is not None and self._to < self._from:
             return
@@ -89,11 +89,10 @@ class Query(Generic[E]):
         :func:`calliope.aggregate`, without building envelopes."""
         decode = self._source.codec.decode
         state = init
-        async for batch in self._batches():
-            for record in batch:
-                state = update_state(
-                    state, decode(record.type_name, record.schema_version, record.data)
-                )
+        async for batches in self._batches():
+            for batch in batches:
+                for name, version, data in batch.items:
+                    state = update_state(state, decode(name, version, data))
         return state
 
     async def to_list(self) -> list[Envelope[E]]:
@@ -113,7 +112,7 @@ class LiveQuery(Generic[E]):
         self._source = source
         self._next = _check_sequence("from_sequence", from_sequence, 1)
         self._buffer: deque[Envelope[E]] = deque()
-        self._reader: AsyncIterator[list[Record]] | None = None
+        self._reader: AsyncIterator[list[RecordBatch]] | None = None
         self._watcher: Watcher | None = None
         self._stack = AsyncExitStack()
         self._closed = asyncio.Event()
@@ -161,10 +160,10 @@ class LiveQuery(Generic[E]):
                 self._reader = aiter(
                     self._source.events.read(self._source.stream_id, self._next, None)
                 )
-            batch = await anext(self._reader, None)
-            if batch is not None:
-                self._buffer.extend(self._source.envelopes(batch))
-                self._next = batch[-1].sequence + 1
+            batches = await anext(self._reader, None)
+            if batches is not None:
+                self._buffer.extend(self._source.envelopes(batches))
+                self._next = batches[-1].last_sequence + 1
                 continue
             self._reader = None
             await self._wait(watcher)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.core.version_vector import VersionVector
-from calliope.shell.ports import Record
+from calliope.shell.ports import RecordBatch
 
-__all__ = ["EPOCH", "from_timestamp_us", "to_envelope", "to_timestamp_us"]
+__all__ = ["EPOCH", "envelopes_of", "from_timestamp_us", "to_timestamp_us"]
 
 E = TypeVar("E")
 
@@ -26,14 +27,26 @@ def from_timestamp_us(micros: int) -> datetime.datetime:
     return EPOCH + datetime.timedelta(microseconds=micros)
 
 
-def to_envelope(stream_id: str, record: Record, event: E) -> Envelope[E]:
-    """The envelope of a record whose event is already decoded."""
-    return Envelope(
-        stream_id=stream_id,
-        replica_id=record.replica_id,
-        sequence=record.sequence,
-        # Records come from Calliope's own checksummed storage: no re-validation.
-        version=VersionVector.unchecked(dict(record.version)),
-        timestamp=EPOCH + datetime.timedelta(microseconds=record.timestamp_us),
-        event=event,
-    )
+def envelopes_of(stream_id: str, batch: RecordBatch, events: Sequence[E]) -> list[Envelope[E]]:
+    """The envelopes of a stored batch whose events are already decoded."""
+    writer = batch.writer
+    base = dict(batch.version)
+    own = base[writer]
+    timestamp = from_timestamp_us(batch.timestamp_us)
+    first = batch.first_sequence
+    envelopes = []
+    for index, event in enumerate(events):
+        version = dict(base)
+        version[writer] = own + index
+        envelopes.append(
+            Envelope(
+                stream_id=stream_id,
+                replica_id=writer,
+                sequence=first + index,
+                # Calliope's own checksummed data: no re-validation needed.
+                version=VersionVector.unchecked(version),
+                timestamp=timestamp,
+                event=event,
+            )
+        )
+    return envelopes

@@ -121,20 +121,24 @@ async def test_a_torn_tail_is_cut_and_writing_continues(
     assert segment.stat().st_size > intact
 
 
-async def test_an_uncommitted_batch_is_never_visible(tmp_path: Path) -> None:
+async def test_a_torn_batch_is_never_partly_visible(tmp_path: Path) -> None:
     root = tmp_path / "data"
     async with calliope.open(root, replica_id="writer") as app:
         stream = app.journal.event_stream("s", ItemAdded)
         await stream.persist(ItemAdded("single"))
+        size_before_batch = segments(root, "s")[0].stat().st_size
         await stream.persist_all([ItemAdded("a"), ItemAdded("b"), ItemAdded("c")])
     (segment,) = segments(root, "s")
     data = segment.read_bytes()
-    last_frame = len(data) - (len(data) - data.rfind(b"\xc5\x01"))
-    segment.write_bytes(data[:last_frame])  # the batch lost its COMMIT frame
-    assert [e.event.sku for e in await read_all(root, "s")] == ["single"]
+    for cut in (size_before_batch + 5, (size_before_batch + len(data)) // 2, len(data) - 1):
+        segment.write_bytes(data[:cut])  # the batch's write torn at various points
+        assert [e.event.sku for e in await read_all(root, "s")] == ["single"]
     async with calliope.open(root, replica_id="writer") as app:
         await app.journal.event_stream("s", ItemAdded).persist(ItemAdded("next"))
-    assert [e.event.sku for e in await read_all(root, "s")] == ["single", "next"]
+    assert [(e.sequence, e.event.sku) for e in await read_all(root, "s")] == [
+        (1, "single"),
+        (2, "next"),
+    ]
 
 
 async def test_a_flipped_byte_before_the_tail_is_an_error_naming_file_and_offset(

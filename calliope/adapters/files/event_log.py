@@ -8,7 +8,6 @@ import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 
-from calliope.adapters.files.framing import SEGMENT_HEADER_SIZE as HEADER
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.segment_log import (
@@ -20,7 +19,7 @@ from calliope.adapters.files.segment_log import (
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import pack_data
 from calliope.errors import CorruptJournalError
-from calliope.shell.ports import Durability, NewEvent, Record
+from calliope.shell.ports import Durability, NewEvent, RecordBatch
 
 __all__ = ["FileEventLog"]
 
@@ -32,7 +31,9 @@ class _Stream:
 
     def __init__(self, log: SegmentLog) -> None:
         self.log = log
-        self.committer: GroupCommitter[AppendRequest, list[Record]] = GroupCommitter(log.append)
+        self.committer: GroupCommitter[AppendRequest, RecordBatch | None] = GroupCommitter(
+            log.append, log.try_append
+        )
         self.signal = Signal()
         self.ready = False  # the stream's directory and id file exist
         # next sequence -> where a reader ended: later reads start there.
@@ -83,32 +84,27 @@ class FileEventLog:
         *,
         expected_sequence: int | None,
         timestamp_us: int,
-    ) -> list[Record]:
+    ) -> RecordBatch | None:
         stream = self._stream(stream_id)
-        packed = [pack_data(event.data) for event in events]
+        items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
         if not stream.ready:
             await asyncio.to_thread(id_directory, self._root, "streams", stream_id)
             stream.ready = True
-        request = AppendRequest(writer, events, packed, expected_sequence, timestamp_us)
-        records = await stream.committer.submit(request)
-        if records:
+        request = AppendRequest(writer, events, items, expected_sequence, timestamp_us)
+        batch = await stream.committer.submit(request)
+        if batch is not None:
             stream.signal.fire()
-        return records
+        return batch
 
     async def last_sequence(self, stream_id: str) -> int:
-        stream = self._stream(stream_id)
-        if not await asyncio.to_thread(stream.log.segments):
-            return 0
-        sequence, _ = await asyncio.to_thread(stream.log.last_committed)
-        return sequence
+        return await asyncio.to_thread(self._stream(stream_id).log.peek_last)
 
     async def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
-    ) -> AsyncIterator[list[Record]]:
+    ) -> AsyncIterator[list[RecordBatch]]:
         stream = self._stream(stream_id)
         log = stream.log
         position = stream.hints.get(from_sequence)
-        from_index = position is None
         if position is None:
             position = await asyncio.to_thread(log.locate, from_sequence)
             if position is None:
@@ -116,32 +112,27 @@ class FileEventLog:
         expected: int | None = None
         while True:
             step = await asyncio.to_thread(read_step, log, position)
-            records = step.records
-            if records:
-                first = records[0].sequence
+            if step.batches:
                 if expected is None:
-                    if first > from_sequence and from_index and position.offset != HEADER:
-                        # A stale index entry: read this segment from its start.
-                        position, from_index = Position(position.segment, HEADER), False
-                        continue
-                    expected = first
-                if first != expected or records[-1].sequence != expected + len(records) - 1:
-                    raise CorruptJournalError(
-                        f"stream {stream_id!r} has a gap in its sequences after {expected - 1} "
-                        f"in {log.path(position.segment)}; restore it from a backup",
-                        path=log.path(position.segment),
-                        offset=position.offset,
-                    )
-                expected += len(records)
-                if first < from_sequence:
-                    records = [r for r in records if r.sequence >= from_sequence]
+                    expected = step.batches[0].first_sequence
+                wanted: list[RecordBatch] = []
+                for batch in step.batches:
+                    if batch.first_sequence != expected:
+                        raise CorruptJournalError(
+                            f"stream {stream_id!r} holds sequence {batch.first_sequence} in "
+                            f"{log.path(position.segment)} where {expected} belongs; restore "
+                            f"it from a backup",
+                            path=log.path(position.segment),
+                            offset=position.offset,
+                        )
+                    expected = batch.last_sequence + 1
+                    part = batch.sliced(from_sequence, to_sequence)
+                    if part is not None:
+                        wanted.append(part)
+                if wanted:
+                    yield wanted
                 if to_sequence is not None and expected > to_sequence:
-                    records = [r for r in records if r.sequence <= to_sequence]
-                    if records:
-                        yield records
                     return
-                if records:
-                    yield records
             position = step.position
             if step.at_end:
                 if expected is not None:

@@ -2,11 +2,18 @@
 
 Callers ``submit`` requests; the first caller to find no flush running
 starts one (a task the committer owns), which takes *everything queued so
-far*, hands the whole group to a blocking ``flush`` function in a worker
-thread, and gives each caller its own result or exception. Requests that
+far* and gives each caller its own result or exception. Requests that
 arrive while a flush runs form the next group. Under load, groups grow to
 the number of waiting writers, so one fsync serves them all; an idle writer
 pays one fsync, no timer delays it.
+
+Where the flush runs: ``try_flush`` is first called on the event loop's
+thread and must not wait for anything but the disk (the file log returns
+None instead of waiting for another process's lock); only then is the
+blocking ``flush`` run in a worker thread. A hand-off to a thread costs
+about as much as an fdatasync on a fast disk, so an uncontended writer
+would otherwise pay twice; the price is that the loop is busy for the
+write and fsync of the group.
 
 A caller that is cancelled while waiting stops waiting, but its request may
 still be written (it may already be in the group being flushed).
@@ -27,15 +34,21 @@ Res = TypeVar("Res")
 
 
 class GroupCommitter(Generic[Req, Res]):
-    """Batches concurrent requests into calls of ``flush`` (run in a thread).
+    """Batches concurrent requests into calls of ``try_flush`` or ``flush``.
 
-    ``flush(requests)`` returns one result per request, each either a value
-    or an exception instance to raise in that request's caller; if ``flush``
-    itself raises, every request of the group gets that exception.
+    Both return one result per request, each either a value or an exception
+    instance to raise in that request's caller; if they raise, every request
+    of the group gets that exception. ``try_flush`` may return None to say
+    "would wait": the group then goes to ``flush`` in a worker thread.
     """
 
-    def __init__(self, flush: Callable[[Sequence[Req]], Sequence[Res | BaseException]]) -> None:
+    def __init__(
+        self,
+        flush: Callable[[Sequence[Req]], Sequence[Res | BaseException]],
+        try_flush: Callable[[Sequence[Req]], Sequence[Res | BaseException] | None] | None = None,
+    ) -> None:
         self._flush = flush
+        self._try_flush = try_flush
         self._queue: list[tuple[Req, asyncio.Future[Res]]] = []
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
@@ -53,8 +66,11 @@ class GroupCommitter(Generic[Req, Res]):
         try:
             while self._queue:
                 group, self._queue = self._queue, []
+                requests = [req for req, _ in group]
                 try:
-                    results = await asyncio.to_thread(self._flush, [req for req, _ in group])
+                    results = self._try_flush(requests) if self._try_flush else None
+                    if results is None:
+                        results = await asyncio.to_thread(self._flush, requests)
                 except BaseException as error:  # storage failure: every caller hears of it
                     for _, future in group:
                         if not future.done():

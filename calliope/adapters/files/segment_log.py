@@ -2,25 +2,31 @@
 
 A log is a directory of segments named by the first sequence they hold
 (``00000000000000000001.seg``), each with a sparse index beside it
-(``.idx``: pairs of little-endian u64 sequence, byte offset, written every
-``index_every`` bytes at the start of a batch; a hint, rebuilt or ignored
-when wrong, never trusted over the data). Any process may append, holding
-an exclusive ``flock`` on ``lock`` for the whole read-tail, check, write,
-fsync step, so sequences stay contiguous and ``expected_sequence`` holds
-across processes.
+(``.idx``: pairs of little-endian u64 first sequence, byte offset of a
+frame, one every ``index_every`` bytes; a hint that is checked against the
+frame it names and ignored when wrong). Each frame holds one atomic batch:
+the msgpack array ``[first_sequence, writer, version, timestamp_us, items]``
+with ``items`` an array of ``[type_name, schema_version, data]``. A frame
+whose payload is msgpack ``nil`` *seals* its segment: the log continues in
+the next segment, and nothing follows the seal.
 
-Recovery happens under that lock: the writer first catches up with what
-other processes appended, and cuts an incomplete tail left by a writer that
-died mid-write (no one else can be writing while the lock is held). A bad
-frame followed by valid data is damage and raises CorruptJournalError; the
-log is never repaired by skipping data.
+Any process may append. A writer holds an exclusive ``flock`` on ``lock``
+for its whole catch-up, check, write, fsync step, so sequences stay
+contiguous and ``expected_sequence`` holds across processes. Catching up
+is cheap: the writer keeps its last segment open and reads only what grew
+since it last looked (another process rolling to a new segment first seals
+this one, so a changed size is the only signal needed).
 
-Readers take no lock: they yield only frames of complete, committed
-batches, so they never see a half-written batch, and stop at an incomplete
-tail (someone may be writing it) without touching it.
+Recovery happens under that lock: a writer that finds an incomplete or bad
+frame at the very end of the last segment, with nothing intact after it,
+cuts it (a write that died mid-way, never acknowledged; logged). A bad
+frame with intact data after it is damage: CorruptJournalError, naming the
+file and offset, for readers and writers alike. Nothing is ever skipped.
 
-The blocking methods here run in worker threads (see group_commit.py and
-the file journal); nothing here touches the event loop.
+Readers take no lock and never cut anything: they stop at an incomplete
+tail (someone may be writing it). The methods here block; the file journal
+calls them inline when they cannot wait on another process, else from a
+worker thread.
 """
 
 from __future__ import annotations
@@ -38,44 +44,107 @@ import msgpack
 
 from calliope.adapters.files.framing import (
     FRAME_HEADER,
-    MAX_PAYLOAD,
     SEGMENT_HEADER,
     SEGMENT_HEADER_SIZE,
     Parsed,
     Stop,
     encode_frame,
     find_valid_frame,
+    frame_length,
     parse_frames,
 )
 from calliope.adapters.files.fsutil import fsync_directory, private_makedirs
-from calliope.errors import ConcurrencyError, CorruptJournalError, StorageError
-from calliope.shell.ports import Durability, NewEvent, Record
+from calliope.errors import (
+    ConcurrencyError,
+    CorruptJournalError,
+    EventEncodingError,
+    StorageError,
+)
+from calliope.shell.ports import Durability, NewEvent, RecordBatch
 
-__all__ = ["AppendRequest", "Position", "ReadStep", "SegmentLog", "decode_record", "read_step"]
+__all__ = [
+    "AppendRequest",
+    "Position",
+    "ReadStep",
+    "SegmentLog",
+    "batch_frame",
+    "decode_batch",
+    "read_step",
+]
 
 log = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
-_SCAN_WINDOW = 4 * 1024 * 1024
+_WINDOW = 1024 * 1024
+_SEAL = encode_frame(msgpack.packb(None))
+_MAX_FRAME = 256 * 1024 * 1024
 
 
-def segment_name(first_sequence: int) -> str:
-    return f"{first_sequence:020d}.seg"
+def _array_header(length: int) -> bytes:
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
-def decode_record(payload: bytes) -> Record:
-    """A frame payload back into a record (the inverse of ``_record_payload``)."""
-    return Record(*msgpack.unpackb(payload, raw=False, strict_map_key=False))
+def batch_frame(
+    first_sequence: int,
+    writer: str,
+    version: dict[str, int],
+    timestamp_us: int,
+    items: Sequence[bytes],
+) -> bytes:
+    """The frame of one batch; ``items`` are the packed ``[type, schema, data]``."""
+    head: bytes = msgpack.packb([first_sequence, writer, version, timestamp_us])
+    # The four-element array header becomes a five-element one; items follow.
+    return encode_frame(b"\x95" + head[1:] + _array_header(len(items)) + b"".join(items))
+
+
+def decode_batch(payload: bytes) -> RecordBatch | None:
+    """A frame payload back into a batch; None for a seal."""
+    fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+    if fields is None:
+        return None
+    return RecordBatch(*fields)
 
 
 class AppendRequest(NamedTuple):
-    """One atomic batch to append: pre-packed event data and the conditions."""
+    """One atomic batch to append: the events and their packed items."""
 
     writer: str
     events: Sequence[NewEvent]
-    packed: Sequence[bytes]
+    items: Sequence[bytes]  # msgpack of [type_name, schema_version, data] per event
     expected_sequence: int | None
     timestamp_us: int
+
+
+AppendResult = RecordBatch | None | BaseException
+
+
+class _PendingFrame:
+    """The requests going into one frame: they continue one another."""
+
+    __slots__ = ("first_sequence", "items", "size", "timestamp_us", "version", "writer")
+
+    def __init__(
+        self, first_sequence: int, writer: str, version: dict[str, int], timestamp_us: int
+    ) -> None:
+        self.first_sequence = first_sequence
+        self.writer = writer
+        self.version = dict(version)
+        self.timestamp_us = timestamp_us  # the first request's: all its events share it
+        self.items: list[bytes] = []
+        self.size = 0
+
+    def add(self, items: Sequence[bytes], size: int) -> None:
+        self.items.extend(items)
+        self.size += size
+
+    def frame(self) -> bytes:
+        return batch_frame(
+            self.first_sequence, self.writer, self.version, self.timestamp_us, self.items
+        )
 
 
 class Position(NamedTuple):
@@ -88,30 +157,20 @@ class Position(NamedTuple):
 class _Tail:
     """What the writer knows of the log's end (valid only under the lock)."""
 
-    __slots__ = ("end", "index_offset", "last_sequence", "last_version", "segment")
+    __slots__ = ("end", "fd", "index_offset", "last_sequence", "last_version", "sealed", "segment")
 
-    def __init__(
-        self, segment: int, end: int, last_sequence: int, last_version: dict[str, int]
-    ) -> None:
+    def __init__(self, segment: int, fd: int, end: int, last_sequence: int) -> None:
         self.segment = segment
+        self.fd = fd
         self.end = end
         self.last_sequence = last_sequence
-        self.last_version = last_version
-        self.index_offset = 0
-
-
-def _record_payload(
-    sequence: int, writer: str, version: dict[str, int], event: NewEvent, packed: bytes, ts: int
-) -> bytes:
-    # msgpack array of 7: the six header fields, then the pre-packed data.
-    head: bytes = msgpack.packb(
-        [sequence, writer, version, ts, event.type_name, event.schema_version]
-    )
-    return b"\x97" + head[1:] + packed
+        self.last_version: dict[str, int] = {}
+        self.index_offset = end
+        self.sealed = False
 
 
 class SegmentLog:
-    """The files of one log. Blocking methods: call them from a worker thread."""
+    """The files of one log. Its methods block (see the module docstring)."""
 
     def __init__(
         self,
@@ -133,7 +192,10 @@ class SegmentLog:
     # -- layout ---------------------------------------------------------------
 
     def path(self, segment: int) -> str:
-        return os.path.join(self.directory, segment_name(segment))
+        return os.path.join(self.directory, f"{segment:020d}.seg")
+
+    def _index_path(self, segment: int) -> str:
+        return os.path.join(self.directory, f"{segment:020d}.idx")
 
     def segments(self) -> list[int]:
         """First sequences of the segments, ascending ([] if the log is empty)."""
@@ -143,82 +205,124 @@ class SegmentLog:
             return []
         return sorted(int(name[:-4]) for name in names if name.endswith(".seg"))
 
-    def _index_path(self, segment: int) -> str:
-        return os.path.join(self.directory, f"{segment:020d}.idx")
-
     def read_index(self, segment: int) -> list[tuple[int, int]]:
-        """The sparse index of a segment: (sequence, offset) pairs, ascending."""
+        """The sparse index of a segment: (first sequence, offset), ascending."""
         try:
             with open(self._index_path(segment), "rb") as handle:
                 raw = handle.read()
         except FileNotFoundError:
             return []
         usable = len(raw) - len(raw) % _INDEX_ENTRY.size
-        entries = [entry for entry in _INDEX_ENTRY.iter_unpack(raw[:usable])]
-        return [(seq, off) for seq, off in entries if off >= SEGMENT_HEADER_SIZE]
+        return sorted(
+            (sequence, offset)
+            for sequence, offset in _INDEX_ENTRY.iter_unpack(raw[:usable])
+            if offset >= SEGMENT_HEADER_SIZE
+        )
+
+    @staticmethod
+    def batch_at(fd: int, offset: int) -> RecordBatch | None:
+        """The batch whose frame starts at ``offset``, or None if no intact
+        batch frame starts there (so an index entry naming it is ignored)."""
+        header = os.pread(fd, FRAME_HEADER, offset)
+        length = frame_length(header)
+        if length is None:
+            return None
+        parsed = parse_frames(header + os.pread(fd, length, offset + FRAME_HEADER))
+        if len(parsed.payloads) != 1:
+            return None
+        return decode_batch(parsed.payloads[0])
+
+    def _indexed_start(self, fd: int, segment: int, sequence: int | None) -> tuple[Position, int]:
+        """The last index entry at or before ``sequence`` (None: the last one)
+        that names a real batch, else the segment start; and the first
+        sequence found there."""
+        entries = self.read_index(segment)
+        if sequence is not None:
+            entries = entries[: bisect.bisect_right(entries, (sequence, 1 << 63))]
+        for first, offset in reversed(entries):
+            batch = self.batch_at(fd, offset)
+            if batch is not None and batch.first_sequence == first:
+                return Position(segment, offset), first
+        return Position(segment, SEGMENT_HEADER_SIZE), segment
 
     def locate(self, sequence: int) -> Position | None:
-        """Where to start reading to find ``sequence`` (None: the log is empty).
-
-        The segment whose first sequence is the greatest not above
-        ``sequence``, at the last index entry not above it (a hint: the
-        reader checks it).
-        """
+        """Where to start reading to find ``sequence`` (None: the log is empty):
+        in the segment holding it, at the nearest verified index entry."""
         segments = self.segments()
         if not segments:
             return None
-        at = bisect.bisect_right(segments, sequence) - 1
-        segment = segments[max(at, 0)]
-        entries = self.read_index(segment)
-        at = bisect.bisect_right(entries, (sequence, 1 << 63)) - 1
-        if at < 0:
-            return Position(segment, SEGMENT_HEADER_SIZE)
-        fd = os.open(self.path(segment), os.O_RDONLY)
+        segment = segments[max(bisect.bisect_right(segments, sequence) - 1, 0)]
         try:
-            for indexed, offset in reversed(entries[: at + 1]):
-                if self.sequence_at(fd, offset) == indexed:
-                    return Position(segment, offset)
+            fd = os.open(self.path(segment), os.O_RDONLY)
+        except FileNotFoundError:
+            return Position(segment, SEGMENT_HEADER_SIZE)
+        try:
+            return self._indexed_start(fd, segment, sequence)[0]
         finally:
             os.close(fd)
-        return Position(segment, SEGMENT_HEADER_SIZE)
 
     # -- reading (no lock) ----------------------------------------------------
 
-    def read_committed(self, fd: int, offset: int) -> tuple[Parsed, bool]:
-        """Parse committed frames from ``offset``; True if the read hit EOF.
+    @staticmethod
+    def read_window(fd: int, offset: int) -> tuple[Parsed, bool]:
+        """Parse the frames from ``offset``; True if the read reached EOF.
 
-        Grows the read window when one batch is larger than it.
+        The window grows to hold a frame larger than it.
         """
-        window = _SCAN_WINDOW
+        window = _WINDOW
         while True:
             data = os.pread(fd, window, offset)
             parsed = parse_frames(data)
             at_eof = len(data) < window
-            if parsed.payloads or at_eof or parsed.stop is Stop.BAD:
+            if parsed.payloads or at_eof or parsed.stop is not Stop.INCOMPLETE:
                 return parsed, at_eof
-            window *= 2
+            needed = frame_length(data[:FRAME_HEADER])
+            window = max(window * 2, FRAME_HEADER + (needed or 0))
 
-    def damage_or_torn(self, fd: int, segment: int, stop_offset: int) -> None:
-        """Raise CorruptJournalError if valid frames follow a bad one at
-        ``stop_offset``; return quietly if nothing valid follows (a torn or
+    def check_damage(self, fd: int, segment: int, offset: int) -> None:
+        """Raise CorruptJournalError if intact frames follow the unusable one
+        at ``offset``; return if nothing intact follows (a torn or
         in-progress tail)."""
         size = os.fstat(fd).st_size
-        rest = os.pread(fd, size - stop_offset, stop_offset)
+        rest = os.pread(fd, size - offset, offset)
         found = find_valid_frame(rest, 1)
         if found is not None:
             path = self.path(segment)
             raise CorruptJournalError(
-                f"journal file {path} has a damaged frame at byte offset {stop_offset} "
-                f"followed by valid data at offset {stop_offset + found}; Calliope will not "
-                f"skip it. Restore the file from a backup or replica, or truncate it at "
-                f"offset {stop_offset} if losing what follows is acceptable",
+                f"journal file {path} has a damaged frame at byte offset {offset} followed "
+                f"by intact data at offset {offset + found}; Calliope will not skip it. "
+                f"Restore the file from a backup or a replica, or truncate it at offset "
+                f"{offset} if losing what follows is acceptable",
                 path=path,
-                offset=stop_offset,
+                offset=offset,
             )
+
+    def _gap(self, segment: int, offset: int, expected: int, found: int) -> CorruptJournalError:
+        path = self.path(segment)
+        return CorruptJournalError(
+            f"journal file {path} holds sequence {found} at byte offset {offset} where "
+            f"{expected} belongs (stream {self.stream_id!r}); restore it from a backup",
+            path=path,
+            offset=offset,
+        )
+
+    def peek_last(self) -> int:
+        """The last committed sequence, read without the lock (0 if empty)."""
+        segments = self.segments()
+        if not segments:
+            return 0
+        fd = os.open(self.path(segments[-1]), os.O_RDONLY)
+        try:
+            start, first = self._indexed_start(fd, segments[-1], None)
+            tail = _Tail(segments[-1], -1, start.offset, first - 1)
+            self._catch_up(fd, tail, os.fstat(fd).st_size, cut=False)
+            return tail.last_sequence
+        finally:
+            os.close(fd)
 
     # -- writing (under the lock) ---------------------------------------------
 
-    def _ensure_lock(self) -> int:
+    def _lock(self) -> int:
         if self._lock_fd is None:
             private_makedirs(self.directory)
             self._lock_fd = os.open(
@@ -227,41 +331,57 @@ class SegmentLog:
         return self._lock_fd
 
     def close(self) -> None:
+        if self._tail is not None:
+            os.close(self._tail.fd)
+            self._tail = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        self._tail = None
 
-    def append(self, requests: Sequence[AppendRequest]) -> list[list[Record] | BaseException]:
-        """Append each request atomically (one write, one fsync for all)."""
-        lock = self._ensure_lock()
+    def try_append(self, requests: Sequence[AppendRequest]) -> list[AppendResult] | None:
+        """Append if the lock is free right now; None (nothing done) if another
+        process holds it."""
+        lock = self._lock()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return self._append_then_unlock(lock, requests)
+
+    def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Append each request atomically, waiting for the lock: one write and
+        one fsync for all of them."""
+        lock = self._lock()
         fcntl.flock(lock, fcntl.LOCK_EX)
+        return self._append_then_unlock(lock, requests)
+
+    def _append_then_unlock(
+        self, lock: int, requests: Sequence[AppendRequest]
+    ) -> list[AppendResult]:
         try:
             return self._append_locked(requests)
         except BaseException:
-            self._tail = None  # re-learn the tail from disk next time
+            self._forget_tail()  # re-learn the tail from the files next time
             raise
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def last_committed(self) -> tuple[int, dict[str, int]]:
-        """The last sequence and version, catching up with the files (locks)."""
-        lock = self._ensure_lock()
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            tail = self._refresh_tail()
-            return tail.last_sequence, dict(tail.last_version)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    def _forget_tail(self) -> None:
+        if self._tail is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._tail.fd)
+            self._tail = None
 
-    def _append_locked(
-        self, requests: Sequence[AppendRequest]
-    ) -> list[list[Record] | BaseException]:
+    def _append_locked(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Check each request in order; write the accepted ones, consecutive
+        requests of one writer sharing a frame (still all-or-nothing each:
+        a frame is all-or-nothing), with one write and one fsync."""
         tail = self._refresh_tail()
         if tail.end >= self._segment_bytes:
             tail = self._roll(tail)
-        results: list[list[Record] | BaseException] = []
+        results: list[AppendResult] = []
         frames: list[bytes] = []
+        pending: _PendingFrame | None = None
         written = 0
         sequence = tail.last_sequence
         version = tail.last_version
@@ -279,38 +399,48 @@ class SegmentLog:
                     )
                 )
                 continue
-            if not request.events:
-                results.append([])
+            count = len(request.items)
+            if not count:
+                results.append(None)
                 continue
-            if index_entry is None and tail.end + written - tail.index_offset >= self._index_every:
-                index_entry = (sequence + 1, tail.end + written)
-            records: list[Record] = []
-            last = len(request.events) - 1
-            for position, (event, packed) in enumerate(
-                zip(request.events, request.packed, strict=True)
-            ):
-                sequence += 1
-                version = dict(version)
-                version[request.writer] = version.get(request.writer, 0) + 1
-                ts = request.timestamp_us
-                payload = _record_payload(sequence, request.writer, version, event, packed, ts)
-                frame = encode_frame(payload, commit=position == last)
-                frames.append(frame)
-                written += len(frame)
-                records.append(
-                    Record(
-                        sequence,
-                        request.writer,
-                        version,
-                        ts,
-                        event.type_name,
-                        event.schema_version,
-                        event.data,
+            size = sum(len(item) for item in request.items)
+            if size > _MAX_FRAME - 4096:
+                results.append(
+                    EventEncodingError(
+                        f"a batch of {count} events encodes to {size:,} bytes, over the limit "
+                        f"of {_MAX_FRAME - 4096:,}; persist it in smaller batches"
                     )
                 )
-            results.append(records)
-        if frames:
-            self._write(tail, b"".join(frames))
+                continue
+            writer = request.writer
+            first = dict(version)
+            first[writer] = first.get(writer, 0) + 1
+            if pending is None or pending.writer != writer or pending.size + size > _MAX_FRAME // 2:
+                if pending is not None:
+                    frames.append(pending.frame())
+                    written += len(frames[-1])
+                if (
+                    index_entry is None
+                    and tail.end + written - tail.index_offset >= self._index_every
+                ):
+                    index_entry = (sequence + 1, tail.end + written)
+                pending = _PendingFrame(sequence + 1, writer, first, request.timestamp_us)
+            pending.add(request.items, size)
+            results.append(
+                RecordBatch(
+                    sequence + 1,
+                    writer,
+                    first,
+                    pending.timestamp_us,
+                    [(e.type_name, e.schema_version, e.data) for e in request.events],
+                )
+            )
+            sequence += count
+            version = dict(first)
+            version[writer] += count - 1
+        if pending is not None:
+            frames.append(pending.frame())
+            self._write(tail, b"".join(frames) if len(frames) > 1 else frames[0])
             tail.last_sequence = sequence
             tail.last_version = version
             if index_entry is not None:
@@ -318,24 +448,20 @@ class SegmentLog:
         return results
 
     def _write(self, tail: _Tail, data: bytes) -> None:
-        fd = os.open(self.path(tail.segment), os.O_WRONLY)
         try:
             written = 0
-            try:
-                while written < len(data):
-                    written += os.pwrite(fd, data[written:], tail.end + written)
-                if self._durability == "fsync":
-                    os.fdatasync(fd)
-            except OSError as error:
-                # Leave no partial batch behind: cut back to the committed end.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, tail.end)
-                raise StorageError(
-                    f"writing to {self.path(tail.segment)} failed: {error}; nothing of this "
-                    f"batch was acknowledged. Free disk space or fix permissions and retry"
-                ) from error
-        finally:
-            os.close(fd)
+            while written < len(data):
+                written += os.pwrite(tail.fd, data[written:], tail.end + written)
+            if self._durability == "fsync":
+                os.fdatasync(tail.fd)
+        except OSError as error:
+            # Leave no partial frame behind: cut back to the last intact one.
+            with contextlib.suppress(OSError):
+                os.ftruncate(tail.fd, tail.end)
+            raise StorageError(
+                f"writing to {self.path(tail.segment)} failed: {error}; the batch was not "
+                f"written. Free disk space or fix permissions and retry"
+            ) from error
         tail.end += len(data)
 
     def _write_index(self, tail: _Tail, entry: tuple[int, int]) -> None:
@@ -346,105 +472,104 @@ class SegmentLog:
             os.close(fd)
         tail.index_offset = entry[1]
 
-    def _create_segment(self, first: int) -> None:
+    def _create_segment(self, first: int) -> int:
+        """Create (or reset a headerless) segment; return it open for writing."""
         private_makedirs(self.directory)
-        path = self.path(first)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self.path(first), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            os.write(fd, SEGMENT_HEADER)
-            os.fsync(fd)
-        finally:
+            if os.fstat(fd).st_size < SEGMENT_HEADER_SIZE:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, SEGMENT_HEADER, 0)
+                os.fsync(fd)
+                fsync_directory(self.directory)
+        except BaseException:
             os.close(fd)
-        fsync_directory(self.directory)
+            raise
+        return fd
 
     def _roll(self, tail: _Tail) -> _Tail:
+        """Seal the full segment and continue in a new one."""
+        if not tail.sealed:
+            os.pwrite(tail.fd, _SEAL, tail.end)
+            os.fdatasync(tail.fd)
+        return self._next_segment(tail)
+
+    def _next_segment(self, tail: _Tail) -> _Tail:
         first = tail.last_sequence + 1
-        self._create_segment(first)
-        rolled = _Tail(first, SEGMENT_HEADER_SIZE, tail.last_sequence, tail.last_version)
+        fd = self._create_segment(first)
+        os.close(tail.fd)
+        rolled = _Tail(first, fd, SEGMENT_HEADER_SIZE, tail.last_sequence)
+        rolled.last_version = tail.last_version
         self._tail = rolled
         return rolled
 
     def _refresh_tail(self) -> _Tail:
-        """Catch up with the files: appends by others, a torn tail to cut."""
-        segments = self.segments()
-        if not segments:
-            self._create_segment(1)
-            self._tail = _Tail(1, SEGMENT_HEADER_SIZE, 0, {})
-            return self._tail
-        last = segments[-1]
+        """Catch up with the files: appends and rolls by others, a torn tail."""
         tail = self._tail
-        fd = os.open(self.path(last), os.O_RDWR)
-        try:
-            size = os.fstat(fd).st_size
-            if size < SEGMENT_HEADER_SIZE:
-                # A roll that died before its header was durable: redo it.
-                os.pwrite(fd, SEGMENT_HEADER, 0)
-                os.fsync(fd)
-                size = SEGMENT_HEADER_SIZE
-            if tail is None or tail.segment != last:
-                tail = self._tail_from_index(fd, last, size)
-            if size != tail.end:
-                self._catch_up(fd, tail, size, cut=True)
-        finally:
-            os.close(fd)
-        if tail.last_sequence and not tail.last_version:
-            # An empty new segment: the version is the previous segment's last.
-            tail.last_version = self._last_version_before(segments)
-        self._tail = tail
+        if tail is None:
+            tail = self._tail = self._load_tail()
+        size = os.fstat(tail.fd).st_size
+        if size != tail.end:
+            self._catch_up(tail.fd, tail, size, cut=True)
+        if tail.sealed:
+            # Someone rolled (or died between sealing and creating the next).
+            later = [s for s in self.segments() if s > tail.segment]
+            if later:
+                os.close(tail.fd)
+                self._tail = None
+                return self._refresh_tail()
+            tail = self._next_segment(tail)
         return tail
 
-    @staticmethod
-    def sequence_at(fd: int, offset: int) -> int | None:
-        """The sequence of the record whose frame starts at ``offset``, or
-        None if no intact frame starts there (an index entry to ignore)."""
-        header = os.pread(fd, FRAME_HEADER, offset)
-        if len(header) < FRAME_HEADER:
-            return None
-        length = int.from_bytes(header[2:6], "little")
-        if length > MAX_PAYLOAD:
-            return None
-        frame = header + os.pread(fd, length, offset + FRAME_HEADER)
-        parsed = parse_frames(frame)
-        if parsed.stop is Stop.BAD or parsed.stop_offset != len(frame):
-            return None
-        return decode_record(frame[FRAME_HEADER:]).sequence
+    def _load_tail(self) -> _Tail:
+        """The tail of the last segment, found from its index and the files."""
+        segments = self.segments()
+        if not segments:
+            return _Tail(1, self._create_segment(1), SEGMENT_HEADER_SIZE, 0)
+        last = segments[-1]
+        fd = self._create_segment(last)  # opens it, redoing a header a crash left out
+        start, first = self._indexed_start(fd, last, None)
+        tail = _Tail(last, fd, start.offset, first - 1)
+        if start.offset == SEGMENT_HEADER_SIZE and len(segments) > 1:
+            tail.last_version = self._last_version_of(segments[-2])
+        return tail
 
-    def _tail_from_index(self, fd: int, segment: int, size: int) -> _Tail:
-        """A tail positioned at the last index entry that checks out."""
-        for sequence, offset in reversed(self.read_index(segment)):
-            if offset < size and self.sequence_at(fd, offset) == sequence:
-                tail = _Tail(segment, offset, sequence - 1, {})
-                tail.index_offset = offset
-                return tail
-        return _Tail(segment, SEGMENT_HEADER_SIZE, segment - 1, {})
-
-    def _last_version_before(self, segments: list[int]) -> dict[str, int]:
-        for segment in reversed(segments[:-1]):
-            fd = os.open(self.path(segment), os.O_RDONLY)
-            try:
-                size = os.fstat(fd).st_size
-                tail = self._tail_from_index(fd, segment, size)
-                self._catch_up(fd, tail, size, cut=False)
-            finally:
-                os.close(fd)
-            if tail.last_version:
-                return tail.last_version
-        return {}
+    def _last_version_of(self, segment: int) -> dict[str, int]:
+        fd = os.open(self.path(segment), os.O_RDONLY)
+        try:
+            start, first = self._indexed_start(fd, segment, None)
+            tail = _Tail(segment, fd, start.offset, first - 1)
+            self._catch_up(fd, tail, os.fstat(fd).st_size, cut=False)
+            return tail.last_version
+        finally:
+            os.close(fd)
 
     def _catch_up(self, fd: int, tail: _Tail, size: int, *, cut: bool) -> None:
-        """Read what lies after ``tail.end``, raising on damage; cut an
-        incomplete tail if ``cut`` (only under the lock, in the last segment)."""
-        while tail.end < size:
-            parsed, at_eof = self.read_committed(fd, tail.end)
-            if parsed.payloads:
-                record = decode_record(parsed.payloads[-1])
-                tail.last_sequence = record.sequence
-                tail.last_version = dict(record.version)
-            stopped_at = tail.end + parsed.stop_offset
-            tail.end += parsed.committed_end
-            if parsed.stop is Stop.END or (parsed.stop is Stop.INCOMPLETE and not at_eof):
+        """Read the batches after ``tail.end``: raise on damage or a gap; cut an
+        unusable end if ``cut`` (only under the lock)."""
+        while tail.end < size and not tail.sealed:
+            parsed, at_eof = self.read_window(fd, tail.end)
+            offset = tail.end
+            for payload in parsed.payloads:
+                batch = decode_batch(payload)
+                if batch is None:
+                    tail.sealed = True
+                    break
+                if batch.first_sequence != tail.last_sequence + 1:
+                    raise self._gap(
+                        tail.segment, offset, tail.last_sequence + 1, batch.first_sequence
+                    )
+                tail.last_sequence = batch.last_sequence
+                version = dict(batch.version)
+                version[batch.writer] += len(batch.items) - 1
+                tail.last_version = version
+                offset += FRAME_HEADER + len(payload)
+            tail.end = offset
+            if tail.sealed or parsed.stop is Stop.END:
                 continue
-            self.damage_or_torn(fd, tail.segment, stopped_at)
+            if parsed.stop is Stop.INCOMPLETE and not at_eof:
+                continue  # the window ended inside a frame: read on
+            self.check_damage(fd, tail.segment, tail.end)
             if cut:
                 self._cut(fd, tail, size)
             return
@@ -452,7 +577,7 @@ class SegmentLog:
     def _cut(self, fd: int, tail: _Tail, size: int) -> None:
         log.warning(
             "cutting an incomplete tail of %d bytes from %s at offset %d "
-            "(a write that never completed, so never acknowledged)",
+            "(a write that never completed, so was never acknowledged)",
             size - tail.end,
             self.path(tail.segment),
             tail.end,
@@ -464,64 +589,44 @@ class SegmentLog:
         if len(kept) != len(entries):
             with open(self._index_path(tail.segment), "wb") as handle:
                 handle.write(b"".join(_INDEX_ENTRY.pack(*entry) for entry in kept))
-        tail.index_offset = kept[-1][1] if kept else SEGMENT_HEADER_SIZE
-
-
-def unpack_records(payloads: list[bytes]) -> list[Record]:
-    """Decode frame payloads into records."""
-    unpack = msgpack.unpackb
-    return [Record(*unpack(p, raw=False, strict_map_key=False)) for p in payloads]
 
 
 class ReadStep(NamedTuple):
-    """One step of a reader: records found, where to continue, and whether
+    """One step of a reader: batches found, where to continue, and whether
     the reader has reached the end of what is committed now."""
 
-    records: list[Record]
+    batches: list[RecordBatch]
     position: Position
     at_end: bool
 
 
 def read_step(log: SegmentLog, position: Position) -> ReadStep:
-    """Read the committed records at ``position`` (blocking; no lock taken).
+    """Read the batches at ``position`` (blocking; no lock taken).
 
-    Moves to the next segment when this one is finished; a segment is
-    finished once a later one exists (the writer rolls under the lock after
-    its last batch there), and it is read once more after seeing that, so a
-    batch appended just before the roll is not missed.
+    Moves to the next segment after a seal. Stops at an incomplete or bad
+    frame at the end (raising if intact data follows it: damage).
     """
     try:
         fd = os.open(log.path(position.segment), os.O_RDONLY)
     except FileNotFoundError:
         return ReadStep([], position, True)
     try:
-        parsed, _ = log.read_committed(fd, position.offset)
-        after = Position(position.segment, position.offset + parsed.committed_end)
-        if parsed.payloads:
-            return ReadStep(unpack_records(parsed.payloads), after, False)
-        stopped_at = position.offset + parsed.stop_offset
+        parsed, _ = log.read_window(fd, position.offset)
+        batches: list[RecordBatch] = []
+        offset = position.offset
+        for payload in parsed.payloads:
+            batch = decode_batch(payload)
+            offset += FRAME_HEADER + len(payload)
+            if batch is None:
+                later = [s for s in log.segments() if s > position.segment]
+                if not later:  # the roller died before creating the next segment
+                    return ReadStep(batches, Position(position.segment, offset), True)
+                return ReadStep(batches, Position(later[0], SEGMENT_HEADER_SIZE), False)
+            batches.append(batch)
+        if batches:
+            return ReadStep(batches, Position(position.segment, offset), False)
         if parsed.stop is not Stop.END:
-            log.damage_or_torn(fd, position.segment, stopped_at)
-        later = [segment for segment in log.segments() if segment > position.segment]
-        if not later:
-            return ReadStep([], after, True)
-        parsed, _ = log.read_committed(fd, after.offset)
-        if parsed.payloads:
-            return ReadStep(
-                unpack_records(parsed.payloads),
-                Position(after.segment, after.offset + parsed.committed_end),
-                False,
-            )
-        if parsed.stop is not Stop.END:
-            path = log.path(position.segment)
-            offset = after.offset + parsed.stop_offset
-            raise CorruptJournalError(
-                f"journal file {path} ends in an incomplete frame at byte offset {offset}, "
-                f"but a later segment exists, so it was acknowledged data. Restore the file "
-                f"from a backup or replica",
-                path=path,
-                offset=offset,
-            )
-        return ReadStep([], Position(later[0], SEGMENT_HEADER_SIZE), False)
+            log.check_damage(fd, position.segment, offset)
+        return ReadStep([], Position(position.segment, offset), True)
     finally:
         os.close(fd)

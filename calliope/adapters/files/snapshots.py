@@ -1,7 +1,7 @@
 """The file adapter's snapshot port.
 
 Each snapshot is one file ``<sequence>-<timestamp>.snap`` in the id's
-directory: a header (``SNAPSHOT_HEADER``) and one committed frame whose
+directory: a header (``SNAPSHOT_HEADER``) and one frame whose
 payload is the msgpack array ``[sequence, timestamp_us, type_name,
 schema_version, data]``. It is written to a temporary file, fsynced,
 renamed into place and the directory fsynced, so a crash leaves either the
@@ -36,7 +36,7 @@ def encode_snapshot(record: SnapshotRecord, packed_data: bytes) -> bytes:
     head: bytes = msgpack.packb(
         [record.sequence, record.timestamp_us, record.type_name, record.schema_version]
     )
-    return SNAPSHOT_HEADER + encode_frame(b"\x95" + head[1:] + packed_data, commit=True)
+    return SNAPSHOT_HEADER + encode_frame(b"\x95" + head[1:] + packed_data)
 
 
 def decode_snapshot(data: bytes) -> SnapshotRecord | None:

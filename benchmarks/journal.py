@@ -1,0 +1,251 @@
+"""Journal benchmark: durable persists, group commit, batches, replay.
+
+Run: ``.venv/bin/python -m benchmarks.journal [--events N]`` (or ``make bench``).
+
+Each figure is printed beside a baseline measured in the same run on the
+same disk:
+
+(a) one writer awaiting each durable ``persist``, vs a raw loop of
+    ``os.write`` + ``os.fdatasync`` of frames of the same size;
+(b) 256 concurrent tasks persisting durably (group commit), events/s;
+(c) ``persist_all`` of 1,000-event batches, events/s, vs the raw loop
+    writing the same bytes per batch with one fdatasync;
+(d) replay of 1,000,000 events with ``query().aggregate`` in a fresh
+    process (events/s and peak RSS growth), vs a raw read + frame parse +
+    msgpack decode loop over the same segment files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import attrs
+import msgpack
+
+import calliope
+from benchmarks.report import header, rate, row
+from calliope.adapters.files.framing import parse_frames
+from calliope.adapters.files.segment_log import batch_frame
+
+
+@calliope.event_type("bench.item-added")
+@attrs.frozen
+class ItemAdded:
+    sku: str
+    quantity: int
+    price_cents: int
+
+
+def sample(n: int) -> ItemAdded:
+    return ItemAdded(sku=f"sku-{n % 1000:04d}", quantity=1 + n % 5, price_cents=199 + n % 700)
+
+
+def frame_size() -> int:
+    """The size of the frame one persisted ``sample`` takes, as the journal writes it."""
+    data = {"sku": "sku-0001", "quantity": 1, "price_cents": 199}
+    item = msgpack.packb(["bench.item-added", 1, data])
+    return len(batch_frame(1, "single", {"single": 1}, 1_700_000_000_000_000, [item]))
+
+
+def raw_write_fsync(directory: str, count: int, size: int, per_sync: int = 1) -> float:
+    """Seconds for ``count`` frames of ``size`` bytes, one fdatasync per ``per_sync``."""
+    path = os.path.join(directory, "raw.bin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    chunk = b"x" * (size * per_sync)
+    start = time.perf_counter()
+    for _ in range(count // per_sync):
+        os.write(fd, chunk)
+        os.fdatasync(fd)
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    os.unlink(path)
+    return elapsed
+
+
+async def single_writer(directory: str, count: int) -> float:
+    async with calliope.open(directory, replica_id="single") as app:
+        stream = app.journal.event_stream("single", ItemAdded)
+        await stream.persist(sample(0))
+        start = time.perf_counter()
+        for n in range(count):
+            await stream.persist(sample(n))
+        return time.perf_counter() - start
+
+
+async def concurrent_writers(directory: str, tasks: int, per_task: int) -> float:
+    async with calliope.open(directory, replica_id="group") as app:
+        stream = app.journal.event_stream("group", ItemAdded)
+        await stream.persist(sample(0))
+
+        async def writer(task: int) -> None:
+            for n in range(per_task):
+                await stream.persist(sample(task * per_task + n))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(task) for task in range(tasks)))
+        return time.perf_counter() - start
+
+
+async def batches(directory: str, count: int, size: int) -> float:
+    async with calliope.open(directory, replica_id="batch") as app:
+        stream = app.journal.event_stream("batch", ItemAdded)
+        batch = [sample(n) for n in range(size)]
+        start = time.perf_counter()
+        for _ in range(count // size):
+            await stream.persist_all(batch)
+        return time.perf_counter() - start
+
+
+async def fill(directory: str, count: int) -> None:
+    async with calliope.open(directory, replica_id="filler", durability="flush") as app:
+        stream = app.journal.event_stream("replay", ItemAdded)
+        for start in range(0, count, 10_000):
+            await stream.persist_all([sample(n) for n in range(start, min(count, start + 10_000))])
+
+
+Totals = tuple[int, int, int]  # events, quantity, cents
+
+
+def add(totals: Totals, event: ItemAdded) -> Totals:
+    events, quantity, cents = totals
+    return (events + 1, quantity + event.quantity, cents + event.quantity * event.price_cents)
+
+
+def rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def replay_child(directory: str) -> None:
+    """In a fresh process: replay with aggregate, then the raw loop; print JSON."""
+
+    async def replay() -> tuple[float, Totals]:
+        async with calliope.open(directory, replica_id="replayer") as app:
+            stream = app.journal.event_stream("replay", ItemAdded)
+            start = time.perf_counter()
+            totals = await stream.query().aggregate(add, (0, 0, 0))
+            return time.perf_counter() - start, totals
+
+    before = rss_kib()
+    seconds, totals = asyncio.run(replay())
+    growth_kib = rss_kib() - before
+
+    segments = sorted(Path(directory).rglob("*.seg"))
+    start = time.perf_counter()
+    raw_events = 0
+    raw_quantity = 0
+    for segment in segments:
+        with open(segment, "rb") as handle:
+            handle.seek(16)
+            leftover = b""
+            while chunk := handle.read(4 * 1024 * 1024):
+                data = leftover + chunk
+                parsed = parse_frames(data)
+                for payload in parsed.payloads:
+                    fields = msgpack.unpackb(payload)
+                    if fields is None:  # a segment's seal
+                        continue
+                    for _, _, event in fields[4]:
+                        raw_quantity += event["quantity"]
+                        raw_events += 1
+                leftover = data[parsed.end :]
+    raw_seconds = time.perf_counter() - start
+    assert (raw_events, raw_quantity) == totals[:2]
+    print(
+        json.dumps(
+            {
+                "events": totals[0],
+                "seconds": seconds,
+                "raw_seconds": raw_seconds,
+                "rss_growth_kib": growth_kib,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to replay")
+    parser.add_argument("--replay-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.replay_child:
+        replay_child(args.replay_child)
+        return
+
+    size = frame_size()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CALLIOPE_BENCH_DIR")) as directory:
+        header(f"journal on {directory} (frames of {size} bytes, durability=fsync)")
+        count = 5_000
+        raw = raw_write_fsync(directory, count, size)
+        ours = asyncio.run(single_writer(os.path.join(directory, "a"), count))
+        print(
+            row(
+                "(a) 1 writer, awaited durable persist",
+                rate(count, ours),
+                "events/s",
+                rate(count, raw),
+                "os.write+fdatasync",
+            )
+        )
+
+        tasks, per_task = 256, 200
+        total = tasks * per_task
+        ours = asyncio.run(concurrent_writers(os.path.join(directory, "b"), tasks, per_task))
+        raw = raw_write_fsync(directory, total, size, per_sync=tasks)
+        print(
+            row(
+                "(b) 256 concurrent tasks, durable persist",
+                rate(total, ours),
+                "events/s",
+                rate(total, raw),
+                "256 frames/fdatasync",
+            )
+        )
+
+        total, batch = 200_000, 1_000
+        ours = asyncio.run(batches(os.path.join(directory, "c"), total, batch))
+        raw = raw_write_fsync(directory, total, size, per_sync=batch)
+        print(
+            row(
+                "(c) persist_all, 1,000-event batches",
+                rate(total, ours),
+                "events/s",
+                rate(total, raw),
+                "1,000 frames/fdatasync",
+            )
+        )
+
+        replay_dir = os.path.join(directory, "d")
+        start = time.perf_counter()
+        asyncio.run(fill(replay_dir, args.events))
+        fill_seconds = time.perf_counter() - start
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.journal", "--replay-child", replay_dir],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result = json.loads(child.stdout)
+        print(
+            row(
+                f"(d) replay {result['events']:,} events, aggregate",
+                rate(result["events"], result["seconds"]),
+                "events/s",
+                rate(result["events"], result["raw_seconds"]),
+                "read+parse+msgpack",
+            )
+        )
+        print(f"    peak RSS growth during replay: {result['rss_growth_kib'] / 1024:.1f} MiB")
+        print(f"    (writing them with persist_all of 10,000, flush: {fill_seconds:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
