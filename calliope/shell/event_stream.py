@@ -69,15 +69,17 @@ class EventStream(Generic[E]):
         last sequence is exactly that (0 for an empty stream); otherwise
         :class:`calliope.ConcurrencyError` is raised and nothing is written.
         """
-        (envelope,) = await self.persist_all([event], expected_sequence)
+        (envelope,) = await self._append([event], expected_sequence)
         return envelope
 
     async def persist_all(
         self, events: Iterable[E], expected_sequence: int | None = None
     ) -> list[Envelope[E]]:
         """Append events atomically: all of them or none, contiguous sequences."""
+        return await self._append(list(events), expected_sequence)
+
+    async def _append(self, batch: list[E], expected_sequence: int | None) -> list[Envelope[E]]:
         self._ensure_open()
-        batch = list(events)
         if expected_sequence is not None and (
             not isinstance(expected_sequence, int)
             or isinstance(expected_sequence, bool)

@@ -36,7 +36,7 @@ def envelopes_of(stream_id: str, batch: RecordBatch, events: Sequence[E]) -> lis
     first = batch.first_sequence
     envelopes = []
     for index, event in enumerate(events):
-        version = dict(base)
+        version = dict(base) if index else base
         version[writer] = own + index
         envelopes.append(
             Envelope(

@@ -90,7 +90,8 @@ class FileEventLog:
         if not stream.ready:
             await asyncio.to_thread(id_directory, self._root, "streams", stream_id)
             stream.ready = True
-        request = AppendRequest(writer, events, items, expected_sequence, timestamp_us)
+        size = sum(map(len, items))
+        request = AppendRequest(writer, events, items, size, expected_sequence, timestamp_us)
         batch = await stream.committer.submit(request)
         if batch is not None:
             stream.signal.fire()

@@ -115,6 +115,7 @@ class AppendRequest(NamedTuple):
     writer: str
     events: Sequence[NewEvent]
     items: Sequence[bytes]  # msgpack of [type_name, schema_version, data] per event
+    size: int  # total bytes of items
     expected_sequence: int | None
     timestamp_us: int
 
@@ -403,7 +404,7 @@ class SegmentLog:
             if not count:
                 results.append(None)
                 continue
-            size = sum(len(item) for item in request.items)
+            size = request.size
             if size > _MAX_FRAME - 4096:
                 results.append(
                     EventEncodingError(
@@ -427,13 +428,8 @@ class SegmentLog:
                 pending = _PendingFrame(sequence + 1, writer, first, request.timestamp_us)
             pending.add(request.items, size)
             results.append(
-                RecordBatch(
-                    sequence + 1,
-                    writer,
-                    first,
-                    pending.timestamp_us,
-                    [(e.type_name, e.schema_version, e.data) for e in request.events],
-                )
+                # NewEvent is (type_name, schema_version, data): the item shape.
+                RecordBatch(sequence + 1, writer, first, pending.timestamp_us, request.events)
             )
             sequence += count
             version = dict(first)
