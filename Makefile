@@ -20,7 +20,7 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 	@touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime
-	$(BIN)/python -m examples.core_tour
+	$(BIN)/python -m examples.demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check calliope tests benchmarks examples

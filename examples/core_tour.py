@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from calliope import CausalBuffer, Envelope, VersionVector, causal_order, detect_concurrent
-from calliope import receive
+from calliope import CausalBuffer, Envelope, VersionVector, causal_order, detect_concurrent, receive
 
 NOW = datetime.datetime(2026, 11, 26, tzinfo=datetime.UTC)
 

@@ -1,0 +1,21 @@
+"""A second process that adds items to a cart: ``python -m examples.cart_writer DIR STREAM``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import calliope
+from examples.cart import CartEvent, ItemAdded
+
+
+async def main(directory: str, stream_id: str) -> None:
+    async with calliope.open(directory, replica_id="phone-app") as app:
+        cart = app.journal.event_stream(stream_id, CartEvent)
+        for sku in ["socks", "scarf", "gloves"]:
+            await asyncio.sleep(0.2)
+            await cart.persist(ItemAdded(sku))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
