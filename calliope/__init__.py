@@ -15,7 +15,9 @@ from calliope.core import (
     receive_all,
     stable_vector,
 )
+from calliope.core.concurrent_versions import ConcurrentVersions, Versioned
 from calliope.core.event_types import event_type
+from calliope.core.persist_reply import PersistReply
 from calliope.core.snapshot import Snapshot
 from calliope.errors import (
     AppClosedError,
@@ -36,11 +38,22 @@ from calliope.shell.app import App
 from calliope.shell.app import open_app as open
 from calliope.shell.event_stream import EventStream
 from calliope.shell.queries import LiveQuery, Query
+from calliope.shell.replicated_stream import (
+    ReplicatedEventStream,
+    ReplicatedLiveQuery,
+    ReplicatedQuery,
+)
 
 __all__ = [
     "App",
     "AppClosedError",
     "ConcurrencyError",
+    "ConcurrentVersions",
+    "PersistReply",
+    "ReplicatedEventStream",
+    "ReplicatedLiveQuery",
+    "ReplicatedQuery",
+    "Versioned",
     "CorruptJournalError",
     "CorruptSnapshotError",
     "EventDecodingError",

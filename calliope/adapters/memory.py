@@ -14,7 +14,7 @@ import bisect
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from calliope.adapters.notify import Signal
 from calliope.errors import ConcurrencyError, ReplicaInUseError
@@ -26,12 +26,12 @@ _BATCHES = 256
 
 
 class _Log:
-    def __init__(self) -> None:
+    def __init__(self, signal: Signal) -> None:
         self.batches: list[RecordBatch] = []
         self.firsts: list[int] = []  # first sequence of each batch, for bisect
         self.last_sequence = 0
         self.version: dict[str, int] = {}
-        self.signal = Signal()
+        self.signal = signal  # shared by the logs of one stream
 
 
 class MemoryBackend:
@@ -40,16 +40,26 @@ class MemoryBackend:
     def __init__(self, name: str) -> None:
         self.name = name
         self.lock = threading.Lock()
-        self.logs: dict[str, _Log] = {}
+        self.logs: dict[tuple[str, str | None], _Log] = {}
+        self.signals: dict[str, Signal] = {}
         self.snapshots: dict[str, list[SnapshotRecord]] = {}
         self.leases: set[str] = set()
         self.default_replica_id = f"memory-{name}"
 
-    def log(self, stream_id: str) -> _Log:
-        log = self.logs.get(stream_id)
+    def log(self, stream_id: str, replica_id: str | None = None) -> _Log:
+        """The plain log of a stream (``replica_id`` None) or a replica's log."""
+        log = self.logs.get((stream_id, replica_id))
         if log is None:
-            log = self.logs[stream_id] = _Log()
+            signal = self.signals.setdefault(stream_id, Signal())
+            log = self.logs[(stream_id, replica_id)] = _Log(signal)
         return log
+
+    def replicas(self, stream_id: str) -> list[str]:
+        return sorted(
+            replica
+            for (stream, replica), log in self.logs.items()
+            if stream == stream_id and replica is not None and log.batches
+        )
 
 
 _registry: weakref.WeakValueDictionary[str, MemoryBackend] = weakref.WeakValueDictionary()
@@ -81,8 +91,31 @@ class MemoryEventLog:
         expected_sequence: int | None,
         timestamp_us: int,
     ) -> RecordBatch | None:
+        return self._append(stream_id, None, writer, events, expected_sequence, None, timestamp_us)
+
+    async def append_replica(
+        self,
+        stream_id: str,
+        replica_id: str,
+        events: Sequence[NewEvent],
+        *,
+        observed: Mapping[str, int],
+        timestamp_us: int,
+    ) -> RecordBatch | None:
+        return self._append(stream_id, replica_id, replica_id, events, None, observed, timestamp_us)
+
+    def _append(
+        self,
+        stream_id: str,
+        replica_id: str | None,
+        writer: str,
+        events: Sequence[NewEvent],
+        expected_sequence: int | None,
+        observed: Mapping[str, int] | None,
+        timestamp_us: int,
+    ) -> RecordBatch | None:
         with self._backend.lock:
-            log = self._backend.log(stream_id)
+            log = self._backend.log(stream_id, replica_id)
             last = log.last_sequence
             if expected_sequence is not None and expected_sequence != last:
                 raise ConcurrencyError(
@@ -95,6 +128,9 @@ class MemoryEventLog:
             if not events:
                 return None
             first = dict(log.version)
+            for replica, counter in (observed or {}).items():
+                if replica != writer and counter > first.get(replica, 0):
+                    first[replica] = counter
             first[writer] = first.get(writer, 0) + 1
             batch = RecordBatch(
                 last + 1,
@@ -115,10 +151,34 @@ class MemoryEventLog:
         with self._backend.lock:
             return self._backend.log(stream_id).last_sequence
 
-    async def read(
+    def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
-        log = self._backend.log(stream_id)
+        return self._read(self._backend.log(stream_id), from_sequence, to_sequence)
+
+    def read_replica(
+        self, stream_id: str, replica_id: str, from_sequence: int, to_sequence: int | None = None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        return self._read(self._backend.log(stream_id, replica_id), from_sequence, to_sequence)
+
+    async def replicas(self, stream_id: str) -> list[str]:
+        with self._backend.lock:
+            return self._backend.replicas(stream_id)
+
+    async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
+        with self._backend.lock:
+            return dict(self._backend.log(stream_id, replica_id).version)
+
+    async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
+        found: list[RecordBatch] = []
+        for replica in await self.replicas(stream_id):
+            async for batches in self.read_replica(stream_id, replica, known.get(replica, 0) + 1):
+                found.extend(batches)
+        return found
+
+    async def _read(
+        self, log: _Log, from_sequence: int, to_sequence: int | None
+    ) -> AsyncIterator[list[RecordBatch]]:
         with self._backend.lock:
             index = max(bisect.bisect_right(log.firsts, from_sequence) - 1, 0)
         while True:
@@ -140,6 +200,12 @@ class MemoryEventLog:
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
         yield _MemoryWatcher(self._backend.log(stream_id).signal)
+
+    @contextlib.asynccontextmanager
+    async def watch_replicated(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
+        with self._backend.lock:
+            signal = self._backend.signals.setdefault(stream_id, Signal())
+        yield _MemoryWatcher(signal)
 
 
 class _MemoryWatcher:
@@ -179,6 +245,7 @@ class MemoryStore:
         self._backend = shared_memory_backend(name)
         self._replica = replica_id or self._backend.default_replica_id
         self._leased = False
+        self._extra: set[str] = set()
         self.events = MemoryEventLog(self._backend)
         self.snapshots = MemorySnapshots(self._backend)
 
@@ -187,18 +254,27 @@ class MemoryStore:
         return self._replica
 
     async def open(self) -> None:
-        backend = self._backend
-        with backend.lock:
-            if self._replica in backend.leases:
-                raise ReplicaInUseError(
-                    f"replica id {self._replica!r} is already in use on memory://{self._name} "
-                    f"by another open app; close it, or open with a different replica_id"
-                )
-            backend.leases.add(self._replica)
+        self._take(self._replica)
         self._leased = True
 
+    def _take(self, replica_id: str) -> None:
+        with self._backend.lock:
+            if replica_id in self._backend.leases:
+                raise ReplicaInUseError(
+                    f"replica id {replica_id!r} is already in use on memory://{self._name} "
+                    f"by another open app; close it, or open with a different replica_id"
+                )
+            self._backend.leases.add(replica_id)
+
+    async def lease(self, replica_id: str) -> None:
+        if replica_id != self._replica and replica_id not in self._extra:
+            self._take(replica_id)
+            self._extra.add(replica_id)
+
     async def aclose(self) -> None:
-        if self._leased:
-            with self._backend.lock:
+        with self._backend.lock:
+            if self._leased:
                 self._backend.leases.discard(self._replica)
-            self._leased = False
+            self._backend.leases.difference_update(self._extra)
+        self._leased = False
+        self._extra.clear()

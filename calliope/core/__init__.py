@@ -9,12 +9,17 @@ variables.
 from calliope.core.causal import Causal
 from calliope.core.causal_delivery import CausalBuffer, receive, receive_all
 from calliope.core.concurrency import causal_order, causal_sort_key, detect_concurrent
+from calliope.core.concurrent_versions import ConcurrentVersions, Versioned
 from calliope.core.envelope import Dot, Envelope
 from calliope.core.fold import aggregate
+from calliope.core.persist_reply import PersistReply
 from calliope.core.version_vector import Ordering, VersionVector, stable_vector
 
 __all__ = [
     "Causal",
+    "ConcurrentVersions",
+    "PersistReply",
+    "Versioned",
     "CausalBuffer",
     "Dot",
     "Envelope",

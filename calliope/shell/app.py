@@ -54,6 +54,7 @@ class App:
             store.events,
             codec,
             replica_id=lambda: self.replica_id,
+            lease=store.lease,
             clock=clock,
             ensure_open=self._ensure_open,
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
-from calliope.core.ids import validate_stream_id
+from calliope.core.ids import validate_replica_id, validate_stream_id
 from calliope.shell.event_stream import EventStream
 from calliope.shell.ports import CodecPort, EventLogPort
+from calliope.shell.replicated_stream import ReplicatedEventStream
 
 __all__ = ["Journal"]
 
@@ -23,12 +24,14 @@ class Journal:
         codec: CodecPort,
         *,
         replica_id: Callable[[], str],
+        lease: Callable[[str], Awaitable[None]],
         clock: Callable[[], Any],
         ensure_open: Callable[[], None],
     ) -> None:
         self._events = events
         self._codec = codec
         self._replica_id = replica_id
+        self._lease = lease
         self._clock = clock
         self._ensure_open = ensure_open
 
@@ -50,4 +53,44 @@ class Journal:
             writer=self._replica_id,
             clock=self._clock,
             ensure_open=self._ensure_open,
+        )
+
+    @overload
+    def replicated_event_stream(
+        self, stream_id: str, event_type: type[E], replica_id: str | None = None
+    ) -> ReplicatedEventStream[E]: ...
+
+    @overload
+    def replicated_event_stream(
+        self, stream_id: str, event_type: Any, replica_id: str | None = None
+    ) -> ReplicatedEventStream[Any]: ...
+
+    def replicated_event_stream(
+        self, stream_id: str, event_type: Any, replica_id: str | None = None
+    ) -> ReplicatedEventStream[Any]:
+        """This replica's handle on the replicated stream ``stream_id``.
+
+        ``replica_id`` defaults to the app's. Another id is leased for the
+        app's lifetime on first use (two live apps never write as one replica).
+        """
+        validate_stream_id(stream_id)
+        if replica_id is not None:
+            validate_replica_id(replica_id)
+        replica = replica_id if replica_id is not None else self._replica_id()
+        lease = self._lease
+        ensure_open = self._ensure_open
+
+        def ensure_open_and_leased() -> Awaitable[None] | None:
+            ensure_open()
+            return None if replica == self._replica_id() else lease(replica)
+
+        return ReplicatedEventStream(
+            stream_id,
+            event_type,
+            replica,
+            events=self._events,
+            codec=self._codec.for_type(event_type),
+            clock=self._clock,
+            ensure_open=ensure_open,
+            before_first_use=ensure_open_and_leased,
         )

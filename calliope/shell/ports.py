@@ -179,6 +179,49 @@ class EventLogPort(Protocol):
         """A watcher for appends to ``stream_id`` by this or other processes."""
         ...
 
+    # Replicated streams: one log per replica.
+
+    async def append_replica(
+        self,
+        stream_id: str,
+        replica_id: str,
+        events: Sequence[NewEvent],
+        *,
+        observed: Mapping[str, int],
+        timestamp_us: int,
+    ) -> RecordBatch | None:
+        """Atomically append ``events`` to ``replica_id``'s log of ``stream_id``.
+
+        The first event's version is the log's last version merged with
+        ``observed`` (what the writer has seen of other replicas), its own
+        entry raised by one, which is also its sequence in the log.
+        """
+        ...
+
+    async def replicas(self, stream_id: str) -> list[str]:
+        """The replica ids that have a log in the replicated stream, sorted."""
+        ...
+
+    def read_replica(
+        self, stream_id: str, replica_id: str, from_sequence: int, to_sequence: int | None = None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        """Like :meth:`read`, on one replica's log of a replicated stream."""
+        ...
+
+    async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
+        """Every committed batch of every replica log after ``known[replica]``
+        (0 when absent), cut to the new events: what is new since a reader
+        that has seen ``known`` last looked."""
+        ...
+
+    async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
+        """The version of the last event in ``replica_id``'s log ({} if none)."""
+        ...
+
+    def watch_replicated(self, stream_id: str) -> AbstractAsyncContextManager[Watcher]:
+        """A watcher for appends to any replica log of ``stream_id``."""
+        ...
+
 
 class SnapshotPort(Protocol):
     """Durable snapshots, several kept per id."""
@@ -207,8 +250,13 @@ class StorePort(Protocol):
         """The replica id this store was opened as (given or the default)."""
         ...
 
+    async def lease(self, replica_id: str) -> None:
+        """Hold ``replica_id`` too, until the store closes (idempotent).
+        Raises ReplicaInUseError if another live app holds it."""
+        ...
+
     async def aclose(self) -> None:
-        """Release every resource (files, locks, the replica lease)."""
+        """Release every resource (files, locks, the replica leases)."""
         ...
 
 

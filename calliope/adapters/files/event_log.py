@@ -1,4 +1,10 @@
-"""The file adapter's event log port: streams as segment logs in a directory."""
+"""The file adapter's event log port: streams as segment logs in a directory.
+
+A plain stream is one log (``streams/<h2>/<h>/log``) that any process may
+extend. A replicated stream is one log per replica
+(``streams/<h2>/<h>/replicas/<replica hash>/``, with the replica id in an
+``id`` file), each written only by the app holding that replica id.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import asyncio
 import contextlib
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+from calliope.adapters.files.fsutil import private_makedirs, write_file_atomically
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.segment_log import (
@@ -26,16 +33,16 @@ __all__ = ["FileEventLog"]
 _HINTS = 256
 
 
-class _Stream:
-    """Everything this process holds for one stream's plain log."""
+class _Log:
+    """Everything this process holds for one log (plain or one replica's)."""
 
-    def __init__(self, log: SegmentLog) -> None:
+    def __init__(self, log: SegmentLog, signal: Signal) -> None:
         self.log = log
         self.committer: GroupCommitter[AppendRequest, RecordBatch | None] = GroupCommitter(
             log.append, log.try_append
         )
-        self.signal = Signal()
-        self.ready = False  # the stream's directory and id file exist
+        self.signal = signal
+        self.ready = False  # the directories and id files exist
         # next sequence -> where a reader ended: later reads start there.
         self.hints: OrderedDict[int, Position] = OrderedDict()
 
@@ -43,6 +50,41 @@ class _Stream:
         self.hints[sequence] = position
         if len(self.hints) > _HINTS:
             self.hints.popitem(last=False)
+
+
+def _read_since(
+    log: SegmentLog, position: Position | None, from_sequence: int
+) -> tuple[list[RecordBatch], Position | None, int | None]:
+    """Blocking: every committed batch from ``from_sequence`` to the end, cut
+    to it; the end position and the next sequence there."""
+    if position is None:
+        position = log.locate(from_sequence)
+        if position is None:
+            return [], None, None
+    found: list[RecordBatch] = []
+    expected: int | None = None
+    while True:
+        step = read_step(log, position)
+        for batch in step.batches:
+            if expected is not None and batch.first_sequence != expected:
+                raise _gap(log, position, expected, batch.first_sequence)
+            expected = batch.last_sequence + 1
+            part = batch.sliced(from_sequence, None)
+            if part is not None:
+                found.append(part)
+        position = step.position
+        if step.at_end:
+            return found, position, expected
+
+
+def _gap(log: SegmentLog, position: Position, expected: int, found: int) -> CorruptJournalError:
+    path = log.path(position.segment)
+    return CorruptJournalError(
+        f"stream {log.stream_id!r} holds sequence {found} in {path} where {expected} "
+        f"belongs; restore it from a backup",
+        path=path,
+        offset=position.offset,
+    )
 
 
 class FileEventLog:
@@ -60,21 +102,83 @@ class FileEventLog:
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._poll_interval = poll_interval
-        self._streams: dict[str, _Stream] = {}
+        self._logs: dict[tuple[str, str | None], _Log] = {}
+        self._signals: dict[str, Signal] = {}
+        self._replica_names: dict[str, str] = {}  # replica directory name -> replica id
 
-    def _stream(self, stream_id: str) -> _Stream:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            digest = id_digest(stream_id)
-            directory = os.path.join(self._root, "streams", digest[:2], digest, "log")
+    # -- where things are -------------------------------------------------------
+
+    def _stream_directory(self, stream_id: str) -> str:
+        digest = id_digest(stream_id)
+        return os.path.join(self._root, "streams", digest[:2], digest)
+
+    def _log(self, stream_id: str, replica_id: str | None) -> _Log:
+        key = (stream_id, replica_id)
+        entry = self._logs.get(key)
+        if entry is None:
+            stream_directory = self._stream_directory(stream_id)
+            if replica_id is None:
+                directory = os.path.join(stream_directory, "log")
+            else:
+                directory = os.path.join(stream_directory, "replicas", id_digest(replica_id))
             log = SegmentLog(
                 directory,
                 stream_id=stream_id,
                 durability=self._durability,
                 segment_bytes=self._segment_bytes,
             )
-            stream = self._streams[stream_id] = _Stream(log)
-        return stream
+            signal = self._signals.setdefault(stream_id, Signal())
+            entry = self._logs[key] = _Log(log, signal)
+        return entry
+
+    def _prepare(self, stream_id: str, replica_id: str | None) -> None:
+        """Create the stream's directory and id files (blocking)."""
+        id_directory(self._root, "streams", stream_id)
+        if replica_id is not None:
+            directory = self._log(stream_id, replica_id).log.directory
+            id_path = os.path.join(directory, "id")
+            if not os.path.exists(id_path):
+                private_makedirs(directory)
+                write_file_atomically(id_path, replica_id.encode("utf-8"))
+
+    def _replica_ids(self, stream_id: str) -> list[str]:
+        """The replicas with a log in this replicated stream (blocking)."""
+        directory = os.path.join(self._stream_directory(stream_id), "replicas")
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        replicas = []
+        for name in names:
+            replica = self._replica_names.get(name)
+            if replica is None:
+                try:
+                    with open(os.path.join(directory, name, "id"), "rb") as handle:
+                        replica = handle.read().decode("utf-8")
+                except FileNotFoundError:
+                    continue  # being created right now
+                self._replica_names[name] = replica
+            replicas.append(replica)
+        return sorted(replicas)
+
+    # -- writing ----------------------------------------------------------------
+
+    async def _append(
+        self,
+        entry: _Log,
+        stream_id: str,
+        replica_id: str | None,
+        request: Callable[[list[bytes], int], AppendRequest],
+        events: Sequence[NewEvent],
+    ) -> RecordBatch | None:
+        items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
+        if not entry.ready:
+            await asyncio.to_thread(self._prepare, stream_id, replica_id)
+            entry.ready = True
+        batch = await entry.committer.submit(request(items, sum(map(len, items))))
+        if batch is not None:
+            entry.signal.fire()
+        return batch
 
     async def append(
         self,
@@ -85,27 +189,55 @@ class FileEventLog:
         expected_sequence: int | None,
         timestamp_us: int,
     ) -> RecordBatch | None:
-        stream = self._stream(stream_id)
-        items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
-        if not stream.ready:
-            await asyncio.to_thread(id_directory, self._root, "streams", stream_id)
-            stream.ready = True
-        size = sum(map(len, items))
-        request = AppendRequest(writer, events, items, size, expected_sequence, timestamp_us)
-        batch = await stream.committer.submit(request)
-        if batch is not None:
-            stream.signal.fire()
-        return batch
+        return await self._append(
+            self._log(stream_id, None),
+            stream_id,
+            None,
+            lambda items, size: AppendRequest(
+                writer, events, items, size, expected_sequence, timestamp_us
+            ),
+            events,
+        )
+
+    async def append_replica(
+        self,
+        stream_id: str,
+        replica_id: str,
+        events: Sequence[NewEvent],
+        *,
+        observed: Mapping[str, int],
+        timestamp_us: int,
+    ) -> RecordBatch | None:
+        return await self._append(
+            self._log(stream_id, replica_id),
+            stream_id,
+            replica_id,
+            lambda items, size: AppendRequest(
+                replica_id, events, items, size, None, timestamp_us, dict(observed)
+            ),
+            events,
+        )
+
+    # -- reading ----------------------------------------------------------------
 
     async def last_sequence(self, stream_id: str) -> int:
-        return await asyncio.to_thread(self._stream(stream_id).log.peek_last)
+        return await asyncio.to_thread(self._log(stream_id, None).log.peek_last)
 
-    async def read(
+    def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
-        stream = self._stream(stream_id)
-        log = stream.log
-        position = stream.hints.get(from_sequence)
+        return self._read(self._log(stream_id, None), from_sequence, to_sequence)
+
+    def read_replica(
+        self, stream_id: str, replica_id: str, from_sequence: int, to_sequence: int | None = None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        return self._read(self._log(stream_id, replica_id), from_sequence, to_sequence)
+
+    async def _read(
+        self, entry: _Log, from_sequence: int, to_sequence: int | None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        log = entry.log
+        position = entry.hints.get(from_sequence)
         if position is None:
             position = await asyncio.to_thread(log.locate, from_sequence)
             if position is None:
@@ -114,75 +246,116 @@ class FileEventLog:
         while True:
             step = await asyncio.to_thread(read_step, log, position)
             if step.batches:
-                if expected is None:
-                    expected = step.batches[0].first_sequence
                 wanted: list[RecordBatch] = []
                 for batch in step.batches:
-                    if batch.first_sequence != expected:
-                        raise CorruptJournalError(
-                            f"stream {stream_id!r} holds sequence {batch.first_sequence} in "
-                            f"{log.path(position.segment)} where {expected} belongs; restore "
-                            f"it from a backup",
-                            path=log.path(position.segment),
-                            offset=position.offset,
-                        )
+                    if expected is not None and batch.first_sequence != expected:
+                        raise _gap(log, position, expected, batch.first_sequence)
                     expected = batch.last_sequence + 1
                     part = batch.sliced(from_sequence, to_sequence)
                     if part is not None:
                         wanted.append(part)
                 if wanted:
                     yield wanted
-                if to_sequence is not None and expected > to_sequence:
+                if to_sequence is not None and expected is not None and expected > to_sequence:
                     return
             position = step.position
             if step.at_end:
                 if expected is not None:
-                    stream.remember(expected, position)
+                    entry.remember(expected, position)
                 return
+
+    async def replicas(self, stream_id: str) -> list[str]:
+        return await asyncio.to_thread(self._replica_ids, stream_id)
+
+    async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
+        return await asyncio.to_thread(self._log(stream_id, replica_id).log.peek_last_version)
+
+    async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
+        replicas = await self.replicas(stream_id)
+        entries = [(replica, self._log(stream_id, replica)) for replica in replicas]
+        starts = [
+            (entry, known.get(replica, 0) + 1, entry.hints.get(known.get(replica, 0) + 1))
+            for replica, entry in entries
+        ]
+
+        def read_all() -> list[tuple[_Log, list[RecordBatch], Position | None, int | None]]:
+            return [(e, *_read_since(e.log, position, first)) for e, first, position in starts]
+
+        found: list[RecordBatch] = []
+        for entry, batches, position, next_sequence in await asyncio.to_thread(read_all):
+            found.extend(batches)
+            if position is not None and next_sequence is not None:
+                entry.remember(next_sequence, position)
+        return found
+
+    # -- watching ---------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str) -> AsyncIterator[_FileWatcher]:
-        stream = self._stream(stream_id)
-        watcher = _FileWatcher(stream, self._poll_interval)
-        yield watcher
+        log = self._log(stream_id, None).log
+        yield _FileWatcher(self._signals[stream_id], self._poll_interval, lambda: _log_state(log))
+
+    @contextlib.asynccontextmanager
+    async def watch_replicated(self, stream_id: str) -> AsyncIterator[_FileWatcher]:
+        directory = os.path.join(self._stream_directory(stream_id), "replicas")
+        signal = self._signals.setdefault(stream_id, Signal())
+        yield _FileWatcher(signal, self._poll_interval, lambda: _replicas_state(directory))
 
     async def aclose(self) -> None:
-        for stream in self._streams.values():
-            await stream.committer.aclose()
-        for stream in self._streams.values():
-            stream.log.close()
-        self._streams.clear()
+        for entry in self._logs.values():
+            await entry.committer.aclose()
+        for entry in self._logs.values():
+            entry.log.close()
+        self._logs.clear()
+
+
+def _log_state(log: SegmentLog) -> tuple[int, int]:
+    """(last segment, its size): grows with every append to the log."""
+    segments = log.segments()
+    if not segments:
+        return (0, 0)
+    try:
+        return (segments[-1], os.stat(log.path(segments[-1])).st_size)
+    except FileNotFoundError:
+        return (segments[-1], 0)
+
+
+def _replicas_state(directory: str) -> tuple[tuple[str, int, int], ...]:
+    """Every replica log's (name, last segment, size)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return ()
+    state = []
+    for name in names:
+        segments = sorted(
+            n for n in os.listdir(os.path.join(directory, name)) if n.endswith(".seg")
+        )
+        if segments:
+            try:
+                size = os.stat(os.path.join(directory, name, segments[-1])).st_size
+            except FileNotFoundError:
+                size = 0
+            state.append((name, int(segments[-1][:-4]), size))
+    return tuple(state)
 
 
 class _FileWatcher:
     """Wakes on this process's appends at once, on other processes' by polling
-    the log's files (their sizes and the segment list) every ``interval``."""
+    the files every ``interval`` seconds."""
 
-    def __init__(self, stream: _Stream, interval: float) -> None:
-        self._stream = stream
+    def __init__(self, signal: Signal, interval: float, state: Callable[[], object]) -> None:
+        self._signal = signal
         self._interval = interval
-        self._generation = stream.signal.generation
-        self._state = self._files_state()
-
-    def _files_state(self) -> tuple[int, int]:
-        """(last segment, its size): grows with every append by anyone."""
-        segments = self._stream.log.segments()
-        if not segments:
-            return (0, 0)
-        try:
-            return (segments[-1], os.stat(self._stream.log.path(segments[-1])).st_size)
-        except FileNotFoundError:
-            return (segments[-1], 0)
+        self._state_of = state
+        self._generation = signal.generation
+        self._state = state()
 
     async def wait(self) -> None:
-        signal = self._stream.signal
         while True:
-            generation = await signal.wait(self._generation, self._interval)
-            if generation != self._generation:
+            generation = await self._signal.wait(self._generation, self._interval)
+            state = self._state_of()
+            if generation != self._generation or state != self._state:
                 self._generation = generation
-                self._state = self._files_state()
-                return
-            state = self._files_state()
-            if state != self._state:
                 self._state = state
                 return

@@ -37,7 +37,7 @@ import fcntl
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import msgpack
@@ -118,6 +118,9 @@ class AppendRequest(NamedTuple):
     size: int  # total bytes of items
     expected_sequence: int | None
     timestamp_us: int
+    # Replica logs: what the writer has seen of other replicas, merged into
+    # the version of the first event. None for plain logs.
+    observed: Mapping[str, int] | None = None
 
 
 AppendResult = RecordBatch | None | BaseException
@@ -307,19 +310,30 @@ class SegmentLog:
             offset=offset,
         )
 
-    def peek_last(self) -> int:
-        """The last committed sequence, read without the lock (0 if empty)."""
+    def _peek(self) -> _Tail | None:
         segments = self.segments()
         if not segments:
-            return 0
+            return None
         fd = os.open(self.path(segments[-1]), os.O_RDONLY)
         try:
             start, first = self._indexed_start(fd, segments[-1], None)
             tail = _Tail(segments[-1], -1, start.offset, first - 1)
             self._catch_up(fd, tail, os.fstat(fd).st_size, cut=False)
-            return tail.last_sequence
         finally:
             os.close(fd)
+        if tail.last_sequence and not tail.last_version and len(segments) > 1:
+            tail.last_version = self._last_version_of(segments[-2])
+        return tail
+
+    def peek_last(self) -> int:
+        """The last committed sequence, read without the lock (0 if empty)."""
+        tail = self._peek()
+        return 0 if tail is None else tail.last_sequence
+
+    def peek_last_version(self) -> dict[str, int]:
+        """The version of the last committed event, read without the lock."""
+        tail = self._peek()
+        return {} if tail is None else tail.last_version
 
     # -- writing (under the lock) ---------------------------------------------
 
@@ -416,7 +430,18 @@ class SegmentLog:
             writer = request.writer
             first = dict(version)
             first[writer] = first.get(writer, 0) + 1
-            if pending is None or pending.writer != writer or pending.size + size > _MAX_FRAME // 2:
+            follows = True  # the first event's version is the previous one's plus one
+            if request.observed:
+                for replica, counter in request.observed.items():
+                    if replica != writer and counter > first.get(replica, 0):
+                        first[replica] = counter
+                        follows = False
+            if (
+                pending is None
+                or not follows
+                or pending.writer != writer
+                or pending.size + size > _MAX_FRAME // 2
+            ):
                 if pending is not None:
                     frames.append(pending.frame())
                     written += len(frames[-1])

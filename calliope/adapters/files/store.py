@@ -34,6 +34,7 @@ class FileStore:
         self._requested_replica = replica_id
         self._replica: str | None = None
         self._lease: ReplicaLease | None = None
+        self._extra_leases: dict[str, ReplicaLease] = {}
         self.events = FileEventLog(
             self.root,
             durability=durability,
@@ -54,10 +55,17 @@ class FileStore:
         self._lease = await asyncio.to_thread(ReplicaLease, self.root, replica)
         self._replica = replica
 
+    async def lease(self, replica_id: str) -> None:
+        if replica_id != self._replica and replica_id not in self._extra_leases:
+            lease = await asyncio.to_thread(ReplicaLease, self.root, replica_id)
+            self._extra_leases[replica_id] = lease
+
     async def aclose(self) -> None:
         try:
             await self.events.aclose()
         finally:
-            if self._lease is not None:
-                self._lease.release()
-                self._lease = None
+            for lease in [self._lease, *self._extra_leases.values()]:
+                if lease is not None:
+                    lease.release()
+            self._lease = None
+            self._extra_leases.clear()

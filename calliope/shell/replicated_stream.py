@@ -1,0 +1,389 @@
+"""Replicated event streams: many replicas write one stream concurrently.
+
+Each replica appends to its own log; every event carries a version vector.
+Reading merges the logs in one deterministic causal order: ascending
+(version total, replica id), which extends causality because an event's
+total exceeds that of everything in its causal past, and which every
+replica computes alike for the same events. Each replica's own log is
+already in that order, so the merge streams, one batch per replica at a
+time.
+
+An event is yielded only once its whole causal past has been: logs are
+read one after another while writers go on, so a reader may see an event
+whose cause, in another log, it read before that cause was written. A
+finite query leaves such an event out (it belongs to a later query); a
+live query holds it back in a :class:`~calliope.core.CausalBuffer` until
+its cause arrives.
+
+Persist writes first, then reads what other replicas appended since the
+handle last looked. If two events are concurrent, whichever of their
+writers finished writing second reads the other's event afterwards and
+reports it: at least one writer is always told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, Generic, TypeVar
+
+from calliope.core.causal_delivery import CausalBuffer, receive
+from calliope.core.concurrency import causal_sort_key, detect_concurrent
+from calliope.core.envelope import Envelope
+from calliope.core.persist_reply import PersistReply
+from calliope.core.version_vector import VersionVector
+from calliope.errors import StorageError
+from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec, Watcher
+from calliope.shell.records import envelopes_of, from_timestamp_us, to_timestamp_us
+
+__all__ = ["ReplicatedEventStream", "ReplicatedLiveQuery", "ReplicatedQuery"]
+
+E = TypeVar("E")
+S = TypeVar("S")
+
+
+class _Cursor:
+    """One replica log being merged: its batches, one chunk at a time."""
+
+    def __init__(self, replica: str, chunks: AsyncIterator[list[RecordBatch]]) -> None:
+        self.replica = replica
+        self._chunks = chunks
+        self._batches: deque[RecordBatch] = deque()
+        self._index = 0
+        self._total = 0  # version total of the head event
+
+    async def fill(self) -> bool:
+        """Make sure there is a head event; False when the log is exhausted."""
+        while not self._batches:
+            chunk = await anext(self._chunks, None)
+            if chunk is None:
+                return False
+            self._batches.extend(chunk)
+            self._index = 0
+            if self._batches:
+                self._total = sum(self._batches[0].version.values())
+        return True
+
+    def key(self) -> tuple[int, str]:
+        return (self._total, self.replica)
+
+    def pop(self) -> tuple[RecordBatch, int]:
+        batch = self._batches[0]
+        index = self._index
+        if index + 1 < len(batch.items):
+            self._index = index + 1
+            self._total += 1
+        else:
+            self._batches.popleft()
+            self._index = 0
+            if self._batches:
+                self._total = sum(self._batches[0].version.values())
+        return batch, index
+
+
+async def _merged(
+    events: EventLogPort, stream_id: str, since: VersionVector
+) -> AsyncIterator[tuple[RecordBatch, int]]:
+    """Every event after ``since`` in every replica log, by (total, replica)."""
+    cursors = [
+        _Cursor(replica, events.read_replica(stream_id, replica, since[replica] + 1))
+        for replica in await events.replicas(stream_id)
+    ]
+    heap: list[tuple[tuple[int, str], int]] = []
+    for position, cursor in enumerate(cursors):
+        if await cursor.fill():
+            heap.append((cursor.key(), position))
+    heapq.heapify(heap)
+    while heap:
+        _, position = heap[0]
+        cursor = cursors[position]
+        yield cursor.pop()
+        if await cursor.fill():
+            heapq.heapreplace(heap, (cursor.key(), position))
+        else:
+            heapq.heappop(heap)
+
+
+def _event_version(batch: RecordBatch, index: int) -> dict[str, int]:
+    version = dict(batch.version)
+    version[batch.writer] += index
+    return version
+
+
+class _Source(Generic[E]):
+    """What a replicated stream handle and its queries share."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        replica_id: str,
+        events: EventLogPort,
+        codec: TypeCodec[Any],
+        ensure_open: Callable[[], None],
+        before_first_use: Callable[[], Awaitable[None] | None],
+    ) -> None:
+        self.stream_id = stream_id
+        self.replica_id = replica_id
+        self.events = events
+        self.codec = codec
+        self.ensure_open = ensure_open
+        self._before_first_use = before_first_use
+        self.version = VersionVector()  # what the handle has observed
+        self.started = False
+
+    async def start(self) -> None:
+        """Resume the replica's knowledge from its own log (once)."""
+        self.ensure_open()
+        if not self.started:
+            pending = self._before_first_use()
+            if pending is not None:
+                await pending
+            own = await self.events.replica_version(self.stream_id, self.replica_id)
+            self.version = self.version.merge(VersionVector(own))
+            self.started = True
+
+    def observe(self, version: VersionVector) -> None:
+        self.version = self.version.merge(version)
+
+    def envelope(self, batch: RecordBatch, index: int, version: dict[str, int]) -> Envelope[E]:
+        """Event ``index`` of ``batch``, decoded, with its version."""
+        name, schema, data = batch.items[index]
+        return Envelope(
+            stream_id=self.stream_id,
+            replica_id=batch.writer,
+            sequence=version[batch.writer],
+            version=VersionVector.unchecked(version),
+            timestamp=from_timestamp_us(batch.timestamp_us),
+            event=self.codec.decode(name, schema, data),
+        )
+
+    def envelopes(self, batches: list[RecordBatch]) -> list[Envelope[E]]:
+        return [
+            self.envelope(batch, index, _event_version(batch, index))
+            for batch in batches
+            for index in range(len(batch.items))
+        ]
+
+
+class ReplicatedQuery(Generic[E]):
+    """Every replica's events after ``since``, in the deterministic causal
+    order, as they are now (events whose causal past is not readable yet
+    are left for a later query). Iterating it makes the handle observe
+    what it yields."""
+
+    def __init__(self, source: _Source[E], since: VersionVector | None) -> None:
+        self._source = source
+        self._since = since if since is not None else VersionVector()
+
+    async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
+        source = self._source
+        await source.start()
+        delivered = self._since.to_dict()
+        async for batch, index in _merged(source.events, source.stream_id, self._since):
+            version = _event_version(batch, index)
+            writer = batch.writer
+            if not _deliverable(delivered, writer, version):
+                continue  # its cause was written after this reader passed its log
+            delivered[writer] = version[writer]
+            envelope = source.envelope(batch, index, version)
+            source.observe(envelope.version)
+            yield envelope
+
+    async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
+        """Fold the events in causal order into a state."""
+        state = init
+        async for envelope in self:
+            state = update_state(state, envelope.event)
+        return state
+
+    async def to_list(self) -> list[Envelope[E]]:
+        return [envelope async for envelope in self]
+
+
+def _deliverable(delivered: dict[str, int], writer: str, version: dict[str, int]) -> bool:
+    for replica, counter in version.items():
+        have = delivered.get(replica, 0)
+        if replica == writer:
+            if have != counter - 1:
+                return False
+        elif have < counter:
+            return False
+    return True
+
+
+class ReplicatedLiveQuery(Generic[E]):
+    """Catch-up in the deterministic causal order, then every new event from
+    any replica, each once its causal past has been yielded. Ends on
+    :meth:`close`, on leaving ``async with``, or on cancellation."""
+
+    def __init__(self, source: _Source[E], since: VersionVector | None) -> None:
+        self._source = source
+        since = since if since is not None else VersionVector()
+        self._since = since
+        self._buffer: CausalBuffer[Envelope[E]] = CausalBuffer(delivered=since)
+        self._read: dict[str, int] = since.to_dict()  # per replica, the last sequence read
+        self._ready: deque[Envelope[E]] = deque()
+        self._catch_up: AsyncIterator[tuple[RecordBatch, int]] | None = None
+        self._caught_up = False
+        self._watcher: Watcher | None = None
+        self._stack = AsyncExitStack()
+        self._closed = asyncio.Event()
+
+    async def __aenter__(self) -> ReplicatedLiveQuery[E]:
+        await self._ensure_watcher()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _ensure_watcher(self) -> Watcher:
+        if self._watcher is None:
+            await self._source.start()
+            self._watcher = await self._stack.enter_async_context(
+                self._source.events.watch_replicated(self._source.stream_id)
+            )
+        return self._watcher
+
+    async def close(self) -> None:
+        self._closed.set()
+        reader, self._catch_up = self._catch_up, None
+        if reader is not None:
+            await reader.aclose()  # type: ignore[attr-defined]
+        await self._stack.aclose()
+
+    aclose = close
+
+    def __aiter__(self) -> ReplicatedLiveQuery[E]:
+        return self
+
+    def _arrive(self, envelopes: list[Envelope[E]]) -> None:
+        for envelope in envelopes:
+            replica = envelope.replica_id
+            if envelope.sequence > self._read.get(replica, 0):
+                self._read[replica] = envelope.sequence
+            self._buffer, released = receive(self._buffer, envelope)
+            self._ready.extend(released)
+
+    async def __anext__(self) -> Envelope[E]:
+        source = self._source
+        while not self._ready:
+            if self._closed.is_set():
+                raise StopAsyncIteration
+            watcher = await self._ensure_watcher()
+            if not self._caught_up:
+                if self._catch_up is None:
+                    self._catch_up = aiter(_merged(source.events, source.stream_id, self._since))
+                item = await anext(self._catch_up, None)
+                if item is None:
+                    self._catch_up = None
+                    self._caught_up = True
+                    continue
+                batch, index = item
+                self._arrive([source.envelope(batch, index, _event_version(batch, index))])
+                continue
+            batches = await source.events.read_new(source.stream_id, self._read)
+            if batches:
+                fresh = sorted(source.envelopes(batches), key=causal_sort_key)
+                self._arrive(fresh)
+                continue
+            await _wait(watcher, self._closed)
+        envelope = self._ready.popleft()
+        source.observe(envelope.version)
+        return envelope
+
+
+async def _wait(watcher: Watcher, closed: asyncio.Event) -> None:
+    """Until the logs may have grown or ``closed`` is set."""
+    grown = asyncio.ensure_future(watcher.wait())
+    stop = asyncio.ensure_future(closed.wait())
+    try:
+        await asyncio.wait([grown, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (grown, stop):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(grown, stop, return_exceptions=True)
+
+
+class ReplicatedEventStream(Generic[E]):
+    """One replica's handle on a stream that many replicas write concurrently.
+
+    Obtained from ``app.journal.replicated_event_stream(stream_id, EventType)``.
+    ``version`` is what this handle has observed: the replica's own past
+    (resumed from the journal on first use), what its queries yielded, and
+    what persist replies reported. A persisted event's version is that
+    observed version advanced at this replica, so it follows everything the
+    handle has seen and nothing else.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        event_type: Any,
+        replica_id: str,
+        *,
+        events: EventLogPort,
+        codec: TypeCodec[Any],
+        clock: Callable[[], Any],
+        ensure_open: Callable[[], None],
+        before_first_use: Callable[[], Awaitable[None] | None] = lambda: None,
+    ) -> None:
+        self.stream_id = stream_id
+        self.event_type = event_type
+        self.replica_id = replica_id
+        self._clock = clock
+        self._source: _Source[E] = _Source(
+            stream_id, replica_id, events, codec, ensure_open, before_first_use
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReplicatedEventStream({self.stream_id!r}, replica={self.replica_id!r}, "
+            f"version={self.version!r})"
+        )
+
+    @property
+    def version(self) -> VersionVector:
+        """What this handle has observed (see the class docstring)."""
+        return self._source.version
+
+    def query(self, since: VersionVector | None = None) -> ReplicatedQuery[E]:
+        """Every replica's events not at or below ``since`` (default: all), in
+        the deterministic causal order."""
+        return ReplicatedQuery(self._source, since)
+
+    def live_query(self, since: VersionVector | None = None) -> ReplicatedLiveQuery[E]:
+        """Catch-up from ``since``, then new events from every replica."""
+        return ReplicatedLiveQuery(self._source, since)
+
+    async def persist(self, event: E) -> PersistReply[E]:
+        """Append ``event`` after everything this handle has observed; durable
+        on return. The reply lists the events by others that were concurrent
+        with it (not in its causal past); the handle then observes them, so
+        an event persisted next (e.g. one resolving the conflict) follows them."""
+        source = self._source
+        await source.start()
+        stored = await source.events.append_replica(
+            self.stream_id,
+            self.replica_id,
+            [source.codec.encode(event)],
+            observed=source.version.to_dict(),
+            timestamp_us=to_timestamp_us(self._clock()),
+        )
+        if stored is None:  # pragma: no cover - one event always makes a batch
+            raise StorageError("the journal stored nothing for a persist; report this as a bug")
+        (envelope,) = envelopes_of(self.stream_id, stored, [event])
+        known = source.version.to_dict()
+        new = [
+            other
+            for other in source.envelopes(await source.events.read_new(self.stream_id, known))
+            if other.dot != envelope.dot
+        ]
+        concurrent = sorted(detect_concurrent(envelope.version, new), key=causal_sort_key)
+        source.observe(envelope.version)
+        for other in new:
+            source.observe(other.version)
+        return PersistReply(envelope=envelope, concurrent_updates=tuple(concurrent))
