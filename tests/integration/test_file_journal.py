@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -82,7 +80,7 @@ async def test_sigkill_during_group_commit_loses_no_acknowledged_event(tmp_path:
     stored: dict[str, list[int]] = {}
     for envelope in envelopes:
         stored.setdefault(envelope.event.sku, []).append(envelope.event.quantity)
-    for sku, count in acknowledged.items():
+    for sku in acknowledged:
         assert sku in stored, f"acknowledged {sku} is missing"
     for sku, quantities in stored.items():  # every batch whole, none twice
         expected = [1, 2] if int(sku.split("-")[1]) % 3 == 2 else [1]
@@ -182,7 +180,7 @@ async def test_segments_roll_and_the_sparse_index_finds_a_sequence(tmp_path: Pat
             await stream.persist_all([ItemAdded(f"{n:08d}") for n in range(start, start + 1000)])
     files = segments(root, "s")
     assert len(files) > 3
-    assert [int(f.stem) for f in files][0] == 1
+    assert int(files[0].stem) == 1
     async with calliope.open(root, replica_id="r") as app:
         stream = app.journal.event_stream("s", ItemAdded)
         middle = await stream.query(12_345, 12_350).to_list()
@@ -276,4 +274,3 @@ async def test_a_snapshot_save_leaves_no_temporary_file(tmp_path: Path) -> None:
     async with calliope.open(root, replica_id="w") as app:
         await app.snapshots.save_snapshot("cart", Cart(), sequence=0)
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
-    _ = os, time

@@ -213,7 +213,7 @@ async def test_types_outside_the_declared_union_are_refused(open_app: OpenApp) -
         assert await stream.last_sequence() == 0
         await stream.persist(ItemRemoved("x"))
         narrow = app.journal.event_stream("s", ItemAdded)
-        with pytest.raises(calliope.UnknownEventTypeError, match="test.item-removed"):
+        with pytest.raises(calliope.UnknownEventTypeError, match=r"test\.item-removed"):
             await narrow.query().to_list()
 
 

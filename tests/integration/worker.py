@@ -12,6 +12,8 @@ python -m tests.integration.worker follow DIR REPLICA STREAM COUNT
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import sys
 
 import calliope
@@ -59,9 +61,27 @@ async def follow(directory: str, replica: str, stream_id: str, count: int) -> No
                     return
 
 
+async def replicate(directory: str, replica: str, stream_id: str, count: int) -> None:
+    rng = random.Random(replica)
+    async with calliope.open(directory, replica_id=replica) as app:
+        stream = app.journal.replicated_event_stream(stream_id, ItemAdded)
+        for n in range(count):
+            await asyncio.sleep(rng.random() * 0.002)
+            if rng.random() < 0.3:
+                await stream.query().to_list()
+            reply = await stream.persist(ItemAdded(f"{replica}-{n}"))
+            line = {
+                "dot": list(reply.envelope.dot),
+                "version": reply.envelope.version.to_dict(),
+                "concurrent": [list(e.dot) for e in reply.concurrent_updates],
+            }
+            print(json.dumps(line), flush=True)
+
+
 def main() -> None:
     command, directory, replica, stream_id, number = sys.argv[1:6]
-    action = {"persist": persist, "hammer": hammer, "follow": follow}[command]
+    actions = {"persist": persist, "hammer": hammer, "follow": follow, "replicate": replicate}
+    action = actions[command]
     asyncio.run(action(directory, replica, stream_id, int(number)))
 
 
