@@ -26,7 +26,15 @@ class CheckedOut:
     total_items: int
 
 
-CartEvent = ItemAdded | ItemRemoved | CheckedOut
+@calliope.event_type("cart.merged")
+@attrs.frozen
+class CartMerged:
+    """Resolves concurrent edits: the cart's items as decided by the resolver."""
+
+    items: dict[str, int]
+
+
+CartEvent = ItemAdded | ItemRemoved | CheckedOut | CartMerged
 
 
 @attrs.frozen
@@ -47,4 +55,16 @@ def update_cart(cart: Cart, event: CartEvent) -> Cart:
         return attrs.evolve(cart, items=items)
     if isinstance(event, ItemRemoved):
         return attrs.evolve(cart, items={k: v for k, v in cart.items.items() if k != event.sku})
+    if isinstance(event, CartMerged):
+        return attrs.evolve(cart, items=dict(event.items))
     return attrs.evolve(cart, checked_out=True)
+
+
+def merge_carts(carts: list[Cart]) -> Cart:
+    """The shop's policy for concurrent edits: keep every item, at the largest
+    quantity any replica chose."""
+    items: dict[str, int] = {}
+    for cart in carts:
+        for sku, quantity in cart.items.items():
+            items[sku] = max(items.get(sku, 0), quantity)
+    return Cart(items=items, checked_out=any(cart.checked_out for cart in carts))

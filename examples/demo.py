@@ -1,8 +1,10 @@
 """``make demo``: an event-sourced shopping cart on the embedded file store.
 
-Persist, replay, snapshot, restart from the snapshot, and a live query that
-sees events written by a second process. Everything lives in a fresh
-temporary directory, removed at the end.
+Persist, replay, snapshot, restart from the snapshot, a live query that
+sees events written by a second process, and two processes editing one
+replicated cart concurrently: the conflict is detected, resolved, and every
+replica ends with the same cart. Everything lives in a fresh temporary
+directory, removed at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import calliope
 from examples.cart import Cart, CartEvent, CheckedOut, ItemAdded, ItemRemoved, update_cart
+from examples.replicated_cart import cart_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,10 +90,62 @@ async def restart(directory: str) -> None:
         print(f"  cart: {state.describe()}")
 
 
+class Replica:
+    """A replica of the shared cart in its own process, driven line by line."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "examples.replicated_cart", directory, name],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def do(self, command: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        print(f"  {self.name:>6} $ {command:<12} -> {self.process.stdout.readline().strip()}")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("quit\n")
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+async def replicated(directory: str) -> None:
+    step("6. two processes edit one replicated cart at the same time")
+    async with calliope.open(directory, replica_id="web-shop") as app:
+        cart = app.journal.replicated_event_stream("shared-cart", CartEvent)
+        reply = await cart.persist(ItemAdded("bread"))
+        print(f"  web-shop started the cart: {reply.envelope.event} at {reply.envelope.version}")
+    laptop, phone = Replica(directory, "laptop"), Replica(directory, "phone")
+    try:
+        laptop.do("observe")
+        phone.do("observe")
+        laptop.do("add apples 2")  # neither has seen the other's edit:
+        phone.do("add apples 3")  # the second writer is told of the first
+        phone.do("resolve")
+        step("7. every replica ends with the same cart")
+        laptop.do("show")
+        phone.do("show")
+    finally:
+        laptop.close()
+        phone.close()
+    async with calliope.open(directory, replica_id="web-shop") as app:
+        cart = app.journal.replicated_event_stream("shared-cart", CartEvent)
+        versions = await cart_versions(cart)
+        print(f"  web-shop $ {'show':<12} -> cart {versions.state.describe()}")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
         await first_run(directory)
         await restart(directory)
+        await replicated(directory)
     print("\nDone: the demo's directory has been removed.")
 
 

@@ -24,6 +24,11 @@ def test_the_demo_runs_the_cart_end_to_end() -> None:
     assert "same as a full replay: True" in out
     assert out.count("from phone-app") == 3
     assert "(checked out)" in out
+    assert out.count("CONFLICT with") == 1
+    assert "resolved [2 x apples, 1 x bread] vs [3 x apples, 1 x bread]" in out
+    finals = [line for line in out.splitlines() if "$ show" in line]
+    assert len(finals) == 3
+    assert all(line.endswith("cart [3 x apples, 1 x bread]") for line in finals), finals
 
 
 def test_the_core_tour_runs() -> None:
