@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from calliope.core.causal_delivery import CausalBuffer, receive
 from calliope.core.concurrency import causal_sort_key, detect_concurrent
@@ -67,6 +67,10 @@ class _Cursor:
                 self._total = sum(self._batches[0].version.values())
         return True
 
+    def ready(self) -> bool:
+        """Whether a head event is buffered (no reading needed)."""
+        return bool(self._batches)
+
     def key(self) -> tuple[int, str]:
         return (self._total, self.replica)
 
@@ -86,8 +90,9 @@ class _Cursor:
 
 async def _merged(
     events: EventLogPort, stream_id: str, since: VersionVector
-) -> AsyncIterator[tuple[RecordBatch, int]]:
-    """Every event after ``since`` in every replica log, by (total, replica)."""
+) -> AsyncIterator[list[tuple[RecordBatch, int]]]:
+    """Every event after ``since`` in every replica log, by (total, replica),
+    as (batch, index) pairs, in runs (a run ends when a log needs reading)."""
     cursors = [
         _Cursor(replica, events.read_replica(stream_id, replica, since[replica] + 1))
         for replica in await events.replicas(stream_id)
@@ -98,9 +103,15 @@ async def _merged(
             heap.append((cursor.key(), position))
     heapq.heapify(heap)
     while heap:
-        _, position = heap[0]
-        cursor = cursors[position]
-        yield cursor.pop()
+        run: list[tuple[RecordBatch, int]] = []
+        while True:
+            position = heap[0][1]
+            cursor = cursors[position]
+            run.append(cursor.pop())
+            if not cursor.ready():
+                break
+            heapq.heapreplace(heap, (cursor.key(), position))
+        yield run
         if await cursor.fill():
             heapq.heapreplace(heap, (cursor.key(), position))
         else:
@@ -131,8 +142,16 @@ class _Source(Generic[E]):
         self.codec = codec
         self.ensure_open = ensure_open
         self._before_first_use = before_first_use
-        self.version = VersionVector()  # what the handle has observed
+        self._counts: dict[str, int] = {}  # what the handle has observed
+        self._version: VersionVector | None = VersionVector()
         self.started = False
+
+    @property
+    def version(self) -> VersionVector:
+        """What the handle has observed, as a vector."""
+        if self._version is None:
+            self._version = VersionVector.unchecked(dict(self._counts))
+        return self._version
 
     async def start(self) -> None:
         """Resume the replica's knowledge from its own log (once)."""
@@ -142,11 +161,22 @@ class _Source(Generic[E]):
             if pending is not None:
                 await pending
             own = await self.events.replica_version(self.stream_id, self.replica_id)
-            self.version = self.version.merge(VersionVector(own))
+            self.observe(own)
             self.started = True
 
-    def observe(self, version: VersionVector) -> None:
-        self.version = self.version.merge(version)
+    def observe(self, version: Mapping[str, int]) -> None:
+        """Merge an observed version into what the handle has seen."""
+        counts = self._counts
+        for replica, counter in version.items():
+            if counter > counts.get(replica, 0):
+                counts[replica] = counter
+                self._version = None
+
+    def observe_next(self, replica: str, counter: int) -> None:
+        """Observe one event whose causal past the handle has already seen."""
+        if counter > self._counts.get(replica, 0):
+            self._counts[replica] = counter
+            self._version = None
 
     def envelope(self, batch: RecordBatch, index: int, version: dict[str, int]) -> Envelope[E]:
         """Event ``index`` of ``batch``, decoded, with its version."""
@@ -168,50 +198,85 @@ class _Source(Generic[E]):
         ]
 
 
+class _Held(NamedTuple):
+    """An event waiting in a causal buffer for its causal past."""
+
+    replica_id: str
+    version: VersionVector
+    batch: RecordBatch
+    offset: int  # of the event in the batch
+
+
 class ReplicatedQuery(Generic[E]):
     """Every replica's events after ``since``, in the deterministic causal
-    order, as they are now (events whose causal past is not readable yet
-    are left for a later query). Iterating it makes the handle observe
-    what it yields."""
+    order, as they are now. Events whose causal past is not readable yet are
+    left for a later query. Iterating makes the handle observe what it
+    yields; the handle also observes ``since`` (the caller has those events,
+    e.g. in a snapshot)."""
 
     def __init__(self, source: _Source[E], since: VersionVector | None) -> None:
         self._source = source
         self._since = since if since is not None else VersionVector()
 
-    async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
+    async def _runs(self) -> AsyncIterator[list[tuple[RecordBatch, int]]]:
+        """The deliverable events, in runs: each run's events in causal order."""
         source = self._source
         await source.start()
+        source.observe(self._since)
         delivered = self._since.to_dict()
-        async for batch, index in _merged(source.events, source.stream_id, self._since):
-            version = _event_version(batch, index)
-            writer = batch.writer
-            if not _deliverable(delivered, writer, version):
-                continue  # its cause was written after this reader passed its log
-            delivered[writer] = version[writer]
-            envelope = source.envelope(batch, index, version)
-            source.observe(envelope.version)
-            yield envelope
+        # Per writer, the batch whose other replicas' past is all delivered
+        # (the same for every event of a batch, so checked once per batch).
+        checked: dict[str, RecordBatch] = {}
+        held: CausalBuffer[_Held] | None = None
+        async for run in _merged(source.events, source.stream_id, self._since):
+            ready: list[tuple[RecordBatch, int]] = []
+            for batch, index in run:
+                writer = batch.writer
+                own = batch.version[writer] + index
+                if held is None:
+                    if checked.get(writer) is not batch and all(
+                        delivered.get(replica, 0) >= counter
+                        for replica, counter in batch.version.items()
+                        if replica != writer
+                    ):
+                        checked[writer] = batch
+                    if checked.get(writer) is batch and delivered.get(writer, 0) == own - 1:
+                        delivered[writer] = own
+                        ready.append((batch, index))
+                        continue
+                    # Its causal past is not all here (yet). From now on,
+                    # deliver through a causal buffer; what it still holds at
+                    # the end had a cause written after this reader passed
+                    # its log, and a later query will yield it.
+                    held = CausalBuffer(delivered=VersionVector(delivered))
+                version = VersionVector.unchecked(_event_version(batch, index))
+                held, released = receive(held, _Held(writer, version, batch, index))
+                ready.extend((item.batch, item.offset) for item in released)
+            if ready:
+                yield ready
+
+    async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
+        source = self._source
+        async for run in self._runs():
+            for batch, index in run:
+                envelope: Envelope[E] = source.envelope(batch, index, _event_version(batch, index))
+                source.observe_next(batch.writer, envelope.sequence)
+                yield envelope
 
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
-        """Fold the events in causal order into a state."""
+        """Fold the events in causal order into a state (without envelopes)."""
+        source = self._source
+        decode = source.codec.decode
         state = init
-        async for envelope in self:
-            state = update_state(state, envelope.event)
+        async for run in self._runs():
+            for batch, index in run:
+                name, schema, data = batch.items[index]
+                state = update_state(state, decode(name, schema, data))
+                source.observe_next(batch.writer, batch.version[batch.writer] + index)
         return state
 
     async def to_list(self) -> list[Envelope[E]]:
         return [envelope async for envelope in self]
-
-
-def _deliverable(delivered: dict[str, int], writer: str, version: dict[str, int]) -> bool:
-    for replica, counter in version.items():
-        have = delivered.get(replica, 0)
-        if replica == writer:
-            if have != counter - 1:
-                return False
-        elif have < counter:
-            return False
-    return True
 
 
 class ReplicatedLiveQuery(Generic[E]):
@@ -226,7 +291,7 @@ class ReplicatedLiveQuery(Generic[E]):
         self._buffer: CausalBuffer[Envelope[E]] = CausalBuffer(delivered=since)
         self._read: dict[str, int] = since.to_dict()  # per replica, the last sequence read
         self._ready: deque[Envelope[E]] = deque()
-        self._catch_up: AsyncIterator[tuple[RecordBatch, int]] | None = None
+        self._catch_up: AsyncIterator[list[tuple[RecordBatch, int]]] | None = None
         self._caught_up = False
         self._watcher: Watcher | None = None
         self._stack = AsyncExitStack()
@@ -276,13 +341,12 @@ class ReplicatedLiveQuery(Generic[E]):
             if not self._caught_up:
                 if self._catch_up is None:
                     self._catch_up = aiter(_merged(source.events, source.stream_id, self._since))
-                item = await anext(self._catch_up, None)
-                if item is None:
+                run = await anext(self._catch_up, None)
+                if run is None:
                     self._catch_up = None
                     self._caught_up = True
                     continue
-                batch, index = item
-                self._arrive([source.envelope(batch, index, _event_version(batch, index))])
+                self._arrive([source.envelope(b, i, _event_version(b, i)) for b, i in run])
                 continue
             batches = await source.events.read_new(source.stream_id, self._read)
             if batches:

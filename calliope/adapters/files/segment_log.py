@@ -75,7 +75,7 @@ __all__ = [
 log = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
-_WINDOW = 1024 * 1024
+_WINDOW = 256 * 1024
 _SEAL = encode_frame(msgpack.packb(None))
 _MAX_FRAME = 256 * 1024 * 1024
 
