@@ -8,7 +8,7 @@ the adapter decides how to lay it out, never what it means.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
@@ -266,6 +266,10 @@ class TypeCodec(Protocol[E]):
     def encode(self, value: E) -> NewEvent: ...
 
     def decode(self, type_name: str, schema_version: int, data: Any) -> E: ...
+
+    def decoder(self, type_name: str, schema_version: int) -> Callable[[Any], E]:
+        """``decode`` with the type looked up once (for replay loops)."""
+        ...
 
 
 class CodecPort(Protocol):

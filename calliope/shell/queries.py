@@ -87,12 +87,16 @@ class Query(Generic[E]):
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events (not envelopes) into a state, like
         :func:`calliope.aggregate`, without building envelopes."""
-        decode = self._source.codec.decode
+        codec = self._source.codec
+        decoders: dict[tuple[str, int], Callable[[Any], E]] = {}
         state = init
         async for batches in self._batches():
             for batch in batches:
                 for name, version, data in batch.items:
-                    state = update_state(state, decode(name, version, data))
+                    decode = decoders.get((name, version))
+                    if decode is None:
+                        decode = decoders[(name, version)] = codec.decoder(name, version)
+                    state = update_state(state, decode(data))
         return state
 
     async def to_list(self) -> list[Envelope[E]]:

@@ -243,9 +243,12 @@ class FileEventLog:
             if position is None:
                 return
         expected: int | None = None
-        while True:
-            step = await asyncio.to_thread(read_step, log, position)
-            if step.batches:
+        # The next step is read in a worker thread while the caller decodes
+        # this one.
+        pending = asyncio.ensure_future(asyncio.to_thread(read_step, log, position))
+        try:
+            while True:
+                step = await pending
                 wanted: list[RecordBatch] = []
                 for batch in step.batches:
                     if expected is not None and batch.first_sequence != expected:
@@ -254,15 +257,20 @@ class FileEventLog:
                     part = batch.sliced(from_sequence, to_sequence)
                     if part is not None:
                         wanted.append(part)
+                done = to_sequence is not None and expected is not None and expected > to_sequence
+                position = step.position
+                if step.at_end or done:
+                    if step.at_end and expected is not None:
+                        entry.remember(expected, position)
+                    if wanted:
+                        yield wanted
+                    return
+                pending = asyncio.ensure_future(asyncio.to_thread(read_step, log, position))
                 if wanted:
                     yield wanted
-                if to_sequence is not None and expected is not None and expected > to_sequence:
-                    return
-            position = step.position
-            if step.at_end:
-                if expected is not None:
-                    entry.remember(expected, position)
-                return
+        finally:
+            if not pending.done():
+                pending.cancel()
 
     async def replicas(self, stream_id: str) -> list[str]:
         return await asyncio.to_thread(self._replica_ids, stream_id)
