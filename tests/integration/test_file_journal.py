@@ -274,3 +274,27 @@ async def test_a_snapshot_save_leaves_no_temporary_file(tmp_path: Path) -> None:
     async with calliope.open(root, replica_id="w") as app:
         await app.snapshots.save_snapshot("cart", Cart(), sequence=0)
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+async def test_writing_many_streams_keeps_few_files_open(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    fds = Path("/proc/self/fd")
+    async with calliope.open(root, replica_id="w", durability="flush") as app:
+        before = len(list(fds.iterdir()))
+        for n in range(600):
+            await app.journal.event_stream(f"s{n}", ItemAdded).persist(ItemAdded(str(n)))
+        during = len(list(fds.iterdir()))
+        for n in (0, 599):  # an evicted log reopens and continues its sequence
+            envelope = await app.journal.event_stream(f"s{n}", ItemAdded).persist(
+                ItemAdded("again")
+            )
+            assert envelope.sequence == 2
+    assert during - before <= 2 * 128 + 8
+
+
+async def test_a_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(calliope.StorageError, match="cannot use .* as a Calliope data directory"):
+        async with calliope.open(blocker / "data"):
+            pass

@@ -31,6 +31,7 @@ from calliope.shell.ports import Durability, NewEvent, RecordBatch
 __all__ = ["FileEventLog"]
 
 _HINTS = 256
+_OPEN_LOGS = 128  # logs whose files stay open between appends (the rest reopen)
 
 
 class _Log:
@@ -105,6 +106,9 @@ class FileEventLog:
         self._logs: dict[tuple[str, str | None], _Log] = {}
         self._signals: dict[str, Signal] = {}
         self._replica_names: dict[str, str] = {}  # replica directory name -> replica id
+        # Logs with open files, least recently appended first: an app that
+        # writes many streams must not run out of file descriptors.
+        self._open: OrderedDict[tuple[str, str | None], _Log] = OrderedDict()
 
     # -- where things are -------------------------------------------------------
 
@@ -178,7 +182,18 @@ class FileEventLog:
         batch = await entry.committer.submit(request(items, sum(map(len, items))))
         if batch is not None:
             entry.signal.fire()
+        self._keep_open((stream_id, replica_id), entry)
         return batch
+
+    def _keep_open(self, key: tuple[str, str | None], entry: _Log) -> None:
+        self._open[key] = entry
+        self._open.move_to_end(key)
+        while len(self._open) > _OPEN_LOGS:
+            oldest, candidate = next(iter(self._open.items()))
+            if not candidate.committer.idle:
+                break  # busy: closed on a later append
+            del self._open[oldest]
+            candidate.log.close()
 
     async def append(
         self,

@@ -53,6 +53,11 @@ class GroupCommitter(Generic[Req, Res]):
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def idle(self) -> bool:
+        """True when no request is queued or being flushed."""
+        return self._runner is None and not self._queue
+
     async def submit(self, request: Req) -> Res:
         if self._closed:
             raise AppClosedError("this store is closed; open it again to write")

@@ -8,7 +8,7 @@ import os
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.layout import ReplicaLease, ensure_root
 from calliope.adapters.files.snapshots import FileSnapshots
-from calliope.errors import AppClosedError
+from calliope.errors import AppClosedError, StorageError
 from calliope.shell.ports import Durability
 
 __all__ = ["FileStore"]
@@ -50,7 +50,13 @@ class FileStore:
         return self._replica
 
     async def open(self) -> None:
-        default = await asyncio.to_thread(ensure_root, self.root)
+        try:
+            default = await asyncio.to_thread(ensure_root, self.root)
+        except OSError as error:
+            raise StorageError(
+                f"cannot use {self.root} as a Calliope data directory: {error.strerror or error}; "
+                f"pass the path of a directory Calliope may create or that it created"
+            ) from error
         replica = self._requested_replica or default
         self._lease = await asyncio.to_thread(ReplicaLease, self.root, replica)
         self._replica = replica
