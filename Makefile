@@ -36,6 +36,8 @@ test: lint typecheck unit
 
 bench: $(VENV)/.runtime
 	$(BIN)/python -m benchmarks.core
+	$(BIN)/python -m benchmarks.journal
+	$(BIN)/python -m benchmarks.replication
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

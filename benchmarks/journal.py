@@ -22,8 +22,6 @@ import asyncio
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import attrs
 import msgpack
 
 import calliope
-from benchmarks.report import header, rate, row
+from benchmarks.report import header, rate, replay_in_child, replay_rows, row
 from calliope.adapters.files.framing import parse_frames
 from calliope.adapters.files.segment_log import batch_frame
 
@@ -227,24 +225,12 @@ def main() -> None:
         start = time.perf_counter()
         asyncio.run(fill(replay_dir, args.events))
         fill_seconds = time.perf_counter() - start
-        child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.journal", "--replay-child", replay_dir],
-            check=True,
-            capture_output=True,
-            text=True,
+        result = replay_in_child("benchmarks.journal", replay_dir)
+        replay_rows(
+            f"(d) replay {result['events']:,} events, aggregate",
+            result,
+            f"writing them with persist_all of 10,000, flush: {fill_seconds:.1f} s",
         )
-        result = json.loads(child.stdout)
-        print(
-            row(
-                f"(d) replay {result['events']:,} events, aggregate",
-                rate(result["events"], result["seconds"]),
-                "events/s",
-                rate(result["events"], result["raw_seconds"]),
-                "read+parse+msgpack",
-            )
-        )
-        print(f"    peak RSS growth during replay: {result['rss_growth_kib'] / 1024:.1f} MiB")
-        print(f"    (writing them with persist_all of 10,000, flush: {fill_seconds:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +28,7 @@ import msgpack
 
 import calliope
 from benchmarks.journal import ItemAdded, rss_kib, sample
-from benchmarks.report import header, rate, row
+from benchmarks.report import header, rate, replay_in_child, replay_rows, row
 from calliope.adapters.codec import Codec
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.framing import parse_frames
@@ -104,7 +102,16 @@ def replay_child(directory: str) -> None:
                 raw += len(fields[4])
     raw_seconds = time.perf_counter() - start
     assert raw == count, (raw, count)
-    print(json.dumps({"events": count, "seconds": seconds, "raw": raw_seconds, "rss": growth}))
+    print(
+        json.dumps(
+            {
+                "events": count,
+                "seconds": seconds,
+                "raw_seconds": raw_seconds,
+                "rss_growth_kib": growth,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -136,24 +143,12 @@ def main() -> None:
         start = time.perf_counter()
         asyncio.run(fill(replay_dir, args.events))
         fill_seconds = time.perf_counter() - start
-        child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.replication", "--replay-child", replay_dir],
-            check=True,
-            capture_output=True,
-            text=True,
+        result = replay_in_child("benchmarks.replication", replay_dir)
+        replay_rows(
+            f"(b) causal replay, {result['events']:,} events, 10 replicas",
+            result,
+            f"writing them through the port, flush: {fill_seconds:.1f} s",
         )
-        result = json.loads(child.stdout)
-        print(
-            row(
-                f"(b) causal replay, {result['events']:,} events, 10 replicas",
-                rate(result["events"], result["seconds"]),
-                "events/s",
-                rate(result["events"], result["raw"]),
-                "read+parse+msgpack",
-            )
-        )
-        print(f"    peak RSS growth during replay: {result['rss'] / 1024:.1f} MiB")
-        print(f"    (writing them through the port, flush: {fill_seconds:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec, Watcher
 from calliope.shell.records import envelopes_of
 
-__all__ = ["LiveQuery", "Query", "StreamSource"]
+__all__ = ["LiveQuery", "Query", "StreamSource", "wait_for_growth"]
 
 E = TypeVar("E")
 S = TypeVar("S")
@@ -170,17 +170,18 @@ class LiveQuery(Generic[E]):
                 self._next = batches[-1].last_sequence + 1
                 continue
             self._reader = None
-            await self._wait(watcher)
+            await wait_for_growth(watcher, self._closed)
         return self._buffer.popleft()
 
-    async def _wait(self, watcher: Watcher) -> None:
-        """Until the log may have grown or the live query is closed."""
-        grown = asyncio.ensure_future(watcher.wait())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait([grown, closed], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (grown, closed):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(grown, closed, return_exceptions=True)
+
+async def wait_for_growth(watcher: Watcher, closed: asyncio.Event) -> None:
+    """Until the watched log(s) may have grown, or ``closed`` is set."""
+    grown = asyncio.ensure_future(watcher.wait())
+    stop = asyncio.ensure_future(closed.wait())
+    try:
+        await asyncio.wait([grown, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (grown, stop):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(grown, stop, return_exceptions=True)

@@ -37,6 +37,7 @@ from calliope.core.persist_reply import PersistReply
 from calliope.core.version_vector import VersionVector
 from calliope.errors import StorageError
 from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec, Watcher
+from calliope.shell.queries import wait_for_growth
 from calliope.shell.records import envelopes_of, from_timestamp_us, to_timestamp_us
 
 __all__ = ["ReplicatedEventStream", "ReplicatedLiveQuery", "ReplicatedQuery"]
@@ -353,23 +354,10 @@ class ReplicatedLiveQuery(Generic[E]):
                 fresh = sorted(source.envelopes(batches), key=causal_sort_key)
                 self._arrive(fresh)
                 continue
-            await _wait(watcher, self._closed)
+            await wait_for_growth(watcher, self._closed)
         envelope = self._ready.popleft()
         source.observe(envelope.version)
         return envelope
-
-
-async def _wait(watcher: Watcher, closed: asyncio.Event) -> None:
-    """Until the logs may have grown or ``closed`` is set."""
-    grown = asyncio.ensure_future(watcher.wait())
-    stop = asyncio.ensure_future(closed.wait())
-    try:
-        await asyncio.wait([grown, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (grown, stop):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(grown, stop, return_exceptions=True)
 
 
 class ReplicatedEventStream(Generic[E]):

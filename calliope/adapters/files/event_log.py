@@ -20,6 +20,7 @@ from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.segment_log import (
     AppendRequest,
     Position,
+    ReadStep,
     SegmentLog,
     read_step,
 )
@@ -53,6 +54,27 @@ class _Log:
             self.hints.popitem(last=False)
 
 
+def _in_range(
+    log: SegmentLog,
+    step: ReadStep,
+    position: Position,
+    expected: int | None,
+    from_sequence: int,
+    to_sequence: int | None,
+) -> tuple[list[RecordBatch], int | None]:
+    """The step's batches cut to the range, checking that sequences follow
+    on from ``expected``; and the sequence expected next."""
+    wanted: list[RecordBatch] = []
+    for batch in step.batches:
+        if expected is not None and batch.first_sequence != expected:
+            raise _gap(log, position, expected, batch.first_sequence)
+        expected = batch.last_sequence + 1
+        part = batch.sliced(from_sequence, to_sequence)
+        if part is not None:
+            wanted.append(part)
+    return wanted, expected
+
+
 def _read_since(
     log: SegmentLog, position: Position | None, from_sequence: int
 ) -> tuple[list[RecordBatch], Position | None, int | None]:
@@ -66,13 +88,8 @@ def _read_since(
     expected: int | None = None
     while True:
         step = read_step(log, position)
-        for batch in step.batches:
-            if expected is not None and batch.first_sequence != expected:
-                raise _gap(log, position, expected, batch.first_sequence)
-            expected = batch.last_sequence + 1
-            part = batch.sliced(from_sequence, None)
-            if part is not None:
-                found.append(part)
+        wanted, expected = _in_range(log, step, position, expected, from_sequence, None)
+        found.extend(wanted)
         position = step.position
         if step.at_end:
             return found, position, expected
@@ -264,14 +281,9 @@ class FileEventLog:
         try:
             while True:
                 step = await pending
-                wanted: list[RecordBatch] = []
-                for batch in step.batches:
-                    if expected is not None and batch.first_sequence != expected:
-                        raise _gap(log, position, expected, batch.first_sequence)
-                    expected = batch.last_sequence + 1
-                    part = batch.sliced(from_sequence, to_sequence)
-                    if part is not None:
-                        wanted.append(part)
+                wanted, expected = _in_range(
+                    log, step, position, expected, from_sequence, to_sequence
+                )
                 done = to_sequence is not None and expected is not None and expected > to_sequence
                 position = step.position
                 if step.at_end or done:
