@@ -16,6 +16,19 @@ from calliope.core import (
     stable_vector,
 )
 from calliope.core.concurrent_versions import ConcurrentVersions, Versioned
+from calliope.core.crdt import (
+    CRDT,
+    RGA,
+    Flag,
+    GCounter,
+    GSet,
+    LWWRegister,
+    MVRegister,
+    ORMap,
+    ORSet,
+    PNCounter,
+    Tagged,
+)
 from calliope.core.event_types import event_type
 from calliope.core.persist_reply import PersistReply
 from calliope.core.snapshot import Snapshot
@@ -25,10 +38,12 @@ from calliope.errors import (
     ConcurrencyError,
     CorruptJournalError,
     CorruptSnapshotError,
+    CRDTCodecError,
     EventDecodingError,
     EventEncodingError,
     InvalidArgumentError,
     InvalidEnvelopeError,
+    InvalidOperationError,
     InvalidStreamIdError,
     ReplicaInUseError,
     StorageError,
@@ -45,6 +60,19 @@ from calliope.shell.replicated_stream import (
 )
 
 __all__ = [
+    "CRDT",
+    "CRDTCodecError",
+    "Flag",
+    "GCounter",
+    "GSet",
+    "InvalidOperationError",
+    "LWWRegister",
+    "MVRegister",
+    "ORMap",
+    "ORSet",
+    "PNCounter",
+    "RGA",
+    "Tagged",
     "App",
     "AppClosedError",
     "ConcurrencyError",

@@ -10,12 +10,48 @@ from calliope.core.causal import Causal
 from calliope.core.causal_delivery import CausalBuffer, receive, receive_all
 from calliope.core.concurrency import causal_order, causal_sort_key, detect_concurrent
 from calliope.core.concurrent_versions import ConcurrentVersions, Versioned
+from calliope.core.crdt import (
+    CRDT,
+    RGA,
+    Flag,
+    GCounter,
+    GSet,
+    LWWRegister,
+    MVRegister,
+    ORMap,
+    ORSet,
+    PNCounter,
+    Tagged,
+    as_operations,
+    compact,
+    effect,
+    effect_all,
+    stable_point,
+    tag_operations,
+)
 from calliope.core.envelope import Dot, Envelope
 from calliope.core.fold import aggregate
 from calliope.core.persist_reply import PersistReply
 from calliope.core.version_vector import Ordering, VersionVector, stable_vector
 
 __all__ = [
+    "CRDT",
+    "RGA",
+    "Flag",
+    "GCounter",
+    "GSet",
+    "LWWRegister",
+    "MVRegister",
+    "ORMap",
+    "ORSet",
+    "PNCounter",
+    "Tagged",
+    "as_operations",
+    "compact",
+    "effect",
+    "effect_all",
+    "stable_point",
+    "tag_operations",
     "Causal",
     "ConcurrentVersions",
     "PersistReply",
