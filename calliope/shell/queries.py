@@ -12,19 +12,17 @@ following wait at once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.errors import InvalidArgumentError
-from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec, Watcher
+from calliope.shell.live import LiveLifecycle
+from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec
 from calliope.shell.records import envelopes_of
 
-__all__ = ["LiveQuery", "Query", "StreamSource", "wait_for_growth"]
+__all__ = ["LiveQuery", "Query", "StreamSource"]
 
 E = TypeVar("E")
 S = TypeVar("S")
@@ -117,9 +115,11 @@ class LiveQuery(Generic[E]):
         self._next = _check_sequence("from_sequence", from_sequence, 1)
         self._buffer: deque[Envelope[E]] = deque()
         self._reader: AsyncIterator[list[RecordBatch]] | None = None
-        self._watcher: Watcher | None = None
-        self._stack = AsyncExitStack()
-        self._closed = asyncio.Event()
+
+        async def check_open() -> None:
+            source.ensure_open()
+
+        self._live = LiveLifecycle(lambda: source.events.watch(source.stream_id), check_open)
 
     @property
     def next_sequence(self) -> int:
@@ -127,28 +127,16 @@ class LiveQuery(Generic[E]):
         return self._next - len(self._buffer)
 
     async def __aenter__(self) -> LiveQuery[E]:
-        await self._ensure_watcher()
+        await self._live.watcher()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _ensure_watcher(self) -> Watcher:
-        if self._watcher is None:
-            self._source.ensure_open()
-            self._watcher = await self._stack.enter_async_context(
-                self._source.events.watch(self._source.stream_id)
-            )
-        return self._watcher
-
     async def close(self) -> None:
         """Stop: a pending ``__anext__`` ends the iteration."""
-        self._closed.set()
         reader, self._reader = self._reader, None
-        if reader is not None:
-            with contextlib.suppress(Exception):
-                await reader.aclose()  # type: ignore[attr-defined]
-        await self._stack.aclose()
+        await self._live.close(reader)
 
     aclose = close
 
@@ -157,9 +145,9 @@ class LiveQuery(Generic[E]):
 
     async def __anext__(self) -> Envelope[E]:
         while not self._buffer:
-            if self._closed.is_set():
+            if self._live.closed.is_set():
                 raise StopAsyncIteration
-            watcher = await self._ensure_watcher()
+            await self._live.watcher()  # before reading: no append slips between
             if self._reader is None:
                 self._reader = aiter(
                     self._source.events.read(self._source.stream_id, self._next, None)
@@ -170,18 +158,5 @@ class LiveQuery(Generic[E]):
                 self._next = batches[-1].last_sequence + 1
                 continue
             self._reader = None
-            await wait_for_growth(watcher, self._closed)
+            await self._live.wait()
         return self._buffer.popleft()
-
-
-async def wait_for_growth(watcher: Watcher, closed: asyncio.Event) -> None:
-    """Until the watched log(s) may have grown, or ``closed`` is set."""
-    grown = asyncio.ensure_future(watcher.wait())
-    stop = asyncio.ensure_future(closed.wait())
-    try:
-        await asyncio.wait([grown, stop], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (grown, stop):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(grown, stop, return_exceptions=True)

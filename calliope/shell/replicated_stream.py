@@ -23,11 +23,9 @@ reports it: at least one writer is always told.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from calliope.core.causal_delivery import CausalBuffer, receive
@@ -36,8 +34,8 @@ from calliope.core.envelope import Envelope
 from calliope.core.persist_reply import PersistReply
 from calliope.core.version_vector import VersionVector
 from calliope.errors import StorageError
-from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec, Watcher
-from calliope.shell.queries import wait_for_growth
+from calliope.shell.live import LiveLifecycle
+from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec
 from calliope.shell.records import envelopes_of, from_timestamp_us, to_timestamp_us
 
 __all__ = ["ReplicatedEventStream", "ReplicatedLiveQuery", "ReplicatedQuery"]
@@ -294,31 +292,21 @@ class ReplicatedLiveQuery(Generic[E]):
         self._ready: deque[Envelope[E]] = deque()
         self._catch_up: AsyncIterator[list[tuple[RecordBatch, int]]] | None = None
         self._caught_up = False
-        self._watcher: Watcher | None = None
-        self._stack = AsyncExitStack()
-        self._closed = asyncio.Event()
+        self._live = LiveLifecycle(
+            lambda: source.events.watch_replicated(source.stream_id), source.start
+        )
 
     async def __aenter__(self) -> ReplicatedLiveQuery[E]:
-        await self._ensure_watcher()
+        await self._live.watcher()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _ensure_watcher(self) -> Watcher:
-        if self._watcher is None:
-            await self._source.start()
-            self._watcher = await self._stack.enter_async_context(
-                self._source.events.watch_replicated(self._source.stream_id)
-            )
-        return self._watcher
-
     async def close(self) -> None:
-        self._closed.set()
+        """Stop: a pending ``__anext__`` ends the iteration."""
         reader, self._catch_up = self._catch_up, None
-        if reader is not None:
-            await reader.aclose()  # type: ignore[attr-defined]
-        await self._stack.aclose()
+        await self._live.close(reader)
 
     aclose = close
 
@@ -336,9 +324,9 @@ class ReplicatedLiveQuery(Generic[E]):
     async def __anext__(self) -> Envelope[E]:
         source = self._source
         while not self._ready:
-            if self._closed.is_set():
+            if self._live.closed.is_set():
                 raise StopAsyncIteration
-            watcher = await self._ensure_watcher()
+            await self._live.watcher()  # before reading: no append slips between
             if not self._caught_up:
                 if self._catch_up is None:
                     self._catch_up = aiter(_merged(source.events, source.stream_id, self._since))
@@ -354,7 +342,7 @@ class ReplicatedLiveQuery(Generic[E]):
                 fresh = sorted(source.envelopes(batches), key=causal_sort_key)
                 self._arrive(fresh)
                 continue
-            await wait_for_growth(watcher, self._closed)
+            await self._live.wait()
         envelope = self._ready.popleft()
         source.observe(envelope.version)
         return envelope
