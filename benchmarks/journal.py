@@ -35,8 +35,8 @@ import msgpack
 
 import calliope
 from benchmarks.report import header, rate, replay_in_child, replay_rows, row
+from calliope.adapters.files.batch_format import batch_frame
 from calliope.adapters.files.framing import parse_frames
-from calliope.adapters.files.segment_log import batch_frame
 
 
 @calliope.event_type("bench.item-added")

@@ -17,12 +17,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from calliope.adapters.files.fsutil import private_makedirs, write_file_atomically
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
+from calliope.adapters.files.reader import ReadStep, read_step
 from calliope.adapters.files.segment_log import (
     AppendRequest,
     Position,
-    ReadStep,
     SegmentLog,
-    read_step,
 )
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import pack_data

@@ -40,15 +40,13 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-import msgpack
-
+from calliope.adapters.files.batch_format import SEAL, batch_frame, decode_batch
 from calliope.adapters.files.framing import (
     FRAME_HEADER,
     SEGMENT_HEADER,
     SEGMENT_HEADER_SIZE,
     Parsed,
     Stop,
-    encode_frame,
     find_valid_frame,
     frame_length,
     parse_frames,
@@ -62,51 +60,13 @@ from calliope.errors import (
 )
 from calliope.shell.ports import Durability, NewEvent, RecordBatch
 
-__all__ = [
-    "AppendRequest",
-    "Position",
-    "ReadStep",
-    "SegmentLog",
-    "batch_frame",
-    "decode_batch",
-    "read_step",
-]
+__all__ = ["AppendRequest", "Position", "SegmentLog"]
 
 log = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
 _WINDOW = 256 * 1024
-_SEAL = encode_frame(msgpack.packb(None))
 _MAX_FRAME = 256 * 1024 * 1024
-
-
-def _array_header(length: int) -> bytes:
-    if length < 16:
-        return bytes([0x90 | length])
-    if length < 1 << 16:
-        return b"\xdc" + length.to_bytes(2, "big")
-    return b"\xdd" + length.to_bytes(4, "big")
-
-
-def batch_frame(
-    first_sequence: int,
-    writer: str,
-    version: dict[str, int],
-    timestamp_us: int,
-    items: Sequence[bytes],
-) -> bytes:
-    """The frame of one batch; ``items`` are the packed ``[type, schema, data]``."""
-    head: bytes = msgpack.packb([first_sequence, writer, version, timestamp_us])
-    # The four-element array header becomes a five-element one; items follow.
-    return encode_frame(b"\x95" + head[1:] + _array_header(len(items)) + b"".join(items))
-
-
-def decode_batch(payload: bytes) -> RecordBatch | None:
-    """A frame payload back into a batch; None for a seal."""
-    fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
-    if fields is None:
-        return None
-    return RecordBatch(*fields)
 
 
 class AppendRequest(NamedTuple):
@@ -511,7 +471,7 @@ class SegmentLog:
     def _roll(self, tail: _Tail) -> _Tail:
         """Seal the full segment and continue in a new one."""
         if not tail.sealed:
-            os.pwrite(tail.fd, _SEAL, tail.end)
+            os.pwrite(tail.fd, SEAL, tail.end)
             os.fdatasync(tail.fd)
         return self._next_segment(tail)
 
@@ -610,44 +570,3 @@ class SegmentLog:
         if len(kept) != len(entries):
             with open(self._index_path(tail.segment), "wb") as handle:
                 handle.write(b"".join(_INDEX_ENTRY.pack(*entry) for entry in kept))
-
-
-class ReadStep(NamedTuple):
-    """One step of a reader: batches found, where to continue, and whether
-    the reader has reached the end of what is committed now."""
-
-    batches: list[RecordBatch]
-    position: Position
-    at_end: bool
-
-
-def read_step(log: SegmentLog, position: Position) -> ReadStep:
-    """Read the batches at ``position`` (blocking; no lock taken).
-
-    Moves to the next segment after a seal. Stops at an incomplete or bad
-    frame at the end (raising if intact data follows it: damage).
-    """
-    try:
-        fd = os.open(log.path(position.segment), os.O_RDONLY)
-    except FileNotFoundError:
-        return ReadStep([], position, True)
-    try:
-        parsed, _ = log.read_window(fd, position.offset)
-        batches: list[RecordBatch] = []
-        offset = position.offset
-        for payload in parsed.payloads:
-            batch = decode_batch(payload)
-            offset += FRAME_HEADER + len(payload)
-            if batch is None:
-                later = [s for s in log.segments() if s > position.segment]
-                if not later:  # the roller died before creating the next segment
-                    return ReadStep(batches, Position(position.segment, offset), True)
-                return ReadStep(batches, Position(later[0], SEGMENT_HEADER_SIZE), False)
-            batches.append(batch)
-        if batches:
-            return ReadStep(batches, Position(position.segment, offset), False)
-        if parsed.stop is not Stop.END:
-            log.check_damage(fd, position.segment, offset)
-        return ReadStep([], Position(position.segment, offset), True)
-    finally:
-        os.close(fd)
