@@ -1,0 +1,164 @@
+"""The harness fails plausible broken CRDTs, with a readable counterexample.
+
+Each broken CRDT here is a mistake one could make: it passes a casual unit
+test with one replica, and the harness must reject it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
+
+from calliope.core.crdt import Tagged
+from calliope.core.version_vector import VersionVector
+from calliope.testing import CRDTLawViolation, call, check_crdt, crdt_state_machine
+
+# Enough examples to find each bug reliably, whatever the active profile.
+FIND = settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False)
+
+
+@attrs.frozen
+class Write:
+    value: str
+
+
+@attrs.frozen(kw_only=True)
+class LastDeliveredRegister:
+    """Broken: the last *delivered* write wins, so replicas that deliver two
+    concurrent writes in different orders disagree forever."""
+
+    op_types: ClassVar[tuple[type, ...]] = (Write,)
+    value: str | None = None
+
+    def set(self, value: str) -> Write:
+        return Write(value)
+
+    def effect(self, tagged: Tagged[Any], /) -> LastDeliveredRegister:
+        return LastDeliveredRegister(value=tagged.op.value)
+
+    def compact(self, stable: VersionVector, /) -> LastDeliveredRegister:
+        return self
+
+
+@attrs.frozen
+class SetTotal:
+    total: int
+
+
+@attrs.frozen(kw_only=True)
+class MaxCounter:
+    """Broken: increment ships the new total it computed locally, and effect
+    keeps the largest total seen. Concurrent increments from the same total
+    collapse into one. Every replica agrees (the max is a fine CRDT), but on
+    the wrong number: only a model catches it."""
+
+    op_types: ClassVar[tuple[type, ...]] = (SetTotal,)
+    value: int = 0
+
+    def increment(self, n: int = 1) -> SetTotal:
+        return SetTotal(self.value + n)
+
+    def effect(self, tagged: Tagged[Any], /) -> MaxCounter:
+        return MaxCounter(value=max(self.value, tagged.op.total))
+
+    def compact(self, stable: VersionVector, /) -> MaxCounter:
+        return self
+
+
+def counter_model(history: Sequence[Tagged[Any]]) -> int:
+    # What the user meant: every increment counts. The ops carry totals, so the
+    # intended amount is recovered from the call the strategy made: n = 1 always.
+    return len(history)
+
+
+@attrs.frozen
+class Put:
+    element: str
+
+
+@attrs.frozen
+class Drop:
+    element: str
+
+
+@attrs.frozen(kw_only=True)
+class RemoveWinsSet:
+    """Broken: remove deletes every dot of the element, including adds it had
+    not seen, so a concurrent add is lost on some replicas but not others."""
+
+    op_types: ClassVar[tuple[type, ...]] = (Put, Drop)
+    dots: frozenset[tuple[str, tuple[str, int]]] = frozenset()
+
+    @property
+    def value(self) -> frozenset[str]:
+        return frozenset(element for element, _ in self.dots)
+
+    def add(self, element: str) -> Put:
+        return Put(element)
+
+    def remove(self, element: str) -> Drop:
+        return Drop(element)
+
+    def effect(self, tagged: Tagged[Any], /) -> RemoveWinsSet:
+        op = tagged.op
+        if isinstance(op, Put):
+            return RemoveWinsSet(dots=self.dots | {(op.element, tagged.dot)})
+        return RemoveWinsSet(dots=frozenset(d for d in self.dots if d[0] != op.element))
+
+    def compact(self, stable: VersionVector, /) -> RemoveWinsSet:
+        return self
+
+
+def test_a_register_where_the_last_delivered_write_wins_is_rejected() -> None:
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(
+            LastDeliveredRegister,
+            st.builds(call, st.just("set"), st.sampled_from("xy")),
+            hypothesis_settings=FIND,
+        )
+    message = str(failure.value)
+    assert "replicas diverged" in message or "do not commute" in message
+    # The counterexample names the replicas, the operations and the delivery orders.
+    assert "r0" in message and "r1" in message
+    assert "set(" in message and "Write(value=" in message
+    assert "Operations delivered, per replica, in order:" in message
+
+
+def test_a_counter_that_drops_concurrent_increments_is_rejected_by_its_model() -> None:
+    increments = st.just(call("increment"))
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(MaxCounter, increments, model=counter_model, hypothesis_settings=FIND)
+    assert "the value differs from the model" in str(failure.value)
+
+
+def test_a_set_where_remove_wins_by_accident_is_rejected() -> None:
+    operations = st.builds(call, st.sampled_from(["add", "remove"]), st.sampled_from("ab"))
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(RemoveWinsSet, operations, hypothesis_settings=FIND)
+    message = str(failure.value)
+    assert "replicas diverged" in message or "do not commute" in message
+
+
+def test_the_counterexample_is_minimal() -> None:
+    # Two concurrent writes and one delivery order each: nothing more is needed.
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(
+            LastDeliveredRegister,
+            st.builds(call, st.just("set"), st.sampled_from("xy")),
+            hypothesis_settings=FIND,
+        )
+    message = str(failure.value)
+    assert message.count("-> #") == 2, message
+
+
+def test_the_state_machine_rejects_a_broken_crdt_too() -> None:
+    operations = st.builds(call, st.sampled_from(["add", "remove"]), st.sampled_from("ab"))
+    machine = crdt_state_machine(RemoveWinsSet, operations)
+    with pytest.raises(CRDTLawViolation):
+        run_state_machine_as_test(machine, settings=FIND)
