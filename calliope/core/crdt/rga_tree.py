@@ -63,14 +63,25 @@ class _Leaf:
 
     uid: int
     elements: tuple[Element, ...]
-    ids: tuple[Any, ...]
+    ids: tuple[Any, ...]  # the elements' ids, for tuple.index
     visible: int
 
-    def __init__(self, uid: int, elements: tuple[Element, ...], visible: int) -> None:
+    def __init__(
+        self, uid: int, elements: tuple[Element, ...], ids: tuple[Any, ...], visible: int
+    ) -> None:
         self.uid = uid
         self.elements = elements
-        self.ids = tuple(element[0] for element in elements)
+        self.ids = ids
         self.visible = visible
+
+
+def _leaf(uid: int, elements: tuple[Element, ...]) -> _Leaf:
+    return _Leaf(
+        uid,
+        elements,
+        tuple(element[0] for element in elements),
+        sum(1 for element in elements if element[2] is None),
+    )
 
 
 class _Branch:
@@ -78,16 +89,28 @@ class _Branch:
 
     uid: int
     children: tuple[_Leaf | _Branch, ...]
-    uids: tuple[int, ...]
-    visibles: tuple[int, ...]
+    uids: tuple[int, ...]  # the children's uids, for tuple.index
+    visibles: tuple[int, ...]  # live elements under each child
     visible: int
 
-    def __init__(self, uid: int, children: tuple[_Node, ...]) -> None:
+    def __init__(
+        self,
+        uid: int,
+        children: tuple[_Node, ...],
+        uids: tuple[int, ...],
+        visibles: tuple[int, ...],
+        visible: int,
+    ) -> None:
         self.uid = uid
         self.children = children
-        self.uids = tuple(child.uid for child in children)
-        self.visibles = tuple(child.visible for child in children)
-        self.visible = sum(self.visibles)
+        self.uids = uids
+        self.visibles = visibles
+        self.visible = visible
+
+
+def _branch(uid: int, children: tuple[_Node, ...]) -> _Branch:
+    visibles = tuple(child.visible for child in children)
+    return _Branch(uid, children, tuple(child.uid for child in children), visibles, sum(visibles))
 
 
 _Node = _Leaf | _Branch
@@ -120,7 +143,7 @@ class Tree:
         return self.root.visible
 
 
-EMPTY = Tree(_Leaf(0, (), 0), immutables.Map(), immutables.Map(), 1, 0, 1)
+EMPTY = Tree(_Leaf(0, (), (), 0), immutables.Map(), immutables.Map(), 1, 0, 1)
 
 
 class Cursor:
@@ -235,66 +258,85 @@ def elements(tree: Tree) -> Iterator[Element]:
 def _rebuild_path(
     tree: Tree,
     path: _Path,
-    nodes: list[_Node],
+    nodes: tuple[_Node, ...],
     leaf_of: immutables.Map[Any, int],
-    parent_m: Any,
+    parent: immutables.Map[int, int],
     next_uid: int,
     count: int,
     leaves: int,
 ) -> Tree:
-    """Replace the node at the end of ``path`` by ``nodes`` (one, or two after a split)."""
+    """Replace the node at the end of ``path`` by ``nodes`` (one, or two after a split).
+
+    Copies the branches on the path, O(MAX_FANOUT) each; a branch that
+    overflows splits in two, and the root may grow a level.
+    """
+    parent_m = None
     for branch, position in reversed(path):
-        children = branch.children[:position] + tuple(nodes) + branch.children[position + 1 :]
+        after = position + 1
+        children = branch.children[:position] + nodes + branch.children[after:]
+        uids = branch.uids[:position] + tuple(node.uid for node in nodes) + branch.uids[after:]
+        counts = tuple(node.visible for node in nodes)
+        visibles = branch.visibles[:position] + counts + branch.visibles[after:]
+        visible = branch.visible - branch.visibles[position] + sum(counts)
         if len(nodes) == 2:
+            parent_m = parent_m or parent.mutate()
             parent_m[nodes[1].uid] = branch.uid
         if len(children) <= MAX_FANOUT:
-            nodes = [_Branch(branch.uid, children)]
+            nodes = (_Branch(branch.uid, children, uids, visibles, visible),)
             continue
         half = len(children) // 2
-        right = _Branch(next_uid, children[half:])
+        right_visible = sum(visibles[half:])
+        right = _Branch(next_uid, children[half:], uids[half:], visibles[half:], right_visible)
         next_uid += 1
-        for child in right.children:
-            parent_m[child.uid] = right.uid
-        nodes = [_Branch(branch.uid, children[:half]), right]
+        parent_m = parent_m or parent.mutate()
+        for uid in right.uids:
+            parent_m[uid] = right.uid
+        left = _Branch(
+            branch.uid, children[:half], uids[:half], visibles[:half], visible - right_visible
+        )
+        nodes = (left, right)
     if len(nodes) == 1:
         root = nodes[0]
     else:
-        root = _Branch(next_uid, (nodes[0], nodes[1]))
+        root = _branch(next_uid, nodes)
         next_uid += 1
+        parent_m = parent_m or parent.mutate()
         parent_m[nodes[0].uid] = root.uid
         parent_m[nodes[1].uid] = root.uid
-    return Tree(root, leaf_of, parent_m.finish(), next_uid, count, leaves)
+    if parent_m is not None:
+        parent = parent_m.finish()
+    return Tree(root, leaf_of, parent, next_uid, count, leaves)
 
 
 def insert_after(tree: Tree, cursor: Cursor, element: Element) -> Tree:
     """A tree with ``element`` right after the cursor's position."""
     leaf = cursor.leaf
     position = cursor.index + 1
+    identity = element[0]
     items = (*leaf.elements[:position], element, *leaf.elements[position:])
+    ids = (*leaf.ids[:position], identity, *leaf.ids[position:])
     visible = leaf.visible + _visible(element)
-    leaf_of = tree.leaf_of
-    parent_m = tree.parent.mutate()
     next_uid = tree.next_uid
     leaves = tree.leaves
+    nodes: tuple[_Node, ...]
     if len(items) <= MAX_LEAF:
-        nodes: list[_Node] = [_Leaf(leaf.uid, items, visible)]
-        leaf_of = leaf_of.set(element[0], leaf.uid)
+        nodes = (_Leaf(leaf.uid, items, ids, visible),)
+        leaf_of = tree.leaf_of.set(identity, leaf.uid)
     else:
         # Typing appends at a leaf's end: keep the left leaf full then.
         half = MAX_LEAF if position == len(items) - 1 else len(items) // 2
-        left_items, right_items = items[:half], items[half:]
-        right_visible = sum(_visible(item) for item in right_items)
-        right = _Leaf(next_uid, right_items, right_visible)
+        right = _leaf(next_uid, items[half:])
         next_uid += 1
         leaves += 1
-        nodes = [_Leaf(leaf.uid, left_items, visible - right_visible), right]
-        leaf_of_m = leaf_of.mutate()
-        leaf_of_m[element[0]] = leaf.uid
-        for item in right_items:
-            leaf_of_m[item[0]] = right.uid
+        left = _Leaf(leaf.uid, items[:half], ids[:half], visible - right.visible)
+        nodes = (left, right)
+        leaf_of_m = tree.leaf_of.mutate()
+        leaf_of_m[identity] = leaf.uid
+        for moved in right.ids:
+            leaf_of_m[moved] = right.uid
         leaf_of = leaf_of_m.finish()
     return _rebuild_path(
-        tree, cursor.path, nodes, leaf_of, parent_m, next_uid, tree.count + 1, leaves
+        tree, cursor.path, nodes, leaf_of, tree.parent, next_uid, tree.count + 1, leaves
     )
 
 
@@ -308,9 +350,9 @@ def replace_at(tree: Tree, cursor: Cursor, element: Element) -> Tree:
     return _rebuild_path(
         tree,
         cursor.path,
-        [_Leaf(leaf.uid, items, visible)],
+        (_Leaf(leaf.uid, items, leaf.ids, visible),),
         tree.leaf_of,
-        tree.parent.mutate(),
+        tree.parent,
         tree.next_uid,
         tree.count,
         tree.leaves,
@@ -323,12 +365,13 @@ def remove_at(tree: Tree, cursor: Cursor) -> Tree:
     index = cursor.index
     old = leaf.elements[index]
     items = leaf.elements[:index] + leaf.elements[index + 1 :]
+    ids = leaf.ids[:index] + leaf.ids[index + 1 :]
     result = _rebuild_path(
         tree,
         cursor.path,
-        [_Leaf(leaf.uid, items, leaf.visible - _visible(old))],
+        (_Leaf(leaf.uid, items, ids, leaf.visible - _visible(old)),),
         tree.leaf_of.delete(old[0]),
-        tree.parent.mutate(),
+        tree.parent,
         tree.next_uid,
         tree.count - 1,
         tree.leaves,
@@ -348,17 +391,16 @@ def build(items: Iterable[Element]) -> Tree:
     parent = immutables.Map[int, int]().mutate()
     level: list[_Node] = []
     for start in range(0, len(everything), BUILD_LEAF):
-        chunk = tuple(everything[start : start + BUILD_LEAF])
-        leaf = _Leaf(next_uid, chunk, sum(_visible(item) for item in chunk))
+        leaf = _leaf(next_uid, tuple(everything[start : start + BUILD_LEAF]))
         next_uid += 1
-        for item in chunk:
-            leaf_of[item[0]] = leaf.uid
+        for identity in leaf.ids:
+            leaf_of[identity] = leaf.uid
         level.append(leaf)
     leaves = len(level)
     while len(level) > 1:
         upper: list[_Node] = []
         for start in range(0, len(level), BUILD_FANOUT):
-            branch = _Branch(next_uid, tuple(level[start : start + BUILD_FANOUT]))
+            branch = _branch(next_uid, tuple(level[start : start + BUILD_FANOUT]))
             next_uid += 1
             for child in branch.children:
                 parent[child.uid] = branch.uid
