@@ -295,6 +295,6 @@ async def test_writing_many_streams_keeps_few_files_open(tmp_path: Path) -> None
 async def test_a_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(calliope.StorageError, match="cannot use .* as a Calliope data directory"):
+    with pytest.raises(calliope.StorageError, match=r"cannot use .* as a Calliope data directory"):
         async with calliope.open(blocker / "data"):
             pass
