@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
@@ -46,6 +46,12 @@ from calliope.core.crdt.protocol import crdt_name
 from calliope.testing.crdt_simulation import CRDTLawViolation, Model, Prepare, Simulation
 
 __all__ = ["CRDTLawViolation", "check_crdt", "crdt_state_machine"]
+
+
+def _phases(base: settings) -> tuple[Phase, ...]:
+    # The report already tells the story; Hypothesis' "explain" phase would
+    # re-run the failure hundreds of times to annotate it (tens of seconds).
+    return tuple(phase for phase in base.phases if phase is not Phase.explain)
 
 
 def _codec(crdt_type: type, types: Iterable[type]) -> CRDTCodec:
@@ -92,7 +98,7 @@ def check_crdt(
     )
     base = hypothesis_settings if hypothesis_settings is not None else settings()
 
-    @settings(base, report_multiple_bugs=False, deadline=None)
+    @settings(base, report_multiple_bugs=False, deadline=None, phases=_phases(base))
     @given(data=st.data())
     def laws(data: st.DataObject) -> None:
         simulation: Simulation[Any] = Simulation(
@@ -170,4 +176,5 @@ def crdt_state_machine(
 
     CRDTLaws.__name__ = CRDTLaws.__qualname__ = f"{crdt_name(crdt_type)}Laws"
     # One failure, shrunk, rather than a group of every distinct one.
-    return settings(report_multiple_bugs=False, deadline=None)(CRDTLaws)
+    base = settings()
+    return settings(report_multiple_bugs=False, deadline=None, phases=_phases(base))(CRDTLaws)

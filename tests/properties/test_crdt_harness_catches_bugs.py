@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import attrs
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -20,7 +20,13 @@ from calliope.core.version_vector import VersionVector
 from calliope.testing import CRDTLawViolation, call, check_crdt, crdt_state_machine
 
 # Enough examples to find each bug reliably, whatever the active profile.
-FIND = settings(max_examples=300, deadline=None, database=None, report_multiple_bugs=False)
+FIND = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
 
 
 @attrs.frozen
@@ -161,4 +167,4 @@ def test_the_state_machine_rejects_a_broken_crdt_too() -> None:
     operations = st.builds(call, st.sampled_from(["add", "remove"]), st.sampled_from("ab"))
     machine = crdt_state_machine(RemoveWinsSet, operations)
     with pytest.raises(CRDTLawViolation):
-        run_state_machine_as_test(machine, settings=FIND)
+        run_state_machine_as_test(machine, settings=settings(FIND, stateful_step_count=20))
