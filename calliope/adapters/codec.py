@@ -54,8 +54,15 @@ class _Member:
     def __init__(self, converter: cattrs.Converter, cls: type) -> None:
         self.cls = cls
         self.info: EventTypeInfo = type_info(cls)
-        self.unstructure: Callable[[Any], Any] = converter.get_unstructure_hook(cls)
-        self.structure: Callable[[Any, Any], Any] = converter.get_structure_hook(cls)
+        try:
+            self.unstructure: Callable[[Any], Any] = converter.get_unstructure_hook(cls)
+            self.structure: Callable[[Any, Any], Any] = converter.get_structure_hook(cls)
+        except Exception as error:
+            raise InvalidArgumentError(
+                f"{cls.__qualname__} cannot be stored: cattrs has no way to convert it "
+                f"({error}); give its fields types cattrs supports, or register hooks on "
+                f"app.codec.converter before opening the stream"
+            ) from error
 
 
 class DeclaredTypeCodec(Generic[E]):

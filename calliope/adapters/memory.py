@@ -15,14 +15,23 @@ import contextlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import msgpack
 
 from calliope.adapters.notify import Signal
+from calliope.adapters.packing import pack_data
 from calliope.errors import ConcurrencyError, ReplicaInUseError
 from calliope.shell.ports import NewEvent, RecordBatch, SnapshotRecord
 
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
 _BATCHES = 256
+
+
+def _stored(data: Any) -> Any:
+    """``data`` as it comes back from storage: packed and unpacked again."""
+    return msgpack.unpackb(pack_data(data), raw=False, strict_map_key=False)
 
 
 class _Log:
@@ -137,7 +146,9 @@ class MemoryEventLog:
                 writer,
                 first,
                 timestamp_us,
-                [(e.type_name, e.schema_version, e.data) for e in events],
+                # Stored as the file store stores it (a msgpack round trip):
+                # the same data is accepted, and nothing aliases the caller's.
+                [_stored((e.type_name, e.schema_version, e.data)) for e in events],
             )
             log.batches.append(batch)
             log.firsts.append(batch.first_sequence)
@@ -225,6 +236,7 @@ class MemorySnapshots:
         self._keep = keep
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
+        record = record._replace(data=_stored(record.data))
         with self._backend.lock:
             kept = self._backend.snapshots.setdefault(snapshot_id, [])
             kept.append(record)

@@ -118,8 +118,8 @@ class VersionVector(Mapping[str, int]):
         """This vector with ``replica``'s counter raised by ``by`` (default 1)."""
         if not isinstance(replica, str) or not replica:
             raise InvalidArgumentError(f"replica id must be a non-empty string, got {replica!r}")
-        if by < 1:
-            raise InvalidArgumentError(f"increment must be at least 1, got {by!r}")
+        if not isinstance(by, int) or isinstance(by, bool) or by < 1:
+            raise InvalidArgumentError(f"increment must be an int of at least 1, got {by!r}")
         entries = dict(self._entries)
         entries[replica] = entries.get(replica, 0) + by
         return VersionVector.unchecked(entries, self._total + by)

@@ -23,6 +23,7 @@ reports it: at least one writer is always told.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -144,6 +145,7 @@ class _Source(Generic[E]):
         self._counts: dict[str, int] = {}  # what the handle has observed
         self._version: VersionVector | None = VersionVector()
         self.started = False
+        self._starting = asyncio.Lock()
 
     @property
     def version(self) -> VersionVector:
@@ -153,15 +155,19 @@ class _Source(Generic[E]):
         return self._version
 
     async def start(self) -> None:
-        """Resume the replica's knowledge from its own log (once)."""
+        """Resume the replica's knowledge from its own log (once, even when
+        several tasks start using the handle at the same time)."""
         self.ensure_open()
-        if not self.started:
-            pending = self._before_first_use()
-            if pending is not None:
-                await pending
-            own = await self.events.replica_version(self.stream_id, self.replica_id)
-            self.observe(own)
-            self.started = True
+        if self.started:
+            return
+        async with self._starting:
+            if not self.started:
+                pending = self._before_first_use()
+                if pending is not None:
+                    await pending
+                own = await self.events.replica_version(self.stream_id, self.replica_id)
+                self.observe(own)
+                self.started = True
 
     def observe(self, version: Mapping[str, int]) -> None:
         """Merge an observed version into what the handle has seen."""
@@ -406,20 +412,24 @@ class ReplicatedEventStream(Generic[E]):
         an event persisted next (e.g. one resolving the conflict) follows them."""
         source = self._source
         await source.start()
+        # What the new event follows. Read what is new relative to *this*,
+        # not to the handle's version after the write: another task on the
+        # handle may observe a concurrent event meanwhile, and it must still
+        # be reported.
+        observed = source.version.to_dict()
         stored = await source.events.append_replica(
             self.stream_id,
             self.replica_id,
             [source.codec.encode(event)],
-            observed=source.version.to_dict(),
+            observed=observed,
             timestamp_us=to_timestamp_us(self._clock()),
         )
         if stored is None:  # pragma: no cover - one event always makes a batch
             raise StorageError("the journal stored nothing for a persist; report this as a bug")
         (envelope,) = envelopes_of(self.stream_id, stored, [event])
-        known = source.version.to_dict()
         new = [
             other
-            for other in source.envelopes(await source.events.read_new(self.stream_id, known))
+            for other in source.envelopes(await source.events.read_new(self.stream_id, observed))
             if other.dot != envelope.dot
         ]
         concurrent = sorted(detect_concurrent(envelope.version, new), key=causal_sort_key)

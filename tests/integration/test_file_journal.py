@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
 import stat
 import subprocess
@@ -298,3 +300,74 @@ async def test_a_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path: Path
     with pytest.raises(calliope.StorageError, match=r"cannot use .* as a Calliope data directory"):
         async with calliope.open(blocker / "data"):
             pass
+
+
+async def test_a_reader_waits_at_a_seal_until_the_next_segment_exists(tmp_path: Path) -> None:
+    from calliope.adapters.files.batch_format import SEAL
+
+    root = tmp_path / "data"
+    await write(root, "s", 3)
+    (segment,) = segments(root, "s")
+    with segment.open("ab") as handle:
+        handle.write(SEAL)  # sealed, then the roller died before the next segment
+    async with calliope.open(root, replica_id="writer") as app:
+        stream = app.journal.event_stream("s", ItemAdded)
+        assert await stream.query(from_sequence=4).to_list() == []
+        async with stream.live_query(from_sequence=2) as live:
+            assert (await anext(live)).sequence == 2
+            assert (await anext(live)).sequence == 3
+            for n in range(3, 6):
+                await stream.persist(ItemAdded(str(n)))
+            rest = [(await asyncio.wait_for(anext(live), 5)).sequence for _ in range(3)]
+        assert rest == [4, 5, 6]
+        assert [e.sequence for e in await stream.query(from_sequence=4).to_list()] == [4, 5, 6]
+    assert len(segments(root, "s")) == 2
+
+
+async def test_damage_at_the_end_of_an_earlier_segment_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    async with calliope.open(root, replica_id="w", segment_bytes=4096) as app:
+        stream = app.journal.event_stream("s", ItemAdded)
+        for n in range(200):
+            await stream.persist(ItemAdded(f"{n:04d}" * 4))
+    first = segments(root, "s")[0]
+    assert len(segments(root, "s")) > 2
+    data = bytearray(first.read_bytes())
+    data[-3] ^= 0xFF  # the seal
+    first.write_bytes(bytes(data))
+    with pytest.raises(calliope.CorruptJournalError, match="without the seal"):
+        await read_all(root, "s")
+
+
+async def test_conflicting_persists_on_many_streams_keep_few_files_open(tmp_path: Path) -> None:
+    fds = Path("/proc/self/fd")
+    async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
+        before = len(list(fds.iterdir()))
+        for n in range(400):
+            with pytest.raises(calliope.ConcurrencyError):
+                await app.journal.event_stream(f"s{n}", ItemAdded).persist(
+                    ItemAdded("x"), expected_sequence=5
+                )
+        assert len(list(fds.iterdir())) - before <= 2 * 128 + 8
+
+
+async def test_a_failing_index_write_does_not_fail_a_durable_persist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from calliope.adapters.files import segment_log
+
+    real_open = os.open
+
+    def no_space_for_indexes(path: str, flags: int, mode: int = 0o777) -> int:
+        if str(path).endswith(".idx") and flags & os.O_WRONLY:
+            raise OSError(28, "No space left on device")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(segment_log.os, "open", no_space_for_indexes)
+    with caplog.at_level(logging.WARNING, logger="calliope.files"):
+        async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
+            stream = app.journal.event_stream("s", ItemAdded)
+            for _ in range(15):
+                await stream.persist_all([ItemAdded("x" * 100)] * 100)
+            assert await stream.last_sequence() == 1500
+    assert "could not extend the index" in caplog.text

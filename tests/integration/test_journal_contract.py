@@ -335,3 +335,19 @@ async def test_a_closed_app_refuses_use(open_app: OpenApp) -> None:
         await stream.query().to_list()
     with pytest.raises(calliope.AppClosedError):
         await app.snapshots.load_snapshot("s", Cart)
+
+
+async def test_types_cattrs_cannot_convert_are_a_clear_error(open_app: OpenApp) -> None:
+    class Opaque:
+        pass
+
+    @attrs.frozen
+    class Holder:
+        thing: Opaque
+
+    async with open_app() as app:
+        with pytest.raises(calliope.InvalidArgumentError, match="Holder cannot be stored"):
+            app.journal.event_stream("s", Holder)
+        with pytest.raises(calliope.EventEncodingError, match="msgpack"):
+            await app.snapshots.save_snapshot("s", {"k": Opaque()}, sequence=1)
+        assert await app.snapshots.load_snapshot("s", dict) is None

@@ -122,3 +122,15 @@ async def test_another_replica_id_on_one_app_is_leased(open_app: OpenApp) -> Non
         taken = b.journal.replicated_event_stream("s", ItemAdded, replica_id="a-2")
         with pytest.raises(calliope.ReplicaInUseError, match="a-2"):
             await taken.persist(ItemAdded("y"))
+
+
+async def test_first_uses_of_an_extra_replica_id_at_once_share_one_lease(
+    open_app: OpenApp,
+) -> None:
+    async with open_app(replica_id="a") as a:
+        one = a.journal.replicated_event_stream("s", ItemAdded, replica_id="extra")
+        other = a.journal.replicated_event_stream("t", ItemAdded, replica_id="extra")
+        replies = await asyncio.gather(
+            one.persist(ItemAdded("1")), one.persist(ItemAdded("2")), other.persist(ItemAdded("3"))
+        )
+    assert sorted(r.envelope.sequence for r in replies) == [1, 1, 2]

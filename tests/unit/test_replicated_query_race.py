@@ -8,9 +8,11 @@ it never saw.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import attrs
 
@@ -72,3 +74,43 @@ async def test_an_event_whose_cause_was_written_mid_query_is_left_out() -> None:
     assert reader.version == VersionVector({"a": 1, "b": 1})
     # The next query sees everything, in causal order.
     assert [e.event.text for e in await reader.query().to_list()] == ["a1", "b0", "a2", "b1"]
+
+
+class SlowAppend(MemoryEventLog):
+    """Holds each append of replica "a" until ``release`` is set, then lets
+    other tasks run before returning."""
+
+    release: asyncio.Event
+
+    async def append_replica(self, *args: Any, **kwargs: Any) -> RecordBatch | None:
+        if args[1] == "a":
+            await self.release.wait()
+        batch = await super().append_replica(*args, **kwargs)
+        if args[1] == "a":
+            await asyncio.sleep(0.02)
+        return batch
+
+
+async def test_a_concurrent_event_observed_by_the_handle_mid_persist_is_still_reported() -> None:
+    port = SlowAppend(shared_memory_backend(f"told-{uuid.uuid4().hex}"))
+    port.release = asyncio.Event()
+    a, c = stream(port, "a"), stream(port, "c")
+    seen: list[str] = []
+
+    async def follow() -> None:  # another task on a's handle, observing as it goes
+        async with a.live_query() as live:
+            async for envelope in live:
+                seen.append(envelope.event.text)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.01)
+    writing = asyncio.create_task(a.persist(Note("a1")))
+    await asyncio.sleep(0.01)
+    other = await c.persist(Note("c1"))  # reads before a1 is written: not told
+    port.release.set()
+    mine = await writing
+    follower.cancel()
+    await asyncio.gather(follower, return_exceptions=True)
+    assert mine.envelope.version.concurrent_with(other.envelope.version)
+    assert not other.concurrent_update_detected
+    assert [e.event.text for e in mine.concurrent_updates] == ["c1"]

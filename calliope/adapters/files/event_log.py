@@ -14,7 +14,7 @@ import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from calliope.adapters.files.fsutil import private_makedirs, write_file_atomically
+from calliope.adapters.files.fsutil import private_makedirs, storage_errors, write_file_atomically
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.reader import ReadStep, read_step
@@ -192,13 +192,16 @@ class FileEventLog:
         events: Sequence[NewEvent],
     ) -> RecordBatch | None:
         items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
-        if not entry.ready:
-            await asyncio.to_thread(self._prepare, stream_id, replica_id)
-            entry.ready = True
-        batch = await entry.committer.submit(request(items, sum(map(len, items))))
+        try:
+            with storage_errors(f"appending to stream {stream_id!r}"):
+                if not entry.ready:
+                    await asyncio.to_thread(self._prepare, stream_id, replica_id)
+                    entry.ready = True
+                batch = await entry.committer.submit(request(items, sum(map(len, items))))
+        finally:
+            self._keep_open((stream_id, replica_id), entry)
         if batch is not None:
             entry.signal.fire()
-        self._keep_open((stream_id, replica_id), entry)
         return batch
 
     def _keep_open(self, key: tuple[str, str | None], entry: _Log) -> None:
@@ -252,7 +255,8 @@ class FileEventLog:
     # -- reading ----------------------------------------------------------------
 
     async def last_sequence(self, stream_id: str) -> int:
-        return await asyncio.to_thread(self._log(stream_id, None).log.peek_last)
+        with storage_errors(f"reading stream {stream_id!r}"):
+            return await asyncio.to_thread(self._log(stream_id, None).log.peek_last)
 
     def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
@@ -270,7 +274,8 @@ class FileEventLog:
         log = entry.log
         position = entry.hints.get(from_sequence)
         if position is None:
-            position = await asyncio.to_thread(log.locate, from_sequence)
+            with storage_errors(f"reading stream {log.stream_id!r}"):
+                position = await asyncio.to_thread(log.locate, from_sequence)
             if position is None:
                 return
         expected: int | None = None
@@ -279,7 +284,8 @@ class FileEventLog:
         pending = asyncio.ensure_future(asyncio.to_thread(read_step, log, position))
         try:
             while True:
-                step = await pending
+                with storage_errors(f"reading stream {log.stream_id!r}"):
+                    step = await pending
                 wanted, expected = _in_range(
                     log, step, position, expected, from_sequence, to_sequence
                 )
@@ -299,10 +305,13 @@ class FileEventLog:
                 pending.cancel()
 
     async def replicas(self, stream_id: str) -> list[str]:
-        return await asyncio.to_thread(self._replica_ids, stream_id)
+        with storage_errors(f"listing the replicas of stream {stream_id!r}"):
+            return await asyncio.to_thread(self._replica_ids, stream_id)
 
     async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
-        return await asyncio.to_thread(self._log(stream_id, replica_id).log.peek_last_version)
+        log = self._log(stream_id, replica_id).log
+        with storage_errors(f"reading replica {replica_id!r} of stream {stream_id!r}"):
+            return await asyncio.to_thread(log.peek_last_version)
 
     async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
         replicas = await self.replicas(stream_id)
@@ -316,7 +325,9 @@ class FileEventLog:
             return [(e, *_read_since(e.log, position, first)) for e, first, position in starts]
 
         found: list[RecordBatch] = []
-        for entry, batches, position, next_sequence in await asyncio.to_thread(read_all):
+        with storage_errors(f"reading stream {stream_id!r}"):
+            results = await asyncio.to_thread(read_all)
+        for entry, batches, position, next_sequence in results:
             found.extend(batches)
             if position is not None and next_sequence is not None:
                 entry.remember(next_sequence, position)
@@ -336,11 +347,13 @@ class FileEventLog:
         yield _FileWatcher(signal, self._poll_interval, lambda: _replicas_state(directory))
 
     async def aclose(self) -> None:
-        for entry in self._logs.values():
+        entries = list(self._logs.values())
+        for entry in entries:
             await entry.committer.aclose()
-        for entry in self._logs.values():
+        for entry in entries:
             entry.log.close()
         self._logs.clear()
+        self._open.clear()
 
 
 def _log_state(log: SegmentLog) -> tuple[int, int]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 
-__all__ = ["fsync_directory", "private_makedirs", "write_file_atomically"]
+from calliope.errors import StorageError
+
+__all__ = ["fsync_directory", "private_makedirs", "storage_errors", "write_file_atomically"]
 
 
 def fsync_directory(path: str) -> None:
@@ -20,14 +23,19 @@ def fsync_directory(path: str) -> None:
 
 def private_makedirs(path: str) -> None:
     """Like ``os.makedirs(path, exist_ok=True)``, but every directory it
-    creates (not only the last) is 0700."""
+    creates (not only the last) is 0700, and its entry in the parent is made
+    durable (so a power loss cannot drop a directory holding fsynced data)."""
     if os.path.isdir(path):
         return
     parent = os.path.dirname(path)
     if parent and parent != path:
         private_makedirs(parent)
-    with contextlib.suppress(FileExistsError):
+    try:
         os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    if parent:
+        fsync_directory(parent)
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
@@ -48,3 +56,16 @@ def write_file_atomically(path: str, data: bytes) -> None:
     os.close(fd)
     os.replace(temporary, path)
     fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Turn an OSError raised while doing ``action`` into a StorageError
+    that says what failed and what to check."""
+    try:
+        yield
+    except OSError as error:
+        raise StorageError(
+            f"{action} failed: {error}; check the data directory's permissions, free space "
+            f"and that nothing else changed its files"
+        ) from error

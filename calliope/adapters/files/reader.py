@@ -8,6 +8,7 @@ from typing import NamedTuple
 from calliope.adapters.files.batch_format import decode_batch
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.segment_log import Position, SegmentLog
+from calliope.errors import CorruptJournalError
 from calliope.shell.ports import RecordBatch
 
 __all__ = ["ReadStep", "read_step"]
@@ -25,30 +26,58 @@ class ReadStep(NamedTuple):
 def read_step(log: SegmentLog, position: Position) -> ReadStep:
     """Read the batches at ``position`` (blocking; no lock taken).
 
-    Moves to the next segment after a seal. Stops at an incomplete or bad
-    frame at the end (raising if intact data follows it: damage).
+    Moves to the next segment after a seal. At the end of the last segment,
+    stops before an incomplete or bad frame (raising if intact data follows
+    it: damage). A segment with a later one after it is finished, so it must
+    end in its seal: anything else there is damage.
     """
     try:
         fd = os.open(log.path(position.segment), os.O_RDONLY)
     except FileNotFoundError:
         return ReadStep([], position, True)
     try:
-        parsed, _ = log.read_window(fd, position.offset)
-        batches: list[RecordBatch] = []
-        offset = position.offset
-        for payload in parsed.payloads:
-            batch = decode_batch(payload)
-            offset += FRAME_HEADER + len(payload)
-            if batch is None:
-                later = [s for s in log.segments() if s > position.segment]
-                if not later:  # the roller died before creating the next segment
-                    return ReadStep(batches, Position(position.segment, offset), True)
-                return ReadStep(batches, Position(later[0], SEGMENT_HEADER_SIZE), False)
-            batches.append(batch)
-        if batches:
-            return ReadStep(batches, Position(position.segment, offset), False)
-        if parsed.stop is not Stop.END:
-            log.check_damage(fd, position.segment, offset)
-        return ReadStep([], Position(position.segment, offset), True)
+        step = _step(log, fd, position)
+        if step is not None:
+            return step
+        # Nothing more here. If a later segment exists, this one was sealed
+        # before it was created: read again, and the seal must be here now.
+        if not [s for s in log.segments() if s > position.segment]:
+            parsed, _ = log.read_window(fd, position.offset)
+            if parsed.stop is not Stop.END:
+                log.check_damage(fd, position.segment, position.offset)
+            return ReadStep([], position, True)
+        step = _step(log, fd, position)
+        if step is not None:
+            return step
+        path = log.path(position.segment)
+        raise CorruptJournalError(
+            f"journal file {path} ends at byte offset {position.offset} without the seal "
+            f"that must close it, although a later segment exists: data after that offset is "
+            f"damaged or lost. Restore the file from a backup or a replica",
+            path=path,
+            offset=position.offset,
+        )
     finally:
         os.close(fd)
+
+
+def _step(log: SegmentLog, fd: int, position: Position) -> ReadStep | None:
+    """The batches at ``position`` and where to go next; None if there is
+    nothing usable there (yet)."""
+    parsed, _ = log.read_window(fd, position.offset)
+    batches: list[RecordBatch] = []
+    offset = position.offset
+    for payload in parsed.payloads:
+        batch = decode_batch(payload)
+        if batch is None:  # the seal: the log goes on in the next segment
+            later = [s for s in log.segments() if s > position.segment]
+            if later:
+                return ReadStep(batches, Position(later[0], SEGMENT_HEADER_SIZE), False)
+            # Sealed, but the next segment is not created yet (or its creator
+            # died): stay at the seal, to read it again next time.
+            return ReadStep(batches, Position(position.segment, offset), not batches)
+        offset += FRAME_HEADER + len(payload)
+        batches.append(batch)
+    if batches:
+        return ReadStep(batches, Position(position.segment, offset), False)
+    return None

@@ -49,6 +49,7 @@ from calliope.adapters.files.framing import (
     Stop,
     find_valid_frame,
     frame_length,
+    intact_frame_at,
     parse_frames,
 )
 from calliope.adapters.files.fsutil import fsync_directory, private_makedirs
@@ -167,7 +168,9 @@ class SegmentLog:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        return sorted(int(name[:-4]) for name in names if name.endswith(".seg"))
+        return sorted(
+            int(name[:-4]) for name in names if name.endswith(".seg") and name[:-4].isdigit()
+        )
 
     def read_index(self, segment: int) -> list[tuple[int, int]]:
         """The sparse index of a segment: (first sequence, offset), ascending."""
@@ -249,6 +252,8 @@ class SegmentLog:
         in-progress tail)."""
         size = os.fstat(fd).st_size
         rest = os.pread(fd, size - offset, offset)
+        if intact_frame_at(rest, 0):
+            return  # a writer completed that frame meanwhile: not damage
         found = find_valid_frame(rest, 1)
         if found is not None:
             path = self.path(segment)
@@ -446,11 +451,18 @@ class SegmentLog:
         tail.end += len(data)
 
     def _write_index(self, tail: _Tail, entry: tuple[int, int]) -> None:
-        fd = os.open(self._index_path(tail.segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        """Add a sparse index entry. The index is only a hint and the batch is
+        already durable: failing to extend it is logged, never raised."""
+        path = self._index_path(tail.segment)
         try:
-            os.write(fd, _INDEX_ENTRY.pack(*entry))
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, _INDEX_ENTRY.pack(*entry))
+            finally:
+                os.close(fd)
+        except OSError as error:
+            log.warning("could not extend the index %s (%s); reads will scan further", path, error)
+            return
         tail.index_offset = entry[1]
 
     def _create_segment(self, first: int) -> int:

@@ -20,7 +20,7 @@ import struct
 import msgpack
 
 from calliope.adapters.files.framing import Stop, encode_frame, parse_frames
-from calliope.adapters.files.fsutil import write_file_atomically
+from calliope.adapters.files.fsutil import storage_errors, write_file_atomically
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.packing import pack_data
 from calliope.shell.ports import SnapshotRecord
@@ -66,7 +66,8 @@ class FileSnapshots:
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
         payload = encode_snapshot(record, pack_data(record.data))
-        await asyncio.to_thread(self._save, snapshot_id, record, payload)
+        with storage_errors(f"saving snapshot {snapshot_id!r}"):
+            await asyncio.to_thread(self._save, snapshot_id, record, payload)
 
     def _save(self, snapshot_id: str, record: SnapshotRecord, payload: bytes) -> None:
         directory = id_directory(self._root, "snapshots", snapshot_id)
@@ -86,7 +87,8 @@ class FileSnapshots:
         return sorted((n for n in names if n.endswith(".snap")), reverse=True)
 
     async def load(self, snapshot_id: str) -> SnapshotRecord | None:
-        return await asyncio.to_thread(self._load, snapshot_id)
+        with storage_errors(f"loading snapshot {snapshot_id!r}"):
+            return await asyncio.to_thread(self._load, snapshot_id)
 
     def _load(self, snapshot_id: str) -> SnapshotRecord | None:
         directory = self._directory(snapshot_id)

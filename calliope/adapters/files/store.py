@@ -35,6 +35,7 @@ class FileStore:
         self._replica: str | None = None
         self._lease: ReplicaLease | None = None
         self._extra_leases: dict[str, ReplicaLease] = {}
+        self._leasing = asyncio.Lock()
         self.events = FileEventLog(
             self.root,
             durability=durability,
@@ -62,9 +63,12 @@ class FileStore:
         self._replica = replica
 
     async def lease(self, replica_id: str) -> None:
-        if replica_id != self._replica and replica_id not in self._extra_leases:
-            lease = await asyncio.to_thread(ReplicaLease, self.root, replica_id)
-            self._extra_leases[replica_id] = lease
+        if replica_id == self._replica or replica_id in self._extra_leases:
+            return
+        async with self._leasing:  # one at a time: two first uses share one lease
+            if replica_id not in self._extra_leases:
+                lease = await asyncio.to_thread(ReplicaLease, self.root, replica_id)
+                self._extra_leases[replica_id] = lease
 
     async def aclose(self) -> None:
         try:
