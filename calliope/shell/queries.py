@@ -144,6 +144,8 @@ class LiveQuery(Generic[E]):
         return self
 
     async def __anext__(self) -> Envelope[E]:
+        if self._live.closed.is_set():  # nothing more once closed, buffered or not
+            raise StopAsyncIteration
         while not self._buffer:
             if self._live.closed.is_set():
                 raise StopAsyncIteration

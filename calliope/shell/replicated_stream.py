@@ -328,6 +328,8 @@ class ReplicatedLiveQuery(Generic[E]):
             self._ready.extend(released)
 
     async def __anext__(self) -> Envelope[E]:
+        if self._live.closed.is_set():  # nothing more once closed, buffered or not
+            raise StopAsyncIteration
         source = self._source
         while not self._ready:
             if self._live.closed.is_set():

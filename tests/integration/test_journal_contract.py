@@ -351,3 +351,15 @@ async def test_types_cattrs_cannot_convert_are_a_clear_error(open_app: OpenApp) 
         with pytest.raises(calliope.EventEncodingError, match="msgpack"):
             await app.snapshots.save_snapshot("s", {"k": Opaque()}, sequence=1)
         assert await app.snapshots.load_snapshot("s", dict) is None
+
+
+async def test_a_closed_live_query_yields_nothing_more_even_if_it_had_buffered(
+    open_app: OpenApp,
+) -> None:
+    async with open_app() as app:
+        stream = app.journal.event_stream("s", ItemAdded)
+        await stream.persist_all([ItemAdded(str(n)) for n in range(5)])
+        async with stream.live_query() as live:
+            assert (await anext(live)).event.sku == "0"  # the rest are buffered
+            await live.close()
+            assert [e async for e in live] == []
