@@ -112,6 +112,15 @@ class DeclaredTypeCodec(Generic[E]):
             decoder = self.decoder(type_name, schema_version)
         return decoder(data)
 
+    def structurer(
+        self, type_name: str, schema_version: int
+    ) -> tuple[Callable[[Any, Any], E], Any]:
+        decode = self.decoder(type_name, schema_version)  # raises for unknown types
+        member = self._by_name[type_name]
+        if schema_version == member.info.version:
+            return member.structure, member.cls  # cattrs' own hook, no wrapper
+        return (lambda data, _: decode(data)), None
+
     def decoder(self, type_name: str, schema_version: int) -> Callable[[Any], E]:
         """A function decoding the plain data of ``type_name`` at
         ``schema_version`` (cached; raises at once for unknown types)."""

@@ -271,6 +271,14 @@ class TypeCodec(Protocol[E]):
         """``decode`` with the type looked up once (for replay loops)."""
         ...
 
+    def structurer(
+        self, type_name: str, schema_version: int
+    ) -> tuple[Callable[[Any, Any], E], Any]:
+        """The fastest way to decode this type: ``(function, argument)`` with
+        ``function(data, argument)`` returning the value. It may raise any
+        exception on bad data; call :meth:`decode` then for the clear error."""
+        ...
+
 
 class CodecPort(Protocol):
     """Builds a :class:`TypeCodec` for a declared type (cached by the caller)."""

@@ -58,6 +58,10 @@ def _check_sequence(name: str, value: object, minimum: int) -> int:
     return value
 
 
+def _unset(data: Any, target: Any) -> Any:  # pragma: no cover - replaced before use
+    raise AssertionError("no structurer chosen")
+
+
 class Query(Generic[E]):
     """Events ``from_sequence..to_sequence`` (inclusive) as they are now.
 
@@ -86,15 +90,21 @@ class Query(Generic[E]):
         """Fold the events (not envelopes) into a state, like
         :func:`calliope.aggregate`, without building envelopes."""
         codec = self._source.codec
-        decoders: dict[tuple[str, int], Callable[[Any], E]] = {}
         state = init
+        last_name, last_version = "", -1
+        structure: Callable[[Any, Any], E] = _unset
+        target: Any = None
         async for batches in self._batches():
             for batch in batches:
                 for name, version, data in batch.items:
-                    decode = decoders.get((name, version))
-                    if decode is None:
-                        decode = decoders[(name, version)] = codec.decoder(name, version)
-                    state = update_state(state, decode(data))
+                    if name != last_name or version != last_version:
+                        structure, target = codec.structurer(name, version)
+                        last_name, last_version = name, version
+                    try:
+                        event = structure(data, target)
+                    except Exception:  # decode again, for the error that says what to do
+                        event = codec.decode(name, version, data)
+                    state = update_state(state, event)
         return state
 
     async def to_list(self) -> list[Envelope[E]]:

@@ -256,6 +256,12 @@ async def test_old_schema_versions_are_upcast_on_read(open_app: OpenApp) -> None
         await app.journal.event_stream("l", LineAddedV1).persist(LineAddedV1("apple"))
         await app.journal.event_stream("l", LineAdded).persist(LineAdded("pear", 4))
         events = [e.event for e in await app.journal.event_stream("l", LineAdded).query().to_list()]
+        folded = (
+            await app.journal.event_stream("l", LineAdded)
+            .query()
+            .aggregate(lambda seen, event: [*seen, event], list[LineAdded]())
+        )
+        assert folded == events
         with pytest.raises(calliope.EventDecodingError, match="newer than"):
             await app.journal.event_stream("l", LineAddedV1).query().to_list()
     assert events == [LineAdded("apple", 1), LineAdded("pear", 4)]
@@ -363,3 +369,24 @@ async def test_a_closed_live_query_yields_nothing_more_even_if_it_had_buffered(
             assert (await anext(live)).event.sku == "0"  # the rest are buffered
             await live.close()
             assert [e async for e in live] == []
+
+
+async def test_data_that_does_not_fit_its_class_is_a_clear_error_when_folding(
+    open_app: OpenApp,
+) -> None:
+    @calliope.event_type("shop.price-set")
+    @attrs.frozen
+    class PriceSet:
+        sku: str
+
+    @calliope.event_type("shop.price-set")
+    @attrs.frozen
+    class PriceSetChanged:  # a field added without a new version and upcaster
+        sku: str
+        cents: int
+
+    async with open_app() as app:
+        await app.journal.event_stream("p", PriceSet).persist(PriceSet("apple"))
+        stream = app.journal.event_stream("p", PriceSetChanged)
+        with pytest.raises(calliope.EventDecodingError, match="add an upcaster"):
+            await stream.query().aggregate(lambda n, _: n + 1, 0)
