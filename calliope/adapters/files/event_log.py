@@ -132,23 +132,25 @@ class FileEventLog:
         digest = id_digest(stream_id)
         return os.path.join(self._root, "streams", digest[:2], digest)
 
+    def _segment_log(self, stream_id: str, replica_id: str | None) -> SegmentLog:
+        stream_directory = self._stream_directory(stream_id)
+        if replica_id is None:
+            directory = os.path.join(stream_directory, "log")
+        else:
+            directory = os.path.join(stream_directory, "replicas", id_digest(replica_id))
+        return SegmentLog(
+            directory,
+            stream_id=stream_id,
+            durability=self._durability,
+            segment_bytes=self._segment_bytes,
+        )
+
     def _log(self, stream_id: str, replica_id: str | None) -> _Log:
         key = (stream_id, replica_id)
         entry = self._logs.get(key)
         if entry is None:
-            stream_directory = self._stream_directory(stream_id)
-            if replica_id is None:
-                directory = os.path.join(stream_directory, "log")
-            else:
-                directory = os.path.join(stream_directory, "replicas", id_digest(replica_id))
-            log = SegmentLog(
-                directory,
-                stream_id=stream_id,
-                durability=self._durability,
-                segment_bytes=self._segment_bytes,
-            )
             signal = self._signals.setdefault(stream_id, Signal())
-            entry = self._logs[key] = _Log(log, signal)
+            entry = self._logs[key] = _Log(self._segment_log(stream_id, replica_id), signal)
         return entry
 
     def _prepare(self, stream_id: str, replica_id: str | None) -> None:
@@ -314,23 +316,28 @@ class FileEventLog:
             return await asyncio.to_thread(log.peek_last_version)
 
     async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
-        replicas = await self.replicas(stream_id)
-        entries = [(replica, self._log(stream_id, replica)) for replica in replicas]
-        starts = [
-            (entry, known.get(replica, 0) + 1, entry.hints.get(known.get(replica, 0) + 1))
-            for replica, entry in entries
-        ]
+        logs = dict(self._logs)  # read-only in the worker thread
 
-        def read_all() -> list[tuple[_Log, list[RecordBatch], Position | None, int | None]]:
-            return [(e, *_read_since(e.log, position, first)) for e, first, position in starts]
+        def read_all() -> list[tuple[str, list[RecordBatch], Position | None, int | None]]:
+            """One hop: list the replicas, read each from what is known."""
+            results = []
+            for replica in self._replica_ids(stream_id):
+                entry = logs.get((stream_id, replica))
+                first = known.get(replica, 0) + 1
+                if entry is None:  # reading needs no state: a fresh handle will do
+                    log, position = self._segment_log(stream_id, replica), None
+                else:
+                    log, position = entry.log, entry.hints.get(first)
+                results.append((replica, *_read_since(log, position, first)))
+            return results
 
         found: list[RecordBatch] = []
         with storage_errors(f"reading stream {stream_id!r}"):
             results = await asyncio.to_thread(read_all)
-        for entry, batches, position, next_sequence in results:
+        for replica, batches, position, next_sequence in results:
             found.extend(batches)
             if position is not None and next_sequence is not None:
-                entry.remember(next_sequence, position)
+                self._log(stream_id, replica).remember(next_sequence, position)
         return found
 
     # -- watching ---------------------------------------------------------------
