@@ -66,6 +66,7 @@ __all__ = ["AppendRequest", "Position", "SegmentLog"]
 log = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
+_NOTHING = Parsed([], 0, Stop.END)
 _WINDOW = 256 * 1024
 _MAX_FRAME = 256 * 1024 * 1024
 
@@ -234,9 +235,13 @@ class SegmentLog:
     def read_window(fd: int, offset: int) -> tuple[Parsed, bool]:
         """Parse the frames from ``offset``; True if the read reached EOF.
 
-        The window grows to hold a frame larger than it.
+        The window grows to hold a frame larger than it; it never asks for
+        more than the file holds (a large idle buffer is costly to allocate).
         """
-        window = _WINDOW
+        remaining = os.fstat(fd).st_size - offset
+        if remaining <= 0:
+            return _NOTHING, True
+        window = min(_WINDOW, remaining + 1)  # +1: a short read means EOF
         while True:
             data = os.pread(fd, window, offset)
             parsed = parse_frames(data)
