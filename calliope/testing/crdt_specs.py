@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
-import immutables
 from hypothesis import strategies as st
 
 from calliope.core.concurrency import causal_sort_key
@@ -175,7 +175,7 @@ def rga_model(history: History) -> tuple[Any, ...]:
     return tuple(item[1] for item in items if not item[2])
 
 
-def ormap_model(history: History) -> immutables.Map[Any, Any]:
+def ormap_model(history: History) -> Mapping[Any, Any]:
     removes = _ops(history, RemoveKey)
     survivors: dict[Any, dict[type, list[Tagged[Any]]]] = {}
     for tagged in sorted(_ops(history, Update), key=causal_sort_key):
@@ -193,7 +193,7 @@ def ormap_model(history: History) -> immutables.Map[Any, Any]:
         for nested in by_type[crdt_type]:
             state = state.effect(nested)
         value[key] = state.value
-    return immutables.Map(value)
+    return MappingProxyType(value)
 
 
 _elements = st.sampled_from(["a", "b", "c", 1, 2])

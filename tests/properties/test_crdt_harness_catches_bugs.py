@@ -160,6 +160,7 @@ def test_the_counterexample_is_minimal() -> None:
             hypothesis_settings=FIND,
         )
     message = str(failure.value)
+    assert "concurrent operations do not commute" in message
     assert message.count("-> #") == 2, message
 
 
@@ -168,3 +169,100 @@ def test_the_state_machine_rejects_a_broken_crdt_too() -> None:
     machine = crdt_state_machine(RemoveWinsSet, operations)
     with pytest.raises(CRDTLawViolation):
         run_state_machine_as_test(machine, settings=settings(FIND, stateful_step_count=20))
+
+
+@attrs.frozen(kw_only=True)
+class ForgetfulCounter:
+    """Broken: compaction "forgets" the increments that are stable, as if stable
+    meant "no longer needed" rather than "no longer concurrent with anything"."""
+
+    op_types: ClassVar[tuple[type, ...]] = (SetTotal,)
+    increments: frozenset[tuple[str, int]] = frozenset()
+
+    @property
+    def value(self) -> int:
+        return len(self.increments)
+
+    def increment(self) -> SetTotal:
+        return SetTotal(1)
+
+    def effect(self, tagged: Tagged[Any], /) -> ForgetfulCounter:
+        return ForgetfulCounter(increments=self.increments | {tagged.dot})
+
+    def compact(self, stable: VersionVector, /) -> ForgetfulCounter:
+        return ForgetfulCounter(
+            increments=frozenset(dot for dot in self.increments if dot[1] > stable[dot[0]])
+        )
+
+
+def test_a_compaction_that_changes_the_value_is_rejected() -> None:
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(ForgetfulCounter, st.just(call("increment")), hypothesis_settings=FIND)
+    assert "compaction changed the value" in str(failure.value)
+
+
+@attrs.frozen
+class PutPair:
+    pair: Any
+
+
+@attrs.frozen(kw_only=True)
+class PairSet:
+    """Broken for storage: elements are tuples, which plain data turns into lists."""
+
+    op_types: ClassVar[tuple[type, ...]] = (PutPair,)
+    value: frozenset[Any] = frozenset()
+
+    def add(self, first: int, second: int) -> PutPair:
+        return PutPair((first, second))
+
+    def effect(self, tagged: Tagged[Any], /) -> PairSet:
+        return PairSet(value=self.value | {tagged.op.pair})
+
+    def compact(self, stable: VersionVector, /) -> PairSet:
+        return self
+
+
+def test_operations_that_do_not_survive_plain_data_are_rejected() -> None:
+    pairs = st.builds(call, st.just("add"), st.integers(0, 3), st.integers(0, 3))
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(PairSet, pairs, hypothesis_settings=FIND)
+    message = str(failure.value)
+    assert "an operation does not round-trip" in message
+    assert "'pair': [0, 0]" in message  # the plain data shows what went wrong
+
+
+@attrs.frozen
+class PutTwo:
+    first: int
+    second: int
+
+
+@attrs.frozen(kw_only=True)
+class PairStateSet:
+    """Broken for storage: its operations are plain, but the state keeps a
+    tuple of tuples under an ``Any`` annotation, which comes back as lists."""
+
+    op_types: ClassVar[tuple[type, ...]] = (PutTwo,)
+    pairs: Any = ()
+
+    @property
+    def value(self) -> frozenset[tuple[int, int]]:
+        return frozenset(self.pairs)
+
+    def add(self, first: int, second: int) -> PutTwo:
+        return PutTwo(first, second)
+
+    def effect(self, tagged: Tagged[Any], /) -> PairStateSet:
+        pair = (tagged.op.first, tagged.op.second)
+        return PairStateSet(pairs=tuple(sorted({*self.pairs, pair})))
+
+    def compact(self, stable: VersionVector, /) -> PairStateSet:
+        return self
+
+
+def test_states_that_do_not_survive_plain_data_are_rejected() -> None:
+    pairs = st.builds(call, st.just("add"), st.integers(0, 3), st.integers(0, 3))
+    with pytest.raises(CRDTLawViolation) as failure:
+        check_crdt(PairStateSet, pairs, hypothesis_settings=FIND)
+    assert "a state does not round-trip" in str(failure.value)

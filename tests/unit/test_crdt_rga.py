@@ -133,3 +133,17 @@ def test_an_insert_whose_anchor_is_unknown_goes_to_the_start() -> None:
     one = RGA().effect(lone).effect(orphan)
     other = RGA().effect(orphan).effect(lone)
     assert one == other and one.value == ("y", "x")
+
+
+def test_compaction_shrinks_the_tree_with_the_document() -> None:
+    doc = Replica("a", RGA)
+    for index in range(2_000):
+        doc.update(lambda s, i=index: s.insert(i, "x"))
+    assert doc.state._tree.leaves >= 30
+    for _ in range(1_990):
+        doc.update(lambda s: s.delete(0))
+    doc.compact(doc.delivered)
+    tree = doc.state._tree
+    check_tree(tree)
+    # Emptied leaves do not pile up: memory follows the live elements.
+    assert tree.count == 10 and tree.leaves <= 2

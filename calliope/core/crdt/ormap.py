@@ -27,6 +27,7 @@ name sorts first and :meth:`ORMap.get` reads either.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -87,8 +88,8 @@ class ORMap:
     """A map of nested CRDTs: ``.update(key, Type, prepare)``, ``.remove(key)``.
 
     ``ORMap()`` is empty; ``.value`` maps each key to its nested ``.value``
-    (an ``immutables.Map``); ``.get(key)`` returns the nested state. Keys must
-    be hashable plain data.
+    (a read-only mapping, equal to the dict of the same items); ``.get(key)``
+    returns the nested state. Keys must be hashable plain data.
 
     Concurrent semantics: keys are add-wins. A remove discards the updates of
     the key its replica had seen; an update concurrent with the remove keeps
@@ -108,8 +109,8 @@ class ORMap:
     >>> gone = Tagged(replica_id="b", version={"a": 1, "b": 1}, op=b.remove("hits"))
     >>> a = a.effect(one).effect(gone)
     >>> b = b.effect(gone).effect(one)
-    >>> a == b, dict(a.value)
-    (True, {'hits': 1})
+    >>> a == b, a.value == {'hits': 1}
+    (True, True)
     """
 
     op_types: ClassVar[tuple[type, ...]] = (Update, RemoveKey)
@@ -118,8 +119,8 @@ class ORMap:
     entries: immutables.Map[Any, tuple[Entry, ...]] = attrs.field(factory=immutables.Map)
 
     @property
-    def value(self) -> immutables.Map[Any, Any]:
-        return immutables.Map(
+    def value(self) -> Mapping[Any, Any]:
+        return MappingProxyType(
             {key: entries[0].state.value for key, entries in self.entries.items()}
         )
 
@@ -139,9 +140,9 @@ class ORMap:
                 return entry.state
         return None
 
-    def items(self) -> Mapping[Any, Any]:
-        """The nested states by key (the first type's, as in ``value``)."""
-        return immutables.Map({key: entries[0].state for key, entries in self.entries.items()})
+    def states(self) -> Mapping[Any, Any]:
+        """The nested states by key (of the first type, as in ``value``)."""
+        return MappingProxyType({key: entries[0].state for key, entries in self.entries.items()})
 
     # -- prepare ----------------------------------------------------------------
 
