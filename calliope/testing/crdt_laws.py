@@ -104,6 +104,9 @@ def check_crdt(
         simulation: Simulation[Any] = Simulation(
             crdt_type, replicas=replicas, codec=codec, model=model
         )
+        # Half the histories compact every replica after every step, so that
+        # each state a replica passes through is also met compacted.
+        eager = data.draw(st.booleans(), label="compact after every step")
         for kind, replica, argument in data.draw(steps, label="steps"):
             if kind == "update":
                 simulation.update(replica, argument)
@@ -113,6 +116,9 @@ def check_crdt(
                 simulation.drain(replica, range(len(simulation.network)))
             else:
                 simulation.compact(replica)
+            if eager:
+                for index in range(replicas):
+                    simulation.compact(index, quiet=True)
         count = len(simulation.network)
         for replica in range(replicas):
             simulation.check_commutation(replica)

@@ -148,15 +148,19 @@ class Simulation(Generic[C]):
             self.story.append(f"{self.ids[replica]}: receives #{number}, delivers {shown}")
         self._check_model(replica)
 
-    def compact(self, replica: int) -> None:
-        """Compact ``replica`` at its causally stable point; the value must not change."""
+    def compact(self, replica: int, *, quiet: bool = False) -> None:
+        """Compact ``replica`` at its causally stable point; the value must not change.
+
+        ``quiet``: tell the story only if the state changed.
+        """
         stable = self.stable_point(replica)
         state = self.states[replica]
         try:
             compacted = state.compact(stable)
         except Exception as error:
             self._fail("compact raised", f"{self.ids[replica]}: compact({stable!r})", error)
-        self.story.append(f"{self.ids[replica]}: compact at stable {stable!r}")
+        if not quiet or compacted != state:
+            self.story.append(f"{self.ids[replica]}: compact at stable {stable!r}")
         before, after = self._value(state), self._value(compacted)
         if before != after:
             self._fail(
@@ -165,8 +169,9 @@ class Simulation(Generic[C]):
                 f"    before: {state!r}  value={before!r}\n"
                 f"    after:  {compacted!r}  value={after!r}",
             )
-        self.states[replica] = compacted
-        self.compacted[replica] = True
+        if compacted != state:
+            self.states[replica] = compacted
+            self.compacted[replica] = True
         self._round_trip_state(replica)
 
     def drain(self, replica: int, order: Sequence[int]) -> None:
