@@ -3,9 +3,10 @@
 ``check_crdt(MyCRDT, operations)`` runs Hypothesis over random histories of a
 few replicas: updates prepared at random replicas from ``operations`` (a
 strategy of prepare steps, such as ``st.builds(call, st.just("add"), ...)``),
-random deliveries through causal buffers, compactions at the causally stable
-point, and finally every replica receiving everything in its own random
-order. It checks that
+random deliveries through causal buffers (one operation, or everything at
+once), compactions at each replica's causally stable point (in half the
+histories, of every replica after every step), and finally every replica
+receiving everything in its own random order. It checks that
 
 * replicas that delivered the same operations, in any causal order, hold
   equal values and, compacted at the final stable point, equal states (and
