@@ -38,6 +38,7 @@ bench: $(VENV)/.runtime
 	$(BIN)/python -m benchmarks.core
 	$(BIN)/python -m benchmarks.journal
 	$(BIN)/python -m benchmarks.replication
+	$(BIN)/python -m benchmarks.crdt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
