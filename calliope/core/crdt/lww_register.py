@@ -31,7 +31,7 @@ def _checked(timestamp: object) -> Timestamp:
         if timestamp.tzinfo is None or timestamp.utcoffset() is None:
             raise InvalidOperationError(
                 f"LWWRegister.set needs a timezone-aware datetime, got naive {timestamp!r}; "
-                f"use datetime.now(datetime.UTC)"
+                f"give it a tzinfo (for example datetime.UTC), as the clock's now(UTC) does"
             )
         return timestamp
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
