@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import calliope
@@ -60,3 +62,19 @@ def test_a_report_ahead_of_what_was_delivered_here_is_refused() -> None:
     mine = VersionVector({"a": 3, "b": 1})
     with pytest.raises(InvalidArgumentError, match="previous report"):
         stable_point(mine, {"b": VersionVector({"a": 3, "b": 2})})
+
+
+@pytest.mark.parametrize(
+    ("prepare", "what"),
+    [
+        (lambda: calliope.GSet().add([1]), "set elements"),
+        (lambda: calliope.ORSet().add({"a": 1}), "set elements"),
+        (
+            lambda: calliope.ORMap().update([1], calliope.GCounter, lambda c: c.increment()),
+            "ORMap keys",
+        ),
+    ],
+)
+def test_unhashable_members_are_a_clear_error(prepare: Any, what: str) -> None:
+    with pytest.raises(calliope.InvalidOperationError, match=f"{what} must be hashable"):
+        prepare()

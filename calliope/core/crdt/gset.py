@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import attrs
 import immutables
 
-from calliope.core.crdt.protocol import Tagged
+from calliope.core.crdt.protocol import Tagged, hashable
 from calliope.core.version_vector import VersionVector
 from calliope.errors import InvalidOperationError
 
@@ -54,14 +54,7 @@ class GSet:
 
     def add(self, element: Any) -> Add:
         """The operation adding ``element`` (hashable)."""
-        try:
-            hash(element)
-        except TypeError:
-            raise InvalidOperationError(
-                f"set elements must be hashable, got {element!r}; "
-                f"use a str, an int or another hashable plain value"
-            ) from None
-        return Add(element)
+        return Add(hashable(element))
 
     def effect(self, tagged: Tagged[Any], /) -> GSet:
         op = tagged.op

@@ -34,7 +34,7 @@ import attrs
 import immutables
 
 from calliope.core.concurrency import causal_sort_key
-from calliope.core.crdt.protocol import CRDT, Tagged, as_operations, crdt_name
+from calliope.core.crdt.protocol import CRDT, Tagged, as_operations, crdt_name, hashable
 from calliope.core.envelope import Dot
 from calliope.core.version_vector import VersionVector
 from calliope.errors import InvalidOperationError
@@ -154,10 +154,7 @@ class ORMap:
         ``prepare`` gets the key's current ``crdt_type`` state (an empty one
         if the key is absent) and returns operations of it.
         """
-        try:
-            hash(key)
-        except TypeError:
-            raise InvalidOperationError(f"ORMap keys must be hashable, got {key!r}") from None
+        hashable(key, "ORMap keys")
         if not isinstance(crdt_type, type) or not hasattr(crdt_type, "op_types"):
             raise InvalidOperationError(
                 f"ORMap.update needs a CRDT type such as GCounter, got {crdt_type!r}"

@@ -23,7 +23,7 @@ import attrs
 import immutables
 
 from calliope.core.crdt.gset import Add
-from calliope.core.crdt.protocol import Tagged
+from calliope.core.crdt.protocol import Tagged, hashable
 from calliope.core.envelope import Dot
 from calliope.core.version_vector import VersionVector
 from calliope.errors import InvalidOperationError
@@ -84,14 +84,7 @@ class ORSet:
 
     def add(self, element: Any) -> Add:
         """The operation adding ``element`` (hashable)."""
-        try:
-            hash(element)
-        except TypeError:
-            raise InvalidOperationError(
-                f"set elements must be hashable, got {element!r}; "
-                f"use a str, an int or another hashable plain value"
-            ) from None
-        return Add(element)
+        return Add(hashable(element))
 
     def remove(self, element: Any) -> Remove:
         """The operation removing ``element`` as this replica sees it."""

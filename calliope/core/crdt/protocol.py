@@ -61,6 +61,7 @@ __all__ = [
 Op = TypeVar("Op")
 Op_co = TypeVar("Op_co", covariant=True)
 C = TypeVar("C", bound="CRDT")
+T = TypeVar("T")
 
 
 def _to_version(version: VersionVector | Mapping[str, int]) -> VersionVector:
@@ -115,6 +116,18 @@ class CRDT(Protocol):
     def effect(self, tagged: Tagged[Any], /) -> Self: ...
 
     def compact(self, stable: VersionVector, /) -> Self: ...
+
+
+def hashable(element: T, what: str = "set elements") -> T:
+    """``element``, checked to be hashable (set members, map keys)."""
+    try:
+        hash(element)
+    except TypeError:
+        raise InvalidOperationError(
+            f"{what} must be hashable, got {element!r}; "
+            f"use a str, an int or another hashable plain value"
+        ) from None
+    return element
 
 
 def crdt_name(crdt_type: type) -> str:
