@@ -6,14 +6,31 @@ import calliope
 import calliope.core
 
 PROMISED = {
+    # DESIGN.md section 2 and the issues: these names are a contract.
+    "open",
     "aggregate",
+    "event_type",
     "CalliopeError",
+    "ConcurrencyError",
+    "CorruptJournalError",
     "Envelope",
+    "PersistReply",
+    "ConcurrentVersions",
+    "Snapshot",
     "Ordering",
     "VersionVector",
     "stable_vector",
     "causal_order",
     "detect_concurrent",
+    "GCounter",
+    "PNCounter",
+    "GSet",
+    "ORSet",
+    "LWWRegister",
+    "MVRegister",
+    "Flag",
+    "ORMap",
+    "RGA",
 }
 
 
