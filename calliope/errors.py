@@ -14,7 +14,6 @@ __all__ = [
     "CalliopeError",
     "ConcurrencyError",
     "CorruptJournalError",
-    "CorruptSnapshotError",
     "CRDTCodecError",
     "EventDecodingError",
     "EventEncodingError",
@@ -105,10 +104,6 @@ class CorruptJournalError(StorageError):
         super().__init__(message)
         self.path = path
         self.offset = offset
-
-
-class CorruptSnapshotError(StorageError):
-    """A snapshot file is damaged (it is skipped in favour of an older one)."""
 
 
 class AppClosedError(CalliopeError):
