@@ -14,7 +14,12 @@ import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from calliope.adapters.files.fsutil import private_makedirs, storage_errors, write_file_atomically
+from calliope.adapters.files.fsutil import (
+    private_makedirs,
+    storage_error,
+    storage_errors,
+    write_file_atomically,
+)
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.reader import ReadStep, read_step
@@ -194,12 +199,13 @@ class FileEventLog:
         events: Sequence[NewEvent],
     ) -> RecordBatch | None:
         items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
-        try:
-            with storage_errors(f"appending to stream {stream_id!r}"):
-                if not entry.ready:
-                    await asyncio.to_thread(self._prepare, stream_id, replica_id)
-                    entry.ready = True
-                batch = await entry.committer.submit(request(items, sum(map(len, items))))
+        try:  # (no context manager: this is the hot path of every persist)
+            if not entry.ready:
+                await asyncio.to_thread(self._prepare, stream_id, replica_id)
+                entry.ready = True
+            batch = await entry.committer.submit(request(items, sum(map(len, items))))
+        except OSError as error:
+            raise storage_error(f"appending to stream {stream_id!r}", error) from error
         finally:
             self._keep_open((stream_id, replica_id), entry)
         if batch is not None:

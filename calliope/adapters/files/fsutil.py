@@ -9,7 +9,13 @@ from collections.abc import Iterator
 
 from calliope.errors import StorageError
 
-__all__ = ["fsync_directory", "private_makedirs", "storage_errors", "write_file_atomically"]
+__all__ = [
+    "fsync_directory",
+    "private_makedirs",
+    "storage_error",
+    "storage_errors",
+    "write_file_atomically",
+]
 
 
 def fsync_directory(path: str) -> None:
@@ -58,14 +64,19 @@ def write_file_atomically(path: str, data: bytes) -> None:
     fsync_directory(directory)
 
 
+def storage_error(action: str, error: OSError) -> StorageError:
+    """The StorageError for an OSError raised while doing ``action``: what
+    failed and what to check."""
+    return StorageError(
+        f"{action} failed: {error}; check the data directory's permissions, free space "
+        f"and that nothing else changed its files"
+    )
+
+
 @contextlib.contextmanager
 def storage_errors(action: str) -> Iterator[None]:
-    """Turn an OSError raised while doing ``action`` into a StorageError
-    that says what failed and what to check."""
+    """Turn an OSError raised while doing ``action`` into a StorageError."""
     try:
         yield
     except OSError as error:
-        raise StorageError(
-            f"{action} failed: {error}; check the data directory's permissions, free space "
-            f"and that nothing else changed its files"
-        ) from error
+        raise storage_error(action, error) from error
