@@ -73,6 +73,9 @@ class DeclaredTypeCodec(Generic[E]):
         self._by_class: dict[type, _Member] = {}
         self._by_name: dict[str, _Member] = {}
         self._decoders: dict[tuple[str, int], Callable[[Any], E]] = {}
+        self._last_name, self._last_schema = "", -1
+        self._last_structure: Callable[[Any, Any], E] = _unset
+        self._last_target: Any = None
         for cls in member_classes(declared):
             member = _Member(converter, cls)
             clash = self._by_name.get(member.info.name)
@@ -107,23 +110,33 @@ class DeclaredTypeCodec(Generic[E]):
         return NewEvent(member.info.name, member.info.version, data)
 
     def decode(self, type_name: str, schema_version: int, data: Any) -> E:
-        decoder = self._decoders.get((type_name, schema_version))
-        if decoder is None:
-            decoder = self.decoder(type_name, schema_version)
-        return decoder(data)
+        """The value stored as ``data`` under ``type_name`` at ``schema_version``.
 
-    def structurer(
-        self, type_name: str, schema_version: int
-    ) -> tuple[Callable[[Any, Any], E], Any]:
-        decode = self.decoder(type_name, schema_version)  # raises for unknown types
+        Hot path of every replay: the type last decoded is remembered, and
+        data at the current schema goes straight to cattrs' hook. Only when
+        that fails is it decoded again the careful way, for an error that
+        says what to do.
+        """
+        if type_name != self._last_name or schema_version != self._last_schema:
+            self._remember(type_name, schema_version)
+        try:
+            return self._last_structure(data, self._last_target)
+        except Exception:
+            return self._decoder(type_name, schema_version)(data)
+
+    def _remember(self, type_name: str, schema_version: int) -> None:
+        decode = self._decoder(type_name, schema_version)  # raises for unknown types
         member = self._by_name[type_name]
         if schema_version == member.info.version:
-            return member.structure, member.cls  # cattrs' own hook, no wrapper
-        return (lambda data, _: decode(data)), None
+            self._last_structure, self._last_target = member.structure, member.cls
+        else:
+            self._last_structure, self._last_target = (lambda data, _: decode(data)), None
+        self._last_name, self._last_schema = type_name, schema_version
 
-    def decoder(self, type_name: str, schema_version: int) -> Callable[[Any], E]:
+    def _decoder(self, type_name: str, schema_version: int) -> Callable[[Any], E]:
         """A function decoding the plain data of ``type_name`` at
-        ``schema_version`` (cached; raises at once for unknown types)."""
+        ``schema_version``, with clear errors (cached; raises at once for
+        unknown types)."""
         cached = self._decoders.get((type_name, schema_version))
         if cached is not None:
             return cached
@@ -163,6 +176,10 @@ class DeclaredTypeCodec(Generic[E]):
 
         self._decoders[(type_name, schema_version)] = decode
         return decode
+
+
+def _unset(data: Any, target: Any) -> Any:  # pragma: no cover - replaced before use
+    raise AssertionError("no type remembered yet")
 
 
 def _describe(declared: Any) -> str:

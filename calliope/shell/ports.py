@@ -8,7 +8,7 @@ the adapter decides how to lay it out, never what it means.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
@@ -265,18 +265,8 @@ class TypeCodec(Protocol[E]):
 
     def encode(self, value: E) -> NewEvent: ...
 
-    def decode(self, type_name: str, schema_version: int, data: Any) -> E: ...
-
-    def decoder(self, type_name: str, schema_version: int) -> Callable[[Any], E]:
-        """``decode`` with the type looked up once (for replay loops)."""
-        ...
-
-    def structurer(
-        self, type_name: str, schema_version: int
-    ) -> tuple[Callable[[Any, Any], E], Any]:
-        """The fastest way to decode this type: ``(function, argument)`` with
-        ``function(data, argument)`` returning the value. It may raise any
-        exception on bad data; call :meth:`decode` then for the clear error."""
+    def decode(self, type_name: str, schema_version: int, data: Any) -> E:
+        """Decode one stored value; fast when called for one type repeatedly."""
         ...
 
 

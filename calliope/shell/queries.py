@@ -58,10 +58,6 @@ def _check_sequence(name: str, value: object, minimum: int) -> int:
     return value
 
 
-def _unset(data: Any, target: Any) -> Any:  # pragma: no cover - replaced before use
-    raise AssertionError("no structurer chosen")
-
-
 class Query(Generic[E]):
     """Events ``from_sequence..to_sequence`` (inclusive) as they are now.
 
@@ -89,22 +85,12 @@ class Query(Generic[E]):
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events (not envelopes) into a state, like
         :func:`calliope.aggregate`, without building envelopes."""
-        codec = self._source.codec
+        decode = self._source.codec.decode
         state = init
-        last_name, last_version = "", -1
-        structure: Callable[[Any, Any], E] = _unset
-        target: Any = None
         async for batches in self._batches():
             for batch in batches:
                 for name, version, data in batch.items:
-                    if name != last_name or version != last_version:
-                        structure, target = codec.structurer(name, version)
-                        last_name, last_version = name, version
-                    try:
-                        event = structure(data, target)
-                    except Exception:  # decode again, for the error that says what to do
-                        event = codec.decode(name, version, data)
-                    state = update_state(state, event)
+                    state = update_state(state, decode(name, version, data))
         return state
 
     async def to_list(self) -> list[Envelope[E]]:

@@ -203,10 +203,6 @@ class _Source(Generic[E]):
         ]
 
 
-def _unset(data: Any, target: Any) -> Any:  # pragma: no cover - replaced before use
-    raise AssertionError("no structurer chosen")
-
-
 class _Held(NamedTuple):
     """An event waiting in a causal buffer for its causal past."""
 
@@ -275,23 +271,13 @@ class ReplicatedQuery(Generic[E]):
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events in causal order into a state (without envelopes)."""
         source = self._source
-        codec = source.codec
+        decode = source.codec.decode
         state = init
-        last_name, last_schema = "", -1
-        structure: Callable[[Any, Any], E] = _unset
-        target: Any = None
         async for run in self._runs():
             newest: dict[str, int] = {}  # per writer, the last event of the run
             for batch, index in run:
                 name, schema, data = batch.items[index]
-                if name != last_name or schema != last_schema:
-                    structure, target = codec.structurer(name, schema)
-                    last_name, last_schema = name, schema
-                try:
-                    event = structure(data, target)
-                except Exception:  # decode again, for the error that says what to do
-                    event = codec.decode(name, schema, data)
-                state = update_state(state, event)
+                state = update_state(state, decode(name, schema, data))
                 newest[batch.writer] = batch.version[batch.writer] + index
             source.observe(newest)  # the run was delivered in causal order
         return state
