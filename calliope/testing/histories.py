@@ -9,6 +9,8 @@ order (generation order); tests shuffle and duplicate it to model a network.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
+from typing import TypeVar
 
 import attrs
 from hypothesis import strategies as st
@@ -16,7 +18,17 @@ from hypothesis import strategies as st
 from calliope.core.envelope import Envelope
 from calliope.core.version_vector import VersionVector
 
-__all__ = ["EPOCH", "Emit", "Sync", "arrival_orders", "causal_histories", "replay_actions"]
+E = TypeVar("E")
+
+__all__ = [
+    "EPOCH",
+    "Emit",
+    "Sync",
+    "arrival_orders",
+    "causal_histories",
+    "envelope",
+    "replay_actions",
+]
 
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -39,6 +51,27 @@ class Sync:
 Action = Emit | Sync
 
 
+def envelope(
+    replica_id: str,
+    event: E,
+    version: Mapping[str, int] | VersionVector,
+    *,
+    stream_id: str = "stream",
+    timestamp: datetime.datetime = EPOCH,
+) -> Envelope[E]:
+    """An envelope written by ``replica_id`` at ``version`` (which must count
+    the event itself at ``replica_id``); its sequence is that count."""
+    vector = version if isinstance(version, VersionVector) else VersionVector(version)
+    return Envelope(
+        stream_id=stream_id,
+        replica_id=replica_id,
+        sequence=vector[replica_id],
+        version=vector,
+        timestamp=timestamp,
+        event=event,
+    )
+
+
 def replay_actions(
     replica_ids: list[str], actions: list[Action], stream_id: str = "stream"
 ) -> list[Envelope[int]]:
@@ -53,15 +86,9 @@ def replay_actions(
             replica = replica_ids[action.replica]
             version = versions[action.replica].increment(replica)
             versions[action.replica] = version
+            moment = EPOCH + datetime.timedelta(seconds=len(envelopes))
             envelopes.append(
-                Envelope(
-                    stream_id=stream_id,
-                    replica_id=replica,
-                    sequence=version[replica],
-                    version=version,
-                    timestamp=EPOCH + datetime.timedelta(seconds=len(envelopes)),
-                    event=len(envelopes),
-                )
+                envelope(replica, len(envelopes), version, stream_id=stream_id, timestamp=moment)
             )
         else:
             versions[action.receiver] = versions[action.receiver].merge(versions[action.sender])

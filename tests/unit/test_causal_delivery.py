@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 
 import calliope
@@ -16,20 +14,11 @@ from calliope import (
     receive,
     receive_all,
 )
-
-T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+from calliope.testing.histories import envelope
 
 
 def env(replica: str, event: str, **version: int) -> Envelope[str]:
-    vector = VersionVector(version)
-    return Envelope(
-        stream_id="s",
-        replica_id=replica,
-        sequence=vector[replica],
-        version=vector,
-        timestamp=T0,
-        event=event,
-    )
+    return envelope(replica, event, version, stream_id="s")
 
 
 def test_out_of_order_arrival_is_buffered_then_released_in_order() -> None:

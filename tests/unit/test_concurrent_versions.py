@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
-
 from calliope import ConcurrentVersions, Envelope, VersionVector
-
-T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+from calliope.testing.histories import envelope
 
 
 def env(replica: str, event: str, **version: int) -> Envelope[str]:
-    vector = VersionVector(version)
-    return Envelope(
-        stream_id="cart",
-        replica_id=replica,
-        sequence=vector[replica],
-        version=vector,
-        timestamp=T0,
-        event=event,
-    )
+    return envelope(replica, event, version, stream_id="cart")
 
 
 def add(items: frozenset[str], event: str) -> frozenset[str]:
