@@ -36,17 +36,16 @@ def read_step(log: SegmentLog, position: Position) -> ReadStep:
     except FileNotFoundError:
         return ReadStep([], position, True)
     try:
-        step = _step(log, fd, position)
+        step, stop = _step(log, fd, position)
         if step is not None:
             return step
         # Nothing more here. If a later segment exists, this one was sealed
         # before it was created: read again, and the seal must be here now.
         if not [s for s in log.segments() if s > position.segment]:
-            parsed, _ = log.read_window(fd, position.offset)
-            if parsed.stop is not Stop.END:
+            if stop is not Stop.END:
                 log.check_damage(fd, position.segment, position.offset)
             return ReadStep([], position, True)
-        step = _step(log, fd, position)
+        step, _ = _step(log, fd, position)
         if step is not None:
             return step
         path = log.path(position.segment)
@@ -61,9 +60,9 @@ def read_step(log: SegmentLog, position: Position) -> ReadStep:
         os.close(fd)
 
 
-def _step(log: SegmentLog, fd: int, position: Position) -> ReadStep | None:
-    """The batches at ``position`` and where to go next; None if there is
-    nothing usable there (yet)."""
+def _step(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None, Stop]:
+    """The batches at ``position`` and where to go next (None if there is
+    nothing usable there yet), and why parsing stopped."""
     parsed, _ = log.read_window(fd, position.offset)
     batches: list[RecordBatch] = []
     offset = position.offset
@@ -72,12 +71,14 @@ def _step(log: SegmentLog, fd: int, position: Position) -> ReadStep | None:
         if batch is None:  # the seal: the log goes on in the next segment
             later = [s for s in log.segments() if s > position.segment]
             if later:
-                return ReadStep(batches, Position(later[0], SEGMENT_HEADER_SIZE), False)
+                return ReadStep(
+                    batches, Position(later[0], SEGMENT_HEADER_SIZE), False
+                ), parsed.stop
             # Sealed, but the next segment is not created yet (or its creator
             # died): stay at the seal, to read it again next time.
-            return ReadStep(batches, Position(position.segment, offset), not batches)
+            return ReadStep(batches, Position(position.segment, offset), not batches), parsed.stop
         offset += FRAME_HEADER + len(payload)
         batches.append(batch)
     if batches:
-        return ReadStep(batches, Position(position.segment, offset), False)
-    return None
+        return ReadStep(batches, Position(position.segment, offset), False), parsed.stop
+    return None, parsed.stop
