@@ -8,7 +8,7 @@ variables.
 
 from calliope.core.causal import Causal
 from calliope.core.causal_delivery import CausalBuffer, receive, receive_all
-from calliope.core.concurrency import causal_order, causal_sort_key, detect_concurrent
+from calliope.core.causal_order import causal_order, causal_sort_key, detect_concurrent
 from calliope.core.concurrent_versions import ConcurrentVersions, Versioned
 from calliope.core.crdt import (
     CRDT,

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from calliope.core.causal_delivery import CausalBuffer, receive
-from calliope.core.concurrency import causal_sort_key, detect_concurrent
+from calliope.core.causal_order import causal_sort_key, detect_concurrent
 from calliope.core.envelope import Envelope
 from calliope.core.persist_reply import PersistReply
 from calliope.core.version_vector import VersionVector

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
-from calliope.core.concurrency import causal_sort_key
+from calliope.core.causal_order import causal_sort_key
 from calliope.core.crdt import (
     RGA,
     Add,

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 import immutables
 
-from calliope.core.concurrency import causal_sort_key
+from calliope.core.causal_order import causal_sort_key
 from calliope.core.crdt.protocol import CRDT, Tagged, as_operations, crdt_name, hashable
 from calliope.core.envelope import Dot
 from calliope.core.version_vector import VersionVector
