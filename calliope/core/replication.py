@@ -1,0 +1,297 @@
+"""The replication protocol: the rules every adapter and handle share.
+
+Like h11 for HTTP, this module holds the whole protocol of event logs and
+replicated streams as values and pure functions; adapters (memory, files,
+PostgreSQL) store and return what it decides, and the shell performs the
+I/O it implies. Everything that decides a version, or which stored event a
+writer or reader must see, lives here, once.
+
+**Versions of a new batch.** A log's events carry version vectors. A batch
+of ``n`` events appended by ``writer`` after the log's last event (version
+``previous``), by a writer that has observed ``observed`` of other
+replicas, gets :func:`first_version` for its first event, and each later
+event of the batch follows the one before it: its writer's entry one
+higher (:func:`event_version`). A stored batch therefore needs only its
+first version: the rest is derived, never stored, and never re-derived
+anywhere but here.
+
+**What a writer must be told after a persist.** A replicated persist
+writes first, then reads what other replicas appended since the version
+its event followed. Of those stored events, the ones *concurrent* with the
+new event (neither in its causal past nor after it) are reported; which
+ones is decided from the batches' versions alone (:func:`reply_selection`),
+before anything is decoded, and a reply lists at most ``limit`` of them (the
+first in the deterministic causal order) with a count of the rest. Whichever
+of two concurrent writers finishes writing second reads the other's event
+afterwards, so at least one of them is told.
+
+**Reading many logs in causal order, a page at a time.** A reader holds,
+per replica, how far it has read (``known``) and asks each log for its next
+page of at most a bounded number of events. :func:`merge_page` orders a
+page's events by (version total, replica id), which extends causality, and
+cuts it where a log's page was truncated: beyond the last event read from
+such a log, an event's causal past may lie in the unread rest. So memory
+stays bounded by the page size whatever the backlog, and a slow consumer
+holds back reading, not memory. Causal delivery of what a page still
+cannot release (a cause written after the reader passed its log) is
+:mod:`calliope.core.causal_delivery`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+__all__ = [
+    "RecordBatch",
+    "ReplicaPage",
+    "ReplySelection",
+    "event_version",
+    "first_version",
+    "is_concurrent_batch",
+    "merge_page",
+    "reply_selection",
+]
+
+
+def first_version(
+    previous: Mapping[str, int], writer: str, observed: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """The version of the first event of a batch ``writer`` appends.
+
+    ``previous`` is the version of the log's last event ({} for an empty
+    log); ``observed`` (replicated streams) is what the writer has seen of
+    other replicas, merged in. The writer's own entry is one above
+    ``previous``'s: in a replica's own log that entry is the event's
+    sequence. O(replicas).
+    """
+    version = dict(previous)
+    if observed:
+        for replica, counter in observed.items():
+            if replica != writer and counter > version.get(replica, 0):
+                version[replica] = counter
+    version[writer] = version.get(writer, 0) + 1
+    return version
+
+
+def event_version(first: Mapping[str, int], writer: str, index: int) -> dict[str, int]:
+    """The version of event ``index`` (from 0) of a batch whose first event
+    has version ``first``: each event follows the one before it. O(replicas)."""
+    version = dict(first)
+    version[writer] = version.get(writer, 0) + index
+    return version
+
+
+class RecordBatch(NamedTuple):
+    """One atomic append as stored: consecutive events by one writer.
+
+    Event ``i`` (from 0) has sequence ``first_sequence + i`` and version
+    :func:`event_version` ``(version, writer, i)``: ``version`` is the first
+    event's. ``items`` holds ``(type_name, schema_version, data)`` per event,
+    as plain data (the codec's output, opaque here). All events share
+    ``timestamp_us`` (microseconds since the Unix epoch, UTC).
+    """
+
+    first_sequence: int
+    writer: str
+    version: Mapping[str, int]
+    timestamp_us: int
+    items: Sequence[Sequence[Any]]
+
+    @property
+    def last_sequence(self) -> int:
+        return self.first_sequence + len(self.items) - 1
+
+    @property
+    def last_version(self) -> dict[str, int]:
+        """The version of the batch's last event."""
+        return event_version(self.version, self.writer, len(self.items) - 1)
+
+    def version_at(self, index: int) -> dict[str, int]:
+        """The version of event ``index`` (from 0) of the batch."""
+        return event_version(self.version, self.writer, index)
+
+    def total_at(self, index: int) -> int:
+        """The version total of event ``index``: its causal sort key's first part."""
+        return sum(self.version.values()) + index
+
+    def sliced(self, from_sequence: int, to_sequence: int | None) -> RecordBatch | None:
+        """The part of the batch within the (inclusive) bounds, or None."""
+        first, last = self.first_sequence, self.last_sequence
+        start = max(from_sequence, first)
+        end = last if to_sequence is None else min(to_sequence, last)
+        if start > end:
+            return None
+        if start == first and end == last:
+            return self
+        return RecordBatch(
+            start,
+            self.writer,
+            event_version(self.version, self.writer, start - first),
+            self.timestamp_us,
+            self.items[start - first : end - first + 1],
+        )
+
+
+def next_batch(
+    previous: Mapping[str, int],
+    last_sequence: int,
+    writer: str,
+    items: Sequence[Sequence[Any]],
+    timestamp_us: int,
+    observed: Mapping[str, int] | None = None,
+) -> RecordBatch:
+    """The batch ``writer`` appends after a log whose last event has
+    ``last_sequence`` and version ``previous``: what an adapter stores."""
+    return RecordBatch(
+        last_sequence + 1,
+        writer,
+        first_version(previous, writer, observed),
+        timestamp_us,
+        items,
+    )
+
+
+# -- what a writer is told ---------------------------------------------------
+
+
+def _others_at_or_below(first: Mapping[str, int], writer: str, version: Mapping[str, int]) -> bool:
+    get = version.get
+    return all(
+        get(replica, 0) >= counter for replica, counter in first.items() if replica != writer
+    )
+
+
+def _others_at_or_above(first: Mapping[str, int], writer: str, version: Mapping[str, int]) -> bool:
+    get = first.get
+    return all(
+        get(replica, 0) >= counter for replica, counter in version.items() if replica != writer
+    )
+
+
+def concurrent_range(batch: RecordBatch, version: Mapping[str, int]) -> range:
+    """The indexes of ``batch``'s events concurrent with ``version`` (neither
+    at or below it nor at or above it); a contiguous range, because the
+    batch's events differ only in their writer's entry. O(replicas)."""
+    writer = batch.writer
+    own = batch.version.get(writer, 0)  # the entry of event 0
+    seen = version.get(writer, 0)
+    count = len(batch.items)
+    # Event i is at or below `version` iff the other entries are and own + i <= seen.
+    below_end = (
+        max(0, min(count, seen - own + 1))
+        if _others_at_or_below(batch.version, writer, version)
+        else 0
+    )
+    # Event i is at or above `version` iff the other entries are and own + i >= seen.
+    above_start = (
+        max(0, seen - own) if _others_at_or_above(batch.version, writer, version) else count
+    )
+    return range(below_end, max(below_end, min(count, above_start)))
+
+
+def is_concurrent_batch(batch: RecordBatch, version: Mapping[str, int]) -> bool:
+    """Whether any event of ``batch`` is concurrent with ``version``."""
+    return len(concurrent_range(batch, version)) > 0
+
+
+class ReplySelection(NamedTuple):
+    """The concurrent events a reply lists, and how many it leaves out.
+
+    ``listed`` are ``(batch, index)`` pairs in the deterministic causal
+    order (version total, replica id); ``more`` counts the concurrent events
+    beyond ``limit``.
+    """
+
+    listed: list[tuple[RecordBatch, int]]
+    more: int
+
+
+def reply_selection(
+    version: Mapping[str, int], batches: Iterable[RecordBatch], limit: int
+) -> ReplySelection:
+    """Of the stored events in ``batches``, those concurrent with ``version``
+    (a freshly written event's: nothing stored can follow it unless its
+    writer saw it), the first ``limit`` in causal order and a count of the
+    rest. Decided from versions alone. O(b * replicas + k log limit) for b
+    batches holding k concurrent events."""
+    spans = [(batch, concurrent_range(batch, version)) for batch in batches]
+    concurrent = sum(len(span) for _, span in spans)
+    candidates = (
+        (sum(batch.version.values()) + index, batch.writer, index, batch)
+        for batch, span in spans
+        for index in span
+    )
+    listed = heapq.nsmallest(max(limit, 0), candidates, key=lambda item: (item[0], item[1]))
+    return ReplySelection(
+        [(batch, index) for _, _, index, batch in listed], concurrent - len(listed)
+    )
+
+
+# -- reading many logs a page at a time --------------------------------------
+
+
+class ReplicaPage(NamedTuple):
+    """The next events of one replica's log after what a reader knows:
+    ``batches`` (cut to the new events, in log order) and whether the log
+    holds ``more`` after them (the page was truncated at its bound)."""
+
+    replica: str
+    batches: list[RecordBatch]
+    more: bool
+
+
+def merge_page(pages: Iterable[ReplicaPage]) -> list[tuple[RecordBatch, int]]:
+    """The events of several replicas' pages as ``(batch, index)`` pairs in
+    the deterministic causal order, cut where a truncated page's unread rest
+    could hold the causal past of what follows.
+
+    Ascending (version total, replica id) extends causality, and every
+    event a log has not yet returned sorts after the last one it returned;
+    so everything up to the smallest last key among truncated pages can be
+    ordered now, and the rest is left for the next page (the caller reads
+    it again from where it got to). O(n log n) for n events.
+    """
+    bound: tuple[int, str] | None = None
+    runs: list[list[tuple[int, str, int, RecordBatch]]] = []
+    for page in pages:
+        if not page.batches:
+            continue
+        run: list[tuple[int, str, int, RecordBatch]] = []
+        for batch in page.batches:
+            base = sum(batch.version.values())
+            run.extend(
+                (base + index, batch.writer, index, batch) for index in range(len(batch.items))
+            )
+        runs.append(run)
+        if page.more:
+            last = (run[-1][0], run[-1][1])
+            if bound is None or last < bound:
+                bound = last
+    merged = (
+        heapq.merge(*runs, key=lambda item: (item[0], item[1]))
+        if len(runs) > 1
+        else iter(runs[0] if runs else ())
+    )
+    result: list[tuple[RecordBatch, int]] = []
+    for total, writer, index, batch in merged:
+        if bound is not None and (total, writer) > bound:
+            break
+        result.append((batch, index))
+    return result
+
+
+def advance(known: dict[str, int], taken: Iterable[tuple[RecordBatch, int]]) -> None:
+    """Raise ``known`` (per replica, the last sequence read) past ``taken``."""
+    for batch, index in taken:
+        sequence = batch.first_sequence + index
+        if sequence > known.get(batch.writer, 0):
+            known[batch.writer] = sequence
+
+
+def events_of(batches: Iterable[RecordBatch]) -> Iterator[tuple[RecordBatch, int]]:
+    """Every ``(batch, index)`` of ``batches``, in order."""
+    for batch in batches:
+        for index in range(len(batch.items)):
+            yield batch, index
