@@ -63,7 +63,7 @@ from calliope.shell.ports import Durability, NewEvent, RecordBatch
 
 __all__ = ["AppendRequest", "Position", "SegmentLog"]
 
-log = logging.getLogger("calliope.files")
+logger = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
 _NOTHING = Parsed([], 0, Stop.END)
@@ -466,7 +466,9 @@ class SegmentLog:
             finally:
                 os.close(fd)
         except OSError as error:
-            log.warning("could not extend the index %s (%s); reads will scan further", path, error)
+            logger.warning(
+                "could not extend the index %s (%s); reads will scan further", path, error
+            )
             return
         tail.index_offset = entry[1]
 
@@ -573,7 +575,7 @@ class SegmentLog:
             return
 
     def _cut(self, fd: int, tail: _Tail, size: int) -> None:
-        log.warning(
+        logger.warning(
             "cutting an incomplete tail of %d bytes from %s at offset %d "
             "(a write that never completed, so was never acknowledged)",
             size - tail.end,
