@@ -23,11 +23,9 @@ from calliope.adapters.files.fsutil import (
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.reader import ReadStep, read_step
-from calliope.adapters.files.segment_log import (
-    AppendRequest,
-    Position,
-    SegmentLog,
-)
+from calliope.adapters.files.segment_files import Position
+from calliope.adapters.files.segment_log import SegmentLog
+from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import pack_data
 from calliope.errors import CorruptJournalError
