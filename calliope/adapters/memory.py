@@ -34,7 +34,7 @@ def _stored(data: Any) -> Any:
     return msgpack.unpackb(pack_data(data), raw=False, strict_map_key=False)
 
 
-class _Log:
+class _MemoryLog:
     def __init__(self, signal: Signal) -> None:
         self.batches: list[RecordBatch] = []
         self.firsts: list[int] = []  # first sequence of each batch, for bisect
@@ -49,18 +49,18 @@ class MemoryBackend:
     def __init__(self, name: str) -> None:
         self.name = name
         self.lock = threading.Lock()
-        self.logs: dict[tuple[str, str | None], _Log] = {}
+        self.logs: dict[tuple[str, str | None], _MemoryLog] = {}
         self.signals: dict[str, Signal] = {}
         self.snapshots: dict[str, list[SnapshotRecord]] = {}
         self.leases: set[str] = set()
         self.default_replica_id = f"memory-{name}"
 
-    def log(self, stream_id: str, replica_id: str | None = None) -> _Log:
+    def log(self, stream_id: str, replica_id: str | None = None) -> _MemoryLog:
         """The plain log of a stream (``replica_id`` None) or a replica's log."""
         log = self.logs.get((stream_id, replica_id))
         if log is None:
             signal = self.signals.setdefault(stream_id, Signal())
-            log = self.logs[(stream_id, replica_id)] = _Log(signal)
+            log = self.logs[(stream_id, replica_id)] = _MemoryLog(signal)
         return log
 
     def replicas(self, stream_id: str) -> list[str]:
@@ -188,7 +188,7 @@ class MemoryEventLog:
         return found
 
     async def _read(
-        self, log: _Log, from_sequence: int, to_sequence: int | None
+        self, log: _MemoryLog, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
         with self._backend.lock:
             index = max(bisect.bisect_right(log.firsts, from_sequence) - 1, 0)

@@ -23,11 +23,9 @@ from calliope.adapters.files.fsutil import (
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.files.reader import ReadStep, read_step
-from calliope.adapters.files.segment_log import (
-    AppendRequest,
-    Position,
-    SegmentLog,
-)
+from calliope.adapters.files.segment_files import Position
+from calliope.adapters.files.segment_log import SegmentLog
+from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import pack_data
 from calliope.errors import CorruptJournalError
@@ -39,7 +37,7 @@ _HINTS = 256
 _OPEN_LOGS = 128  # logs whose files stay open between appends (the rest reopen)
 
 
-class _Log:
+class _LogHandle:
     """Everything this process holds for one log (plain or one replica's)."""
 
     def __init__(self, log: SegmentLog, signal: Signal) -> None:
@@ -124,12 +122,12 @@ class FileEventLog:
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._poll_interval = poll_interval
-        self._logs: dict[tuple[str, str | None], _Log] = {}
+        self._logs: dict[tuple[str, str | None], _LogHandle] = {}
         self._signals: dict[str, Signal] = {}
         self._replica_names: dict[str, str] = {}  # replica directory name -> replica id
         # Logs with open files, least recently appended first: an app that
         # writes many streams must not run out of file descriptors.
-        self._open: OrderedDict[tuple[str, str | None], _Log] = OrderedDict()
+        self._open: OrderedDict[tuple[str, str | None], _LogHandle] = OrderedDict()
 
     # -- where things are -------------------------------------------------------
 
@@ -150,12 +148,12 @@ class FileEventLog:
             segment_bytes=self._segment_bytes,
         )
 
-    def _log(self, stream_id: str, replica_id: str | None) -> _Log:
+    def _log(self, stream_id: str, replica_id: str | None) -> _LogHandle:
         key = (stream_id, replica_id)
         entry = self._logs.get(key)
         if entry is None:
             signal = self._signals.setdefault(stream_id, Signal())
-            entry = self._logs[key] = _Log(self._segment_log(stream_id, replica_id), signal)
+            entry = self._logs[key] = _LogHandle(self._segment_log(stream_id, replica_id), signal)
         return entry
 
     def _prepare(self, stream_id: str, replica_id: str | None) -> None:
@@ -192,7 +190,7 @@ class FileEventLog:
 
     async def _append(
         self,
-        entry: _Log,
+        entry: _LogHandle,
         stream_id: str,
         replica_id: str | None,
         request: Callable[[list[bytes], int], AppendRequest],
@@ -212,7 +210,7 @@ class FileEventLog:
             entry.signal.fire()
         return batch
 
-    def _keep_open(self, key: tuple[str, str | None], entry: _Log) -> None:
+    def _keep_open(self, key: tuple[str, str | None], entry: _LogHandle) -> None:
         self._open[key] = entry
         self._open.move_to_end(key)
         while len(self._open) > _OPEN_LOGS:
@@ -277,7 +275,7 @@ class FileEventLog:
         return self._read(self._log(stream_id, replica_id), from_sequence, to_sequence)
 
     async def _read(
-        self, entry: _Log, from_sequence: int, to_sequence: int | None
+        self, entry: _LogHandle, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
         log = entry.log
         position = entry.hints.get(from_sequence)

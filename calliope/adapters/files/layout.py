@@ -6,7 +6,7 @@
       calliope.json             format version and the default replica id
       replicas/<h>.lock         held (flock) by the live app of a replica id
       streams/<h2>/<h>/id       the stream id, as UTF-8
-      streams/<h2>/<h>/log/     the plain stream's segments (segment_log.py)
+      streams/<h2>/<h>/log/     the plain stream's segments (segment_files.py)
       snapshots/<h2>/<h>/id     the snapshot id
       snapshots/<h2>/<h>/*.snap snapshots, newest by sequence
 

@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import decode_batch
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
-from calliope.adapters.files.segment_log import Position, SegmentLog
+from calliope.adapters.files.segment_files import Position
+from calliope.adapters.files.segment_frames import check_damage, read_window
+from calliope.adapters.files.segment_log import SegmentLog
 from calliope.errors import CorruptJournalError
 from calliope.shell.ports import RecordBatch
 
@@ -43,7 +45,7 @@ def read_step(log: SegmentLog, position: Position) -> ReadStep:
         # before it was created: read again, and the seal must be here now.
         if not [s for s in log.segments() if s > position.segment]:
             if stop is not Stop.END:
-                log.check_damage(fd, position.segment, position.offset)
+                check_damage(fd, log.path(position.segment), position.offset)
             return ReadStep([], position, True)
         step, _ = _step(log, fd, position)
         if step is not None:
@@ -63,7 +65,7 @@ def read_step(log: SegmentLog, position: Position) -> ReadStep:
 def _step(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None, Stop]:
     """The batches at ``position`` and where to go next (None if there is
     nothing usable there yet), and why parsing stopped."""
-    parsed, _ = log.read_window(fd, position.offset)
+    parsed, _ = read_window(fd, position.offset)
     batches: list[RecordBatch] = []
     offset = position.offset
     for payload in parsed.payloads:

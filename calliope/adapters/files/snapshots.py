@@ -27,7 +27,7 @@ from calliope.shell.ports import SnapshotRecord
 
 __all__ = ["FileSnapshots"]
 
-log = logging.getLogger("calliope.files")
+logger = logging.getLogger("calliope.files")
 
 SNAPSHOT_HEADER = b"CALLIOPE-SNP" + struct.pack("<I", 1)
 
@@ -102,7 +102,7 @@ class FileSnapshots:
             record = decode_snapshot(data)
             if record is not None:
                 return record
-            log.warning(
+            logger.warning(
                 "snapshot file %s of %r is damaged; falling back to the previous snapshot",
                 path,
                 snapshot_id,

@@ -1,0 +1,83 @@
+"""Reading the frames of an open segment file, without the lock.
+
+Contract: these functions only read (``pread`` on a file descriptor the
+caller owns) and never cut or skip anything. An incomplete frame at the end
+of a file may be a write in progress, so it is not an error; a bad frame
+with intact data after it is damage: CorruptJournalError, naming the file
+and offset.
+"""
+
+from __future__ import annotations
+
+import os
+
+from calliope.adapters.files.batch_format import decode_batch
+from calliope.adapters.files.framing import (
+    FRAME_HEADER,
+    Parsed,
+    Stop,
+    find_valid_frame,
+    frame_length,
+    intact_frame_at,
+    parse_frames,
+)
+from calliope.errors import CorruptJournalError
+from calliope.shell.ports import RecordBatch
+
+__all__ = ["batch_at", "check_damage", "read_window"]
+
+_NOTHING = Parsed([], 0, Stop.END)
+_WINDOW = 256 * 1024
+
+
+def read_window(fd: int, offset: int) -> tuple[Parsed, bool]:
+    """Parse the frames from ``offset``; True if the read reached EOF.
+
+    The window grows to hold a frame larger than it; it never asks for
+    more than the file holds (a large idle buffer is costly to allocate).
+    """
+    remaining = os.fstat(fd).st_size - offset
+    if remaining <= 0:
+        return _NOTHING, True
+    window = min(_WINDOW, remaining + 1)  # +1: a short read means EOF
+    while True:
+        data = os.pread(fd, window, offset)
+        parsed = parse_frames(data)
+        at_eof = len(data) < window
+        if parsed.payloads or at_eof or parsed.stop is not Stop.INCOMPLETE:
+            return parsed, at_eof
+        needed = frame_length(data[:FRAME_HEADER])
+        window = max(window * 2, FRAME_HEADER + (needed or 0))
+
+
+def check_damage(fd: int, path: str, offset: int) -> None:
+    """Raise CorruptJournalError if intact frames follow the unusable one
+    at ``offset`` of the segment ``path``; return if nothing intact follows
+    (a torn or in-progress tail)."""
+    size = os.fstat(fd).st_size
+    rest = os.pread(fd, size - offset, offset)
+    if intact_frame_at(rest, 0):
+        return  # a writer completed that frame meanwhile: not damage
+    found = find_valid_frame(rest, 1)
+    if found is not None:
+        raise CorruptJournalError(
+            f"journal file {path} has a damaged frame at byte offset {offset} followed "
+            f"by intact data at offset {offset + found}; Calliope will not skip it. "
+            f"Restore the file from a backup or a replica, or truncate it at offset "
+            f"{offset} if losing what follows is acceptable",
+            path=path,
+            offset=offset,
+        )
+
+
+def batch_at(fd: int, offset: int) -> RecordBatch | None:
+    """The batch whose frame starts at ``offset``, or None if no intact
+    batch frame starts there (so an index entry naming it is ignored)."""
+    header = os.pread(fd, FRAME_HEADER, offset)
+    length = frame_length(header)
+    if length is None:
+        return None
+    parsed = parse_frames(header + os.pread(fd, length, offset + FRAME_HEADER))
+    if len(parsed.payloads) != 1:
+        return None
+    return decode_batch(parsed.payloads[0])

@@ -1,0 +1,249 @@
+"""Appending to a segment log: the writer, under the lock.
+
+Any process may append. A writer holds an exclusive ``flock`` on the log's
+``lock`` file for its whole catch-up, check, write, fsync step, so sequences
+stay contiguous and ``expected_sequence`` holds across processes.
+
+Contract: each request is all-or-nothing, checked in order; the accepted
+ones are written with one write and one fsync (``durability="fsync"``),
+consecutive requests of one writer sharing a frame. A failed write leaves no
+partial frame behind (StorageError). A full segment is sealed and the log
+continues in a new one. The methods block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from calliope.adapters.files.batch_format import SEAL, batch_frame
+from calliope.adapters.files.fsutil import private_makedirs
+from calliope.adapters.files.segment_files import SegmentFiles
+from calliope.adapters.files.segment_index import add_index_entry
+from calliope.adapters.files.tail_recovery import Tail, next_segment, refresh_tail
+from calliope.errors import ConcurrencyError, EventEncodingError, StorageError
+from calliope.shell.ports import Durability, NewEvent, RecordBatch
+
+__all__ = ["AppendRequest", "AppendResult", "SegmentWriter"]
+
+_MAX_FRAME = 256 * 1024 * 1024
+
+
+class AppendRequest(NamedTuple):
+    """One atomic batch to append: the events and their packed items."""
+
+    writer: str
+    events: Sequence[NewEvent]
+    items: Sequence[bytes]  # msgpack of [type_name, schema_version, data] per event
+    size: int  # total bytes of items
+    expected_sequence: int | None
+    timestamp_us: int
+    # Replica logs: what the writer has seen of other replicas, merged into
+    # the version of the first event. None for plain logs.
+    observed: Mapping[str, int] | None = None
+
+
+AppendResult = RecordBatch | None | BaseException
+
+
+class _PendingFrame:
+    """The requests going into one frame: they continue one another."""
+
+    __slots__ = ("first_sequence", "items", "size", "timestamp_us", "version", "writer")
+
+    def __init__(
+        self, first_sequence: int, writer: str, version: dict[str, int], timestamp_us: int
+    ) -> None:
+        self.first_sequence = first_sequence
+        self.writer = writer
+        self.version = dict(version)
+        self.timestamp_us = timestamp_us  # the first request's: all its events share it
+        self.items: list[bytes] = []
+        self.size = 0
+
+    def add(self, items: Sequence[bytes], size: int) -> None:
+        self.items.extend(items)
+        self.size += size
+
+    def frame(self) -> bytes:
+        return batch_frame(
+            self.first_sequence, self.writer, self.version, self.timestamp_us, self.items
+        )
+
+
+class SegmentWriter:
+    """This process's writer for one log: the lock file and the open tail."""
+
+    def __init__(
+        self,
+        files: SegmentFiles,
+        *,
+        durability: Durability,
+        segment_bytes: int,
+        index_every: int,
+    ) -> None:
+        self._files = files
+        self._durability = durability
+        self._segment_bytes = segment_bytes
+        self._index_every = index_every
+        self._lock_fd: int | None = None
+        self._tail: Tail | None = None
+
+    def _lock(self) -> int:
+        if self._lock_fd is None:
+            directory = self._files.directory
+            private_makedirs(directory)
+            self._lock_fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        return self._lock_fd
+
+    def close(self) -> None:
+        if self._tail is not None:
+            os.close(self._tail.fd)
+            self._tail = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def try_append(self, requests: Sequence[AppendRequest]) -> list[AppendResult] | None:
+        """Append if the lock is free right now; None (nothing done) if another
+        process holds it."""
+        lock = self._lock()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return self._append_then_unlock(lock, requests)
+
+    def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Append each request atomically, waiting for the lock: one write and
+        one fsync for all of them."""
+        lock = self._lock()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return self._append_then_unlock(lock, requests)
+
+    def _append_then_unlock(
+        self, lock: int, requests: Sequence[AppendRequest]
+    ) -> list[AppendResult]:
+        try:
+            return self._append_locked(requests)
+        except BaseException:
+            self._forget_tail()  # re-learn the tail from the files next time
+            raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _forget_tail(self) -> None:
+        if self._tail is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._tail.fd)
+            self._tail = None
+
+    def _append_locked(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Check each request in order; write the accepted ones, consecutive
+        requests of one writer sharing a frame (still all-or-nothing each:
+        a frame is all-or-nothing), with one write and one fsync."""
+        tail, self._tail = self._tail, None  # refresh_tail closes it if it fails
+        tail = self._tail = refresh_tail(self._files, tail)
+        if tail.end >= self._segment_bytes:
+            tail = self._tail = self._roll(tail)
+        stream_id = self._files.stream_id
+        results: list[AppendResult] = []
+        frames: list[bytes] = []
+        pending: _PendingFrame | None = None
+        written = 0
+        sequence = tail.last_sequence
+        version = tail.last_version
+        index_entry: tuple[int, int] | None = None
+        for request in requests:
+            expected = request.expected_sequence
+            if expected is not None and expected != sequence:
+                results.append(
+                    ConcurrencyError(
+                        f"stream {stream_id!r} is at sequence {sequence}, not the expected "
+                        f"{expected}; nothing was written. Read the new events and retry",
+                        stream_id=stream_id,
+                        expected=expected,
+                        actual=sequence,
+                    )
+                )
+                continue
+            count = len(request.items)
+            if not count:
+                results.append(None)
+                continue
+            size = request.size
+            if size > _MAX_FRAME - 4096:
+                results.append(
+                    EventEncodingError(
+                        f"a batch of {count} events encodes to {size:,} bytes, over the limit "
+                        f"of {_MAX_FRAME - 4096:,}; persist it in smaller batches"
+                    )
+                )
+                continue
+            writer = request.writer
+            first = dict(version)
+            first[writer] = first.get(writer, 0) + 1
+            follows = True  # the first event's version is the previous one's plus one
+            if request.observed:
+                for replica, counter in request.observed.items():
+                    if replica != writer and counter > first.get(replica, 0):
+                        first[replica] = counter
+                        follows = False
+            if (
+                pending is None
+                or not follows
+                or pending.writer != writer
+                or pending.size + size > _MAX_FRAME // 2
+            ):
+                if pending is not None:
+                    frames.append(pending.frame())
+                    written += len(frames[-1])
+                if (
+                    index_entry is None
+                    and tail.end + written - tail.index_offset >= self._index_every
+                ):
+                    index_entry = (sequence + 1, tail.end + written)
+                pending = _PendingFrame(sequence + 1, writer, first, request.timestamp_us)
+            pending.add(request.items, size)
+            results.append(
+                # NewEvent is (type_name, schema_version, data): the item shape.
+                RecordBatch(sequence + 1, writer, first, pending.timestamp_us, request.events)
+            )
+            sequence += count
+            version = dict(first)
+            version[writer] += count - 1
+        if pending is not None:
+            frames.append(pending.frame())
+            self._write(tail, b"".join(frames) if len(frames) > 1 else frames[0])
+            tail.last_sequence = sequence
+            tail.last_version = version
+            if index_entry is not None and add_index_entry(self._files, tail.segment, index_entry):
+                tail.index_offset = index_entry[1]
+        return results
+
+    def _write(self, tail: Tail, data: bytes) -> None:
+        try:
+            written = 0
+            while written < len(data):
+                written += os.pwrite(tail.fd, data[written:], tail.end + written)
+            if self._durability == "fsync":
+                os.fdatasync(tail.fd)
+        except OSError as error:
+            # Leave no partial frame behind: cut back to the last intact one.
+            with contextlib.suppress(OSError):
+                os.ftruncate(tail.fd, tail.end)
+            raise StorageError(
+                f"writing to {self._files.path(tail.segment)} failed: {error}; the batch was "
+                f"not written. Free disk space or fix permissions and retry"
+            ) from error
+        tail.end += len(data)
+
+    def _roll(self, tail: Tail) -> Tail:
+        """Seal the full segment and continue in a new one."""
+        if not tail.sealed:
+            os.pwrite(tail.fd, SEAL, tail.end)
+            os.fdatasync(tail.fd)
+        return next_segment(self._files, tail)
