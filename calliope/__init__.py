@@ -52,11 +52,8 @@ from calliope.shell.app import App
 from calliope.shell.app import open_app as open
 from calliope.shell.event_stream import EventStream
 from calliope.shell.queries import LiveQuery, Query
-from calliope.shell.replicated_stream import (
-    ReplicatedEventStream,
-    ReplicatedLiveQuery,
-    ReplicatedQuery,
-)
+from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
+from calliope.shell.replicated_stream import ReplicatedEventStream
 
 __all__ = [
     "CRDT",

@@ -66,15 +66,6 @@ class ConcurrencyError(CalliopeError):
         self.actual = actual
 
 
-class UnknownEventTypeError(CalliopeError):
-    """Stored data names an event type the stream was not opened with.
-
-    Nothing is ever imported because stored data names it: pass the type (or
-    a ``Union`` containing it) as the stream's event type, with the same
-    ``@calliope.event_type`` name it was written under.
-    """
-
-
 class EventEncodingError(CalliopeError, TypeError):
     """An event (or snapshot state) cannot be encoded: it is not an instance of
     the type the stream or snapshot was declared with, or cattrs cannot
@@ -84,6 +75,15 @@ class EventEncodingError(CalliopeError, TypeError):
 class EventDecodingError(CalliopeError):
     """Stored data of a known type does not fit the type's current shape (add an
     upcaster for the old schema version) or was written by newer code."""
+
+
+class UnknownEventTypeError(EventDecodingError):
+    """Stored data names an event type the stream was not opened with.
+
+    Nothing is ever imported because stored data names it: pass the type (or
+    a ``Union`` containing it) as the stream's event type, with the same
+    ``@calliope.event_type`` name it was written under.
+    """
 
 
 class ReplicaInUseError(CalliopeError):

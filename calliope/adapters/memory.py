@@ -21,8 +21,9 @@ import msgpack
 
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import pack_data
-from calliope.errors import ConcurrencyError, ReplicaInUseError
-from calliope.shell.ports import NewEvent, RecordBatch, SnapshotRecord
+from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
+from calliope.errors import AppClosedError, ConcurrencyError, ReplicaInUseError
+from calliope.shell.ports import NewEvent, SnapshotRecord
 
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
@@ -35,6 +36,8 @@ def _stored(data: Any) -> Any:
 
 
 class _MemoryLog:
+    """One log's batches (a plain stream's, or one replica's)."""
+
     def __init__(self, signal: Signal) -> None:
         self.batches: list[RecordBatch] = []
         self.firsts: list[int] = []  # first sequence of each batch, for bisect
@@ -90,6 +93,7 @@ class MemoryEventLog:
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
+        self.closed = False
 
     async def append(
         self,
@@ -123,6 +127,11 @@ class MemoryEventLog:
         observed: Mapping[str, int] | None,
         timestamp_us: int,
     ) -> RecordBatch | None:
+        if self.closed:
+            raise AppClosedError("this store is closed; open it again to write")
+        # Stored as the file store stores it (a msgpack round trip): the same
+        # data is accepted, and nothing aliases the caller's.
+        items = [_stored((e.type_name, e.schema_version, e.data)) for e in events]
         with self._backend.lock:
             log = self._backend.log(stream_id, replica_id)
             last = log.last_sequence
@@ -134,27 +143,13 @@ class MemoryEventLog:
                     expected=expected_sequence,
                     actual=last,
                 )
-            if not events:
+            if not items:
                 return None
-            first = dict(log.version)
-            for replica, counter in (observed or {}).items():
-                if replica != writer and counter > first.get(replica, 0):
-                    first[replica] = counter
-            first[writer] = first.get(writer, 0) + 1
-            batch = RecordBatch(
-                last + 1,
-                writer,
-                first,
-                timestamp_us,
-                # Stored as the file store stores it (a msgpack round trip):
-                # the same data is accepted, and nothing aliases the caller's.
-                [_stored((e.type_name, e.schema_version, e.data)) for e in events],
-            )
+            batch = next_batch(log.version, last, writer, items, timestamp_us, observed)
             log.batches.append(batch)
             log.firsts.append(batch.first_sequence)
             log.last_sequence = batch.last_sequence
-            log.version = dict(first)
-            log.version[writer] += len(events) - 1
+            log.version = batch.last_version
         log.signal.fire()
         return batch
 
@@ -180,12 +175,35 @@ class MemoryEventLog:
         with self._backend.lock:
             return dict(self._backend.log(stream_id, replica_id).version)
 
-    async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
-        found: list[RecordBatch] = []
-        for replica in await self.replicas(stream_id):
-            async for batches in self.read_replica(stream_id, replica, known.get(replica, 0) + 1):
-                found.extend(batches)
-        return found
+    async def read_new(
+        self,
+        stream_id: str,
+        known: Mapping[str, int],
+        *,
+        limit: int,
+        exclude: str | None = None,
+    ) -> list[ReplicaPage]:
+        """O(replicas * log(batches) + page)."""
+        pages = []
+        with self._backend.lock:
+            for replica in self._backend.replicas(stream_id):
+                if replica == exclude:
+                    continue
+                log = self._backend.log(stream_id, replica)
+                after = known.get(replica, 0)
+                if log.last_sequence <= after:
+                    continue
+                index = max(bisect.bisect_right(log.firsts, after + 1) - 1, 0)
+                taken: list[RecordBatch] = []
+                count = 0
+                while index < len(log.batches) and count < limit:
+                    part = log.batches[index].sliced(after + 1, None)
+                    index += 1
+                    if part is not None:
+                        taken.append(part)
+                        count += len(part.items)
+                pages.append(ReplicaPage(replica, taken, index < len(log.batches)))
+        return pages
 
     async def _read(
         self, log: _MemoryLog, from_sequence: int, to_sequence: int | None
@@ -208,12 +226,16 @@ class MemoryEventLog:
             if to_sequence is not None and chunk[-1].last_sequence >= to_sequence:
                 return
 
-    @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
-        yield _MemoryWatcher(self._backend.log(stream_id).signal)
+
+class MemoryChanges:
+    """Implements :class:`calliope.shell.ports.ChangesPort`: appends fire a
+    per-stream signal, so watchers wake at once and nothing polls."""
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self._backend = backend
 
     @contextlib.asynccontextmanager
-    async def watch_replicated(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
+    async def watch(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
         with self._backend.lock:
             signal = self._backend.signals.setdefault(stream_id, Signal())
         yield _MemoryWatcher(signal)
@@ -258,8 +280,17 @@ class MemoryStore:
         self._replica = replica_id or self._backend.default_replica_id
         self._leased = False
         self._extra: set[str] = set()
-        self.events = MemoryEventLog(self._backend)
+        self._log = MemoryEventLog(self._backend)
+        self.changes = MemoryChanges(self._backend)
         self.snapshots = MemorySnapshots(self._backend)
+
+    @property
+    def plain(self) -> MemoryEventLog:
+        return self._log
+
+    @property
+    def replicated(self) -> MemoryEventLog:
+        return self._log
 
     @property
     def replica_id(self) -> str:
@@ -284,6 +315,7 @@ class MemoryStore:
             self._extra.add(replica_id)
 
     async def aclose(self) -> None:
+        self._log.closed = True
         with self._backend.lock:
             if self._leased:
                 self._backend.leases.discard(self._replica)

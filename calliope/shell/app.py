@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 from collections.abc import Callable
-from typing import Protocol
 
 from calliope.core.ids import validate_replica_id
 from calliope.errors import AppClosedError, InvalidArgumentError
 from calliope.shell.journal import Journal
 from calliope.shell.ports import CodecPort, Durability, StorePort
+from calliope.shell.scope import AppScope
 from calliope.shell.snapshot_store import SnapshotStore
 
-__all__ = ["App", "OpenableStore", "utc_now"]
+__all__ = ["App", "utc_now"]
 
 
 def utc_now() -> datetime.datetime:
@@ -21,25 +22,20 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-class OpenableStore(StorePort, Protocol):
-    """A store port with the open step the app performs on entry."""
-
-    async def open(self) -> None:
-        """Acquire the store's resources (directories, the replica lease)."""
-        ...
-
-
 class App:
     """An opened Calliope store: ``journal``, ``snapshots``, ``replica_id``.
 
-    Use ``async with calliope.open(...) as app``; leaving the block flushes
-    pending writes and releases files, locks and the replica id. Using the
-    app (or a handle from it) after that raises :class:`calliope.AppClosedError`.
+    Use ``async with calliope.open(...) as app``. Leaving the block (or
+    :meth:`aclose`) refuses new work, lets persists already in flight
+    complete, ends every live query (a consumer blocked in one sees its
+    iteration end), then releases files, locks, tasks and the replica id.
+    Using the app (or a handle from it) after that raises
+    :class:`calliope.AppClosedError`. The constructor does no I/O.
     """
 
     def __init__(
         self,
-        store: OpenableStore,
+        store: StorePort,
         codec: CodecPort,
         *,
         target: str,
@@ -49,27 +45,26 @@ class App:
         self._codec = codec
         self._target = target
         self._clock = clock
-        self._state = "new"
+        self._scope = AppScope(target)
         self.journal = Journal(
-            store.events,
+            store,
             codec,
             replica_id=lambda: self.replica_id,
-            lease=store.lease,
             clock=clock,
-            ensure_open=self._ensure_open,
+            scope=self._scope,
         )
-        self.snapshots = SnapshotStore(store.snapshots, codec, clock, self._ensure_open)
+        self.snapshots = SnapshotStore(store.snapshots, codec, clock, self._scope.ensure_open)
 
     def __repr__(self) -> str:
-        return f"<calliope.App {self._target} replica={self._store_replica()} {self._state}>"
+        return f"<calliope.App {self._target} replica={self._store_replica()} {self._scope.state}>"
 
     def _store_replica(self) -> str | None:
-        return self._store.replica_id if self._state == "open" else None
+        return self._store.replica_id if self._scope.state == "open" else None
 
     @property
     def replica_id(self) -> str:
         """This app's replica id (given to ``open`` or the store's default)."""
-        self._ensure_open()
+        self._scope.ensure_open()
         return self._store.replica_id
 
     @property
@@ -77,30 +72,33 @@ class App:
         """The app's codec (its cattrs converter takes custom hooks)."""
         return self._codec
 
-    def _ensure_open(self) -> None:
-        if self._state != "open":
-            raise AppClosedError(
-                f"the app on {self._target} is {self._state}; "
-                f"use it inside `async with calliope.open(...) as app:`"
-            )
-
     async def __aenter__(self) -> App:
-        if self._state != "new":
+        if self._scope.state != "new":
             raise AppClosedError("an app can be entered once; call calliope.open() again")
-        await self._store.open()
-        self._state = "open"
+        self._scope.state = "opening"
+        try:
+            await self._store.open()
+        except BaseException:
+            # Failed or cancelled part-way: the store releases what it took.
+            self._scope.state = "closed"
+            await asyncio.shield(self._store.aclose())
+            raise
+        self._scope.state = "open"
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Flush pending writes and release every resource (idempotent)."""
-        if self._state == "closed":
+        """Let in-flight persists complete, end live queries, release every
+        resource (idempotent)."""
+        if self._scope.state in ("closed", "new", "opening"):
+            self._scope.state = "closed"
             return
-        was_open = self._state == "open"
-        self._state = "closed"
-        if was_open:
+        try:
+            await self._scope.close()
+        finally:
+            self._scope.state = "closed"
             await self._store.aclose()
 
 

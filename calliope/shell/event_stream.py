@@ -7,9 +7,10 @@ from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.errors import InvalidArgumentError
-from calliope.shell.ports import EventLogPort, TypeCodec
+from calliope.shell.ports import ChangesPort, PlainLogPort, TypeCodec
 from calliope.shell.queries import LiveQuery, Query, StreamSource
 from calliope.shell.records import envelopes_of, to_timestamp_us
+from calliope.shell.scope import AppScope
 
 __all__ = ["EventStream"]
 
@@ -30,20 +31,21 @@ class EventStream(Generic[E]):
         stream_id: str,
         event_type: Any,
         *,
-        events: EventLogPort,
+        log: PlainLogPort,
+        changes: ChangesPort,
         codec: TypeCodec[Any],
         writer: Callable[[], str],
         clock: Callable[[], Any],
-        ensure_open: Callable[[], None],
+        scope: AppScope,
     ) -> None:
         self.stream_id = stream_id
         self.event_type = event_type
-        self._events = events
+        self._log = log
         self._codec = codec
         self._writer = writer
         self._clock = clock
-        self._ensure_open = ensure_open
-        self._source = StreamSource(stream_id, events, codec, ensure_open)
+        self._scope = scope
+        self._source = StreamSource(stream_id, log, changes, codec, scope)
 
     def __repr__(self) -> str:
         kind = getattr(self.event_type, "__name__", self.event_type)
@@ -59,8 +61,8 @@ class EventStream(Generic[E]):
 
     async def last_sequence(self) -> int:
         """The sequence of the stream's last event (0 when empty)."""
-        self._ensure_open()
-        return await self._events.last_sequence(self.stream_id)
+        self._scope.ensure_open()
+        return await self._log.last_sequence(self.stream_id)
 
     async def persist(self, event: E, expected_sequence: int | None = None) -> Envelope[E]:
         """Append one event; durable when this returns (per the durability setting).
@@ -79,7 +81,7 @@ class EventStream(Generic[E]):
         return await self._append(list(events), expected_sequence)
 
     async def _append(self, batch: list[E], expected_sequence: int | None) -> list[Envelope[E]]:
-        self._ensure_open()
+        self._scope.ensure_open()
         if expected_sequence is not None and (
             not isinstance(expected_sequence, int)
             or isinstance(expected_sequence, bool)
@@ -89,11 +91,15 @@ class EventStream(Generic[E]):
                 f"expected_sequence must be None or an int >= 0, got {expected_sequence!r}"
             )
         encoded = [self._codec.encode(event) for event in batch]
-        stored = await self._events.append(
-            self.stream_id,
-            self._writer(),
-            encoded,
-            expected_sequence=expected_sequence,
-            timestamp_us=to_timestamp_us(self._clock()),
-        )
+        self._scope.begin()  # the app's close waits for this persist
+        try:
+            stored = await self._log.append(
+                self.stream_id,
+                self._writer(),
+                encoded,
+                expected_sequence=expected_sequence,
+                timestamp_us=to_timestamp_us(self._clock()),
+            )
+        finally:
+            self._scope.end()
         return [] if stored is None else envelopes_of(self.stream_id, stored, batch)

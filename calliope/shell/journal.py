@@ -7,8 +7,9 @@ from typing import Any, TypeVar, overload
 
 from calliope.core.ids import validate_replica_id, validate_stream_id
 from calliope.shell.event_stream import EventStream
-from calliope.shell.ports import CodecPort, EventLogPort
+from calliope.shell.ports import CodecPort, StorePort
 from calliope.shell.replicated_stream import ReplicatedEventStream
+from calliope.shell.scope import AppScope
 
 __all__ = ["Journal"]
 
@@ -20,20 +21,18 @@ class Journal:
 
     def __init__(
         self,
-        events: EventLogPort,
+        store: StorePort,
         codec: CodecPort,
         *,
         replica_id: Callable[[], str],
-        lease: Callable[[str], Awaitable[None]],
         clock: Callable[[], Any],
-        ensure_open: Callable[[], None],
+        scope: AppScope,
     ) -> None:
-        self._events = events
+        self._store = store
         self._codec = codec
         self._replica_id = replica_id
-        self._lease = lease
         self._clock = clock
-        self._ensure_open = ensure_open
+        self._scope = scope
 
     @overload
     def event_stream(self, stream_id: str, event_type: type[E]) -> EventStream[E]: ...
@@ -48,11 +47,12 @@ class Journal:
         return EventStream(
             stream_id,
             event_type,
-            events=self._events,
+            log=self._store.plain,
+            changes=self._store.changes,
             codec=self._codec.for_type(event_type),
             writer=self._replica_id,
             clock=self._clock,
-            ensure_open=self._ensure_open,
+            scope=self._scope,
         )
 
     @overload
@@ -77,20 +77,19 @@ class Journal:
         if replica_id is not None:
             validate_replica_id(replica_id)
         replica = replica_id if replica_id is not None else self._replica_id()
-        lease = self._lease
-        ensure_open = self._ensure_open
+        store = self._store
 
-        def ensure_open_and_leased() -> Awaitable[None] | None:
-            ensure_open()
-            return None if replica == self._replica_id() else lease(replica)
+        def lease_if_another() -> Awaitable[None] | None:
+            return None if replica == self._replica_id() else store.lease(replica)
 
         return ReplicatedEventStream(
             stream_id,
             event_type,
             replica,
-            events=self._events,
+            log=store.replicated,
+            changes=store.changes,
             codec=self._codec.for_type(event_type),
             clock=self._clock,
-            ensure_open=ensure_open,
-            before_first_use=ensure_open_and_leased,
+            scope=self._scope,
+            before_first_use=lease_if_another,
         )

@@ -1,9 +1,16 @@
-"""What every live query holds: a watcher on its log(s) and a closed flag.
+"""What every live query holds: its app's scope, a watcher, a closed flag.
 
 A live query takes its watcher *before* it reads, so an append during the
 read wakes the following wait at once: nothing is missed between catching
-up and waiting. Waiting ends when the logs may have grown or the query is
-closed (from any task); the helper tasks of a wait never outlive it.
+up and waiting. Waiting ends when the stream may have grown or the query is
+closed (from any task, or by its app closing); the helper tasks of a wait
+never outlive it.
+
+Closing from another task while the consumer is in the middle of a read
+does not tear the reader out from under it: :meth:`LiveLifecycle.close`
+waits for that read step to finish (a step is bounded), and the consumer's
+next step sees the query closed and ends. So a reader is always released
+by the task that uses it, never left to the garbage collector.
 """
 
 from __future__ import annotations
@@ -12,9 +19,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Any
 
 from calliope.shell.ports import Watcher
+from calliope.shell.scope import AppScope, Closable
 
 __all__ = ["LiveLifecycle"]
 
@@ -24,26 +31,50 @@ class LiveLifecycle:
 
     def __init__(
         self,
+        scope: AppScope,
         open_watcher: Callable[[], AbstractAsyncContextManager[Watcher]],
         before_watching: Callable[[], Awaitable[None]],
+        owner: Closable,
     ) -> None:
+        self._scope = scope
         self._open_watcher = open_watcher
         self._before_watching = before_watching
+        self._owner = owner
         self._watcher: Watcher | None = None
         self._stack = AsyncExitStack()
-        self.closed = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._reading = 0
+        self._read_done: asyncio.Event | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     async def watcher(self) -> Watcher:
-        """The watcher, taken on first use."""
+        """The watcher, taken on first use (when the app adopts the query:
+        raises AppClosedError if the app is not open)."""
         if self._watcher is None:
+            self._scope.ensure_open()
             await self._before_watching()
+            self._scope.adopt(self._owner)
             self._watcher = await self._stack.enter_async_context(self._open_watcher())
         return self._watcher
 
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """Marks one read step: :meth:`close` from another task waits for it."""
+        self._reading += 1
+        try:
+            yield
+        finally:
+            self._reading -= 1
+            if not self._reading and self._read_done is not None:
+                self._read_done.set()
+
     async def wait(self) -> None:
-        """Until the watched log(s) may have grown, or the query is closed."""
+        """Until the watched stream may have grown, or the query is closed."""
         grown = asyncio.ensure_future((await self.watcher()).wait())
-        stop = asyncio.ensure_future(self.closed.wait())
+        stop = asyncio.ensure_future(self._closed.wait())
         try:
             await asyncio.wait([grown, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -52,10 +83,12 @@ class LiveLifecycle:
                     task.cancel()
             await asyncio.gather(grown, stop, return_exceptions=True)
 
-    async def close(self, reader: AsyncIterator[Any] | None) -> None:
-        """Mark closed, stop ``reader`` (an async generator) and the watcher."""
-        self.closed.set()
-        if reader is not None:
-            with contextlib.suppress(Exception):
-                await reader.aclose()  # type: ignore[attr-defined]
+    async def close(self) -> None:
+        """Mark closed (waking a waiting consumer), let a read step in
+        progress finish, and release the watcher. Idempotent."""
+        self._closed.set()
+        self._scope.release(self._owner)
+        while self._reading:
+            self._read_done = asyncio.Event()
+            await self._read_done.wait()
         await self._stack.aclose()

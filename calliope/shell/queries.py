@@ -19,8 +19,9 @@ from typing import Any, Generic, TypeVar
 from calliope.core.envelope import Envelope
 from calliope.errors import InvalidArgumentError
 from calliope.shell.live import LiveLifecycle
-from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec
+from calliope.shell.ports import ChangesPort, PlainLogPort, RecordBatch, TypeCodec
 from calliope.shell.records import envelopes_of
+from calliope.shell.scope import AppScope
 
 __all__ = ["LiveQuery", "Query", "StreamSource"]
 
@@ -29,19 +30,21 @@ S = TypeVar("S")
 
 
 class StreamSource:
-    """What a query reads: one stream's log and codec, and the app's liveness."""
+    """What a query reads: one stream's log and codec, and the app's scope."""
 
     def __init__(
         self,
         stream_id: str,
-        events: EventLogPort,
+        log: PlainLogPort,
+        changes: ChangesPort,
         codec: TypeCodec[Any],
-        ensure_open: Callable[[], None],
+        scope: AppScope,
     ) -> None:
         self.stream_id = stream_id
-        self.events = events
+        self.log = log
+        self.changes = changes
         self.codec = codec
-        self.ensure_open = ensure_open
+        self.scope = scope
 
     def envelopes(self, batches: list[RecordBatch]) -> list[Envelope[Any]]:
         decode = self.codec.decode
@@ -71,10 +74,10 @@ class Query(Generic[E]):
         self._to = None if to_sequence is None else _check_sequence("to_sequence", to_sequence, 0)
 
     async def _batches(self) -> AsyncIterator[list[RecordBatch]]:
-        self._source.ensure_open()
+        self._source.scope.ensure_open()
         if self._to is not None and self._to < self._from:
             return
-        async for batch in self._source.events.read(self._source.stream_id, self._from, self._to):
+        async for batch in self._source.log.read(self._source.stream_id, self._from, self._to):
             yield batch
 
     async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
@@ -103,7 +106,8 @@ class LiveQuery(Generic[E]):
 
     Use as ``async with stream.live_query() as live: async for e in live``.
     It ends on :meth:`close` (from any task), on leaving the ``async with``,
-    or when the iterating task is cancelled; it leaves no task behind.
+    when the iterating task is cancelled, or when the app closes (the
+    iteration ends); it leaves no task behind.
     """
 
     def __init__(self, source: StreamSource, from_sequence: int) -> None:
@@ -113,9 +117,11 @@ class LiveQuery(Generic[E]):
         self._reader: AsyncIterator[list[RecordBatch]] | None = None
 
         async def check_open() -> None:
-            source.ensure_open()
+            source.scope.ensure_open()
 
-        self._live = LiveLifecycle(lambda: source.events.watch(source.stream_id), check_open)
+        self._live = LiveLifecycle(
+            source.scope, lambda: source.changes.watch(source.stream_id), check_open, self
+        )
 
     @property
     def next_sequence(self) -> int:
@@ -131,30 +137,39 @@ class LiveQuery(Generic[E]):
 
     async def close(self) -> None:
         """Stop: a pending ``__anext__`` ends the iteration."""
-        reader, self._reader = self._reader, None
-        await self._live.close(reader)
+        await self._live.close()  # waits for a read step in progress
+        await self._drop_reader()
 
     aclose = close
+
+    async def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.aclose()  # type: ignore[attr-defined]
 
     def __aiter__(self) -> LiveQuery[E]:
         return self
 
     async def __anext__(self) -> Envelope[E]:
-        if self._live.closed.is_set():  # nothing more once closed, buffered or not
-            raise StopAsyncIteration
+        live = self._live
         while not self._buffer:
-            if self._live.closed.is_set():
+            if live.closed:
+                await self._drop_reader()
                 raise StopAsyncIteration
-            await self._live.watcher()  # before reading: no append slips between
+            await live.watcher()  # before reading: no append slips between
             if self._reader is None:
                 self._reader = aiter(
-                    self._source.events.read(self._source.stream_id, self._next, None)
+                    self._source.log.read(self._source.stream_id, self._next, None)
                 )
-            batches = await anext(self._reader, None)
+            async with live.reading():
+                batches = await anext(self._reader, None)
             if batches is not None:
                 self._buffer.extend(self._source.envelopes(batches))
                 self._next = batches[-1].last_sequence + 1
                 continue
             self._reader = None
-            await self._live.wait()
+            await live.wait()
+        if live.closed:  # nothing more once closed, buffered or not
+            await self._drop_reader()
+            raise StopAsyncIteration
         return self._buffer.popleft()

@@ -1,361 +1,90 @@
 """Replicated event streams: many replicas write one stream concurrently.
 
-Each replica appends to its own log; every event carries a version vector.
-Reading merges the logs in one deterministic causal order: ascending
-(version total, replica id), which extends causality because an event's
-total exceeds that of everything in its causal past, and which every
-replica computes alike for the same events. Each replica's own log is
-already in that order, so the merge streams, one batch per replica at a
-time.
+Each replica appends to its own log; every event carries a version vector
+(the rules are in :mod:`calliope.core.replication`). Reading merges the
+logs in one deterministic causal order (:mod:`.replicated_queries`).
 
-An event is yielded only once its whole causal past has been: logs are
-read one after another while writers go on, so a reader may see an event
-whose cause, in another log, it read before that cause was written. A
-finite query leaves such an event out (it belongs to a later query); a
-live query holds it back in a :class:`~calliope.core.CausalBuffer` until
-its cause arrives.
+**Persist writes first, then reads** what other replicas appended since the
+version its event followed, and reports the stored events concurrent with
+it. If two events are concurrent, whichever of their writers finished
+writing second reads the other's event afterwards and reports it: at least
+one writer is always told.
 
-Persist writes first, then reads what other replicas appended since the
-handle last looked. If two events are concurrent, whichever of their
-writers finished writing second reads the other's event afterwards and
-reports it: at least one writer is always told.
+**Concurrent persists on one handle share the work**, as a group commit
+does: the first caller starts a *round* (a task the app owns); callers
+arriving while it runs queue for the next one. A round appends its events
+in one atomic batch, after everything the handle had observed, then reads
+the other replicas' logs once, from where the previous round stopped, a page
+at a time, and decides each event's reply from versions alone
+(:func:`calliope.core.replication.concurrent_range`): only the events a
+reply lists are decoded. So N concurrent persists cost O(N + what other
+replicas wrote), not O(N²).
+
+**A persist never fails after its event is written.** What goes wrong while
+building the reply (an event that cannot be decoded, a storage error on the
+read) is reported in the reply's ``errors`` (``complete`` is then False),
+and the handle observes its own write in any case. A caller cancelled while
+waiting stops waiting; its round goes on, so its event is either written
+and observed by the handle, or not written at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from calliope.core.causal_delivery import CausalBuffer, receive
-from calliope.core.causal_order import causal_sort_key, detect_concurrent
 from calliope.core.envelope import Envelope
 from calliope.core.persist_reply import PersistReply
+from calliope.core.replication import RecordBatch, round_ranges
 from calliope.core.version_vector import VersionVector
-from calliope.errors import StorageError
-from calliope.shell.live import LiveLifecycle
-from calliope.shell.ports import EventLogPort, RecordBatch, TypeCodec
-from calliope.shell.records import envelopes_of, from_timestamp_us, to_timestamp_us
+from calliope.errors import CalliopeError, EventDecodingError, InvalidArgumentError, StorageError
+from calliope.shell.ports import ChangesPort, NewEvent, ReplicaLogPort, TypeCodec
+from calliope.shell.records import envelopes_of, to_timestamp_us
+from calliope.shell.replicated_queries import PAGE, ReplicatedLiveQuery, ReplicatedQuery
+from calliope.shell.replicated_source import ReplicatedSource
+from calliope.shell.scope import AppScope
 
-__all__ = ["ReplicatedEventStream", "ReplicatedLiveQuery", "ReplicatedQuery"]
+__all__ = ["DEFAULT_MAX_REPORTED", "ReplicatedEventStream"]
 
 E = TypeVar("E")
-S = TypeVar("S")
+
+DEFAULT_MAX_REPORTED = 100
+"""How many concurrent updates a persist reply lists at most, by default."""
 
 
-class _Cursor:
-    """One replica log being merged: its batches, one chunk at a time."""
+class _Pending(NamedTuple):
+    """One queued persist."""
 
-    def __init__(self, replica: str, chunks: AsyncIterator[list[RecordBatch]]) -> None:
-        self.replica = replica
-        self._chunks = chunks
-        self._batches: deque[RecordBatch] = deque()
-        self._index = 0
-        self._total = 0  # version total of the head event
-
-    async def fill(self) -> bool:
-        """Make sure there is a head event; False when the log is exhausted."""
-        while not self._batches:
-            chunk = await anext(self._chunks, None)
-            if chunk is None:
-                return False
-            self._batches.extend(chunk)
-            self._index = 0
-            if self._batches:
-                self._total = sum(self._batches[0].version.values())
-        return True
-
-    def ready(self) -> bool:
-        """Whether a head event is buffered (no reading needed)."""
-        return bool(self._batches)
-
-    def key(self) -> tuple[int, str]:
-        return (self._total, self.replica)
-
-    def pop(self) -> tuple[RecordBatch, int]:
-        batch = self._batches[0]
-        index = self._index
-        if index + 1 < len(batch.items):
-            self._index = index + 1
-            self._total += 1
-        else:
-            self._batches.popleft()
-            self._index = 0
-            if self._batches:
-                self._total = sum(self._batches[0].version.values())
-        return batch, index
+    event: Any
+    encoded: NewEvent
+    limit: int
+    reply: asyncio.Future[PersistReply[Any]]
 
 
-async def _merged(
-    events: EventLogPort, stream_id: str, since: VersionVector
-) -> AsyncIterator[list[tuple[RecordBatch, int]]]:
-    """Every event after ``since`` in every replica log, by (total, replica),
-    as (batch, index) pairs, in runs (a run ends when a log needs reading)."""
-    cursors = [
-        _Cursor(replica, events.read_replica(stream_id, replica, since[replica] + 1))
-        for replica in await events.replicas(stream_id)
-    ]
-    heap: list[tuple[tuple[int, str], int]] = []
-    for position, cursor in enumerate(cursors):
-        if await cursor.fill():
-            heap.append((cursor.key(), position))
-    heapq.heapify(heap)
-    while heap:
-        run: list[tuple[RecordBatch, int]] = []
-        while True:
-            position = heap[0][1]
-            cursor = cursors[position]
-            run.append(cursor.pop())
-            if not cursor.ready():
-                break
-            heapq.heapreplace(heap, (cursor.key(), position))
-        yield run
-        if await cursor.fill():
-            heapq.heapreplace(heap, (cursor.key(), position))
-        else:
-            heapq.heappop(heap)
+class _Candidates:
+    """Concurrent events found for one range of a round's events: the first
+    ``limit`` in causal order, and how many there are in all."""
 
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.first: list[tuple[int, str, int, RecordBatch]] = []  # sorted, at most limit
 
-def _event_version(batch: RecordBatch, index: int) -> dict[str, int]:
-    version = dict(batch.version)
-    version[batch.writer] += index
-    return version
-
-
-class _Source(Generic[E]):
-    """What a replicated stream handle and its queries share."""
-
-    def __init__(
-        self,
-        stream_id: str,
-        replica_id: str,
-        events: EventLogPort,
-        codec: TypeCodec[Any],
-        ensure_open: Callable[[], None],
-        before_first_use: Callable[[], Awaitable[None] | None],
-    ) -> None:
-        self.stream_id = stream_id
-        self.replica_id = replica_id
-        self.events = events
-        self.codec = codec
-        self.ensure_open = ensure_open
-        self._before_first_use = before_first_use
-        self._counts: dict[str, int] = {}  # what the handle has observed
-        self._version: VersionVector | None = VersionVector()
-        self.started = False
-        self._starting = asyncio.Lock()
-
-    @property
-    def version(self) -> VersionVector:
-        """What the handle has observed, as a vector."""
-        if self._version is None:
-            self._version = VersionVector.unchecked(dict(self._counts))
-        return self._version
-
-    async def start(self) -> None:
-        """Resume the replica's knowledge from its own log (once, even when
-        several tasks start using the handle at the same time)."""
-        self.ensure_open()
-        if self.started:
-            return
-        async with self._starting:
-            if not self.started:
-                pending = self._before_first_use()
-                if pending is not None:
-                    await pending
-                own = await self.events.replica_version(self.stream_id, self.replica_id)
-                self.observe(own)
-                self.started = True
-
-    def observe(self, version: Mapping[str, int]) -> None:
-        """Merge an observed version into what the handle has seen."""
-        counts = self._counts
-        for replica, counter in version.items():
-            if counter > counts.get(replica, 0):
-                counts[replica] = counter
-                self._version = None
-
-    def observe_next(self, replica: str, counter: int) -> None:
-        """Observe one event whose causal past the handle has already seen."""
-        if counter > self._counts.get(replica, 0):
-            self._counts[replica] = counter
-            self._version = None
-
-    def envelope(self, batch: RecordBatch, index: int, version: dict[str, int]) -> Envelope[E]:
-        """Event ``index`` of ``batch``, decoded, with its version."""
-        name, schema, data = batch.items[index]
-        return Envelope(
-            stream_id=self.stream_id,
-            replica_id=batch.writer,
-            sequence=version[batch.writer],
-            version=VersionVector.unchecked(version),
-            timestamp=from_timestamp_us(batch.timestamp_us),
-            event=self.codec.decode(name, schema, data),
-        )
-
-    def envelopes(self, batches: list[RecordBatch]) -> list[Envelope[E]]:
-        return [
-            self.envelope(batch, index, _event_version(batch, index))
-            for batch in batches
-            for index in range(len(batch.items))
-        ]
-
-
-class _Held(NamedTuple):
-    """An event waiting in a causal buffer for its causal past."""
-
-    replica_id: str
-    version: VersionVector
-    batch: RecordBatch
-    offset: int  # of the event in the batch
-
-
-class ReplicatedQuery(Generic[E]):
-    """Every replica's events after ``since``, in the deterministic causal
-    order, as they are now. Events whose causal past is not readable yet are
-    left for a later query. Iterating makes the handle observe what it
-    yields; the handle also observes ``since`` (the caller has those events,
-    e.g. in a snapshot)."""
-
-    def __init__(self, source: _Source[E], since: VersionVector | None) -> None:
-        self._source = source
-        self._since = since if since is not None else VersionVector()
-
-    async def _runs(self) -> AsyncIterator[list[tuple[RecordBatch, int]]]:
-        """The deliverable events, in runs: each run's events in causal order."""
-        source = self._source
-        await source.start()
-        source.observe(self._since)
-        delivered = self._since.to_dict()
-        # Per writer, the batch whose other replicas' past is all delivered
-        # (the same for every event of a batch, so checked once per batch).
-        checked: dict[str, RecordBatch] = {}
-        held: CausalBuffer[_Held] | None = None
-        async for run in _merged(source.events, source.stream_id, self._since):
-            ready: list[tuple[RecordBatch, int]] = []
-            for batch, index in run:
-                writer = batch.writer
-                own = batch.version[writer] + index
-                if held is None:
-                    if checked.get(writer) is not batch and all(
-                        delivered.get(replica, 0) >= counter
-                        for replica, counter in batch.version.items()
-                        if replica != writer
-                    ):
-                        checked[writer] = batch
-                    if checked.get(writer) is batch and delivered.get(writer, 0) == own - 1:
-                        delivered[writer] = own
-                        ready.append((batch, index))
-                        continue
-                    # Its causal past is not all here (yet). From now on,
-                    # deliver through a causal buffer; what it still holds at
-                    # the end had a cause written after this reader passed
-                    # its log, and a later query will yield it.
-                    held = CausalBuffer(delivered=VersionVector(delivered))
-                version = VersionVector.unchecked(_event_version(batch, index))
-                held, released = receive(held, _Held(writer, version, batch, index))
-                ready.extend((item.batch, item.offset) for item in released)
-            if ready:
-                yield ready
-
-    async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
-        source = self._source
-        async for run in self._runs():
-            for batch, index in run:
-                envelope: Envelope[E] = source.envelope(batch, index, _event_version(batch, index))
-                source.observe_next(batch.writer, envelope.sequence)
-                yield envelope
-
-    async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
-        """Fold the events in causal order into a state (without envelopes)."""
-        source = self._source
-        decode = source.codec.decode
-        state = init
-        async for run in self._runs():
-            newest: dict[str, int] = {}  # per writer, the last event of the run
-            for batch, index in run:
-                name, schema, data = batch.items[index]
-                state = update_state(state, decode(name, schema, data))
-                newest[batch.writer] = batch.version[batch.writer] + index
-            source.observe(newest)  # the run was delivered in causal order
-        return state
-
-    async def to_list(self) -> list[Envelope[E]]:
-        return [envelope async for envelope in self]
-
-
-class ReplicatedLiveQuery(Generic[E]):
-    """Catch-up in the deterministic causal order, then every new event from
-    any replica, each once its causal past has been yielded. Ends on
-    :meth:`close`, on leaving ``async with``, or on cancellation."""
-
-    def __init__(self, source: _Source[E], since: VersionVector | None) -> None:
-        self._source = source
-        since = since if since is not None else VersionVector()
-        self._since = since
-        self._buffer: CausalBuffer[Envelope[E]] = CausalBuffer(delivered=since)
-        self._read: dict[str, int] = since.to_dict()  # per replica, the last sequence read
-        self._ready: deque[Envelope[E]] = deque()
-        self._catch_up: AsyncIterator[list[tuple[RecordBatch, int]]] | None = None
-        self._caught_up = False
-        self._live = LiveLifecycle(
-            lambda: source.events.watch_replicated(source.stream_id), source.start
-        )
-
-    async def __aenter__(self) -> ReplicatedLiveQuery[E]:
-        await self._live.watcher()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Stop: a pending ``__anext__`` ends the iteration."""
-        reader, self._catch_up = self._catch_up, None
-        await self._live.close(reader)
-
-    aclose = close
-
-    def __aiter__(self) -> ReplicatedLiveQuery[E]:
-        return self
-
-    def _arrive(self, envelopes: list[Envelope[E]]) -> None:
-        for envelope in envelopes:
-            replica = envelope.replica_id
-            if envelope.sequence > self._read.get(replica, 0):
-                self._read[replica] = envelope.sequence
-            self._buffer, released = receive(self._buffer, envelope)
-            self._ready.extend(released)
-
-    async def __anext__(self) -> Envelope[E]:
-        if self._live.closed.is_set():  # nothing more once closed, buffered or not
-            raise StopAsyncIteration
-        source = self._source
-        while not self._ready:
-            if self._live.closed.is_set():
-                raise StopAsyncIteration
-            await self._live.watcher()  # before reading: no append slips between
-            if not self._caught_up:
-                if self._catch_up is None:
-                    self._catch_up = aiter(_merged(source.events, source.stream_id, self._since))
-                run = await anext(self._catch_up, None)
-                if run is None:
-                    self._catch_up = None
-                    self._caught_up = True
-                    continue
-                self._arrive([source.envelope(b, i, _event_version(b, i)) for b, i in run])
-                continue
-            batches = await source.events.read_new(source.stream_id, self._read)
-            if batches:
-                fresh = sorted(source.envelopes(batches), key=causal_sort_key)
-                self._arrive(fresh)
-                continue
-            await self._live.wait()
-        envelope = self._ready.popleft()
-        source.observe(envelope.version)
-        return envelope
+    def offer(self, batch: RecordBatch, indexes: range) -> None:
+        """O(len(indexes) + kept * limit)."""
+        self.count += len(indexes)
+        base = sum(batch.version.values())
+        kept = self.first
+        for index in indexes:
+            entry = (base + index, batch.writer, index, batch)
+            if len(kept) >= self.limit and (not kept or entry[:2] >= kept[-1][:2]):
+                return  # later events of the batch sort later still
+            bisect.insort(kept, entry, key=lambda item: (item[0], item[1]))
+            if len(kept) > self.limit:
+                kept.pop()
 
 
 class ReplicatedEventStream(Generic[E]):
@@ -364,9 +93,9 @@ class ReplicatedEventStream(Generic[E]):
     Obtained from ``app.journal.replicated_event_stream(stream_id, EventType)``.
     ``version`` is what this handle has observed: the replica's own past
     (resumed from the journal on first use), what its queries yielded, and
-    what persist replies reported. A persisted event's version is that
-    observed version advanced at this replica, so it follows everything the
-    handle has seen and nothing else.
+    what persists read. A persisted event's version is that observed version
+    advanced at this replica, so it follows everything the handle has seen
+    and nothing else.
     """
 
     def __init__(
@@ -375,19 +104,25 @@ class ReplicatedEventStream(Generic[E]):
         event_type: Any,
         replica_id: str,
         *,
-        events: EventLogPort,
+        log: ReplicaLogPort,
+        changes: ChangesPort,
         codec: TypeCodec[Any],
         clock: Callable[[], Any],
-        ensure_open: Callable[[], None],
+        scope: AppScope,
         before_first_use: Callable[[], Awaitable[None] | None] = lambda: None,
     ) -> None:
         self.stream_id = stream_id
         self.event_type = event_type
         self.replica_id = replica_id
         self._clock = clock
-        self._source: _Source[E] = _Source(
-            stream_id, replica_id, events, codec, ensure_open, before_first_use
+        self._source: ReplicatedSource[E] = ReplicatedSource(
+            stream_id, replica_id, log, changes, codec, scope, before_first_use
         )
+        self._queue: list[_Pending] = []
+        self._round: asyncio.Task[None] | None = None
+        # Per other replica, the last sequence a round has read: the next
+        # round reads on from here (or from what the handle observed, if more).
+        self._read: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (
@@ -409,35 +144,164 @@ class ReplicatedEventStream(Generic[E]):
         """Catch-up from ``since``, then new events from every replica."""
         return ReplicatedLiveQuery(self._source, since)
 
-    async def persist(self, event: E) -> PersistReply[E]:
+    async def persist(
+        self, event: E, *, max_reported: int = DEFAULT_MAX_REPORTED
+    ) -> PersistReply[E]:
         """Append ``event`` after everything this handle has observed; durable
-        on return. The reply lists the events by others that were concurrent
-        with it (not in its causal past); the handle then observes them, so
-        an event persisted next (e.g. one resolving the conflict) follows them."""
+        on return. The reply lists up to ``max_reported`` events by other
+        replicas that were concurrent with it, in causal order, and counts
+        the rest (``more_concurrent_updates``; ``query(since=reply.since)``
+        reads them). The handle then observes them, so an event persisted
+        next (e.g. one resolving the conflict) follows them.
+
+        Raises only before anything is written (a closed app, an event that
+        cannot be encoded, a failed write); afterwards, problems building the
+        reply are reported in ``reply.errors``.
+        """
+        if not isinstance(max_reported, int) or isinstance(max_reported, bool) or max_reported < 0:
+            raise InvalidArgumentError(f"max_reported must be an int >= 0, got {max_reported!r}")
         source = self._source
-        await source.start()
-        # What the new event follows. Read what is new relative to *this*,
-        # not to the handle's version after the write: another task on the
-        # handle may observe a concurrent event meanwhile, and it must still
-        # be reported.
-        observed = source.version.to_dict()
-        stored = await source.events.append_replica(
-            self.stream_id,
-            self.replica_id,
-            [source.codec.encode(event)],
-            observed=observed,
-            timestamp_us=to_timestamp_us(self._clock()),
-        )
-        if stored is None:  # pragma: no cover - one event always makes a batch
-            raise StorageError("the journal stored nothing for a persist; report this as a bug")
-        (envelope,) = envelopes_of(self.stream_id, stored, [event])
-        new = [
-            other
-            for other in source.envelopes(await source.events.read_new(self.stream_id, observed))
-            if other.dot != envelope.dot
-        ]
-        concurrent = sorted(detect_concurrent(envelope.version, new), key=causal_sort_key)
-        source.observe(envelope.version)
-        for other in new:
-            source.observe(other.version)
-        return PersistReply(envelope=envelope, concurrent_updates=tuple(concurrent))
+        source.scope.begin()
+        try:
+            await source.start()
+            encoded = source.codec.encode(event)
+            reply: asyncio.Future[PersistReply[E]] = asyncio.get_running_loop().create_future()
+            self._queue.append(_Pending(event, encoded, max_reported, reply))
+            if self._round is None:
+                self._round = source.scope.spawn(self._run_rounds())
+        finally:
+            source.scope.end()
+        return await reply
+
+    async def _run_rounds(self) -> None:
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                await self._round_of(group)
+        finally:
+            self._round = None
+
+    async def _round_of(self, group: list[_Pending]) -> None:
+        """Write ``group`` as one batch, then answer each caller."""
+        source = self._source
+        observed = source.counts.copy()
+        try:
+            stored = await source.log.append_replica(
+                self.stream_id,
+                self.replica_id,
+                [pending.encoded for pending in group],
+                observed=observed,
+                timestamp_us=to_timestamp_us(self._clock()),
+            )
+            if stored is None:  # pragma: no cover - events always make a batch
+                raise StorageError("the journal stored nothing for a persist; report this as a bug")
+        except BaseException as error:  # nothing written: every caller hears why
+            for pending in group:
+                if not pending.reply.done():
+                    pending.reply.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        source.observe(stored.last_version)
+        envelopes = envelopes_of(self.stream_id, stored, [pending.event for pending in group])
+        try:
+            replies = await self._replies(stored, envelopes, group, observed)
+        except BaseException as error:  # cancelled (the app is going away): still answer
+            problem = StorageError(
+                f"reading the concurrent updates was interrupted ({error!r}); "
+                f"query(since=reply.since) reads them"
+            )
+            replies = [PersistReply(envelope=envelope, errors=(problem,)) for envelope in envelopes]
+            self._answer(group, replies)
+            raise
+        self._answer(group, replies)
+
+    @staticmethod
+    def _answer(group: list[_Pending], replies: list[PersistReply[Any]]) -> None:
+        for pending, reply in zip(group, replies, strict=True):
+            if not pending.reply.done():
+                pending.reply.set_result(reply)
+
+    async def _replies(
+        self,
+        stored: RecordBatch,
+        envelopes: list[Envelope[E]],
+        group: list[_Pending],
+        observed: dict[str, int],
+    ) -> list[PersistReply[E]]:
+        """Read the other replicas' new events a page at a time and keep, per
+        range of the round's events, the first concurrent ones (decided from
+        versions alone); decode only what a reply lists. O(N + new events *
+        replicas) for N events in the round."""
+        source = self._source
+        limit = max(pending.limit for pending in group)
+        known = dict(self._read)
+        for replica, counter in observed.items():  # observed before the round: in its past
+            if replica != self.replica_id and counter > known.get(replica, 0):
+                known[replica] = counter
+        found: dict[tuple[int, int], _Candidates] = {}
+        errors: list[CalliopeError] = []
+        count = len(group)
+        while True:
+            try:
+                pages = await source.log.read_new(
+                    self.stream_id, known, limit=PAGE, exclude=self.replica_id
+                )
+            except CalliopeError as error:
+                errors.append(error)
+                break
+            for page in pages:
+                for batch in page.batches:
+                    for rounds, indexes in round_ranges(
+                        batch, stored.version, self.replica_id, count
+                    ):
+                        key = (rounds.start, rounds.stop)
+                        candidates = found.get(key)
+                        if candidates is None:
+                            candidates = found[key] = _Candidates(limit)
+                        candidates.offer(batch, indexes)
+                    known[batch.writer] = max(known.get(batch.writer, 0), batch.last_sequence)
+                    source.observe(batch.last_version)
+            if not any(page.more for page in pages):
+                break
+        self._read = known
+        decoded: dict[tuple[str, int], Envelope[E] | CalliopeError] = {}
+        replies = []
+        for index, (envelope, pending) in enumerate(zip(envelopes, group, strict=True)):
+            groups = [c for (lo, hi), c in found.items() if lo <= index < hi]
+            total = sum(c.count for c in groups)
+            ordered = heapq.merge(*(c.first for c in groups), key=lambda item: (item[0], item[1]))
+            listed: list[Envelope[E]] = []
+            problems = list(errors)
+            for _, writer, offset, batch in ordered:
+                if len(listed) >= pending.limit:
+                    break
+                dot = (writer, batch.first_sequence + offset)
+                if dot not in decoded:
+                    decoded[dot] = self._decode(batch, offset)
+                other = decoded[dot]
+                if isinstance(other, CalliopeError):
+                    problems.append(other)
+                else:
+                    listed.append(other)
+            replies.append(
+                PersistReply(
+                    envelope=envelope,
+                    concurrent_updates=tuple(listed),
+                    more_concurrent_updates=total - len(listed),
+                    errors=tuple(problems),
+                )
+            )
+        return replies
+
+    def _decode(self, batch: RecordBatch, index: int) -> Envelope[E] | CalliopeError:
+        """The envelope of a concurrent event, or the error saying why it
+        cannot be decoded: a reply reports it instead of raising."""
+        try:
+            return self._source.envelope(batch, index)
+        except CalliopeError as error:
+            return EventDecodingError(
+                f"the concurrent update {batch.first_sequence + index} by replica "
+                f"{batch.writer!r} of stream {self.stream_id!r} cannot be decoded as "
+                f"{self.event_type!r}: {error}; declare its type on this handle to see it"
+            )

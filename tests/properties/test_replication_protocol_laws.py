@@ -16,6 +16,7 @@ from calliope.core.replication import (
     first_version,
     merge_page,
     reply_selection,
+    round_ranges,
 )
 from calliope.core.version_vector import Ordering, VersionVector
 from calliope.testing.histories import causal_histories
@@ -109,3 +110,28 @@ def test_pages_deliver_in_causal_order_and_resume_without_loss(
             known[batch.writer] = batch.first_sequence + index
     expected = [(e.replica_id, e.sequence) for e in causal_order(history)]
     assert delivered == expected
+
+
+@given(batches(), versions, st.sampled_from(REPLICAS), st.integers(1, 4))
+def test_round_ranges_pair_exactly_the_concurrent_events_of_a_round(
+    other: RecordBatch, previous: dict[str, int], own: str, count: int
+) -> None:
+    """A round of ``count`` events by ``own``: each of ``other``'s events is
+    paired with exactly the round's events it is concurrent with."""
+    if other.writer == own:
+        return
+    first = first_version(previous, own, None)
+    pairs = {
+        (i, j)
+        for rounds, indexes in round_ranges(other, first, own, count)
+        for i in rounds
+        for j in indexes
+    }
+    expected = {
+        (i, j)
+        for i in range(count)
+        for j in range(len(other.items))
+        if VersionVector(event_version(first, own, i)).compare(VersionVector(other.version_at(j)))
+        is Ordering.CONCURRENT
+    }
+    assert pairs == expected

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from calliope import VersionVector
 from calliope.adapters.codec import Codec
-from calliope.adapters.memory import MemoryEventLog, shared_memory_backend
-from calliope.shell.ports import RecordBatch
+from calliope.adapters.memory import MemoryChanges, MemoryEventLog, shared_memory_backend
+from calliope.shell.ports import RecordBatch, ReplicaPage
 from calliope.shell.replicated_stream import ReplicatedEventStream
+from calliope.shell.scope import AppScope
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -30,50 +31,89 @@ class Note:
     text: str
 
 
-class HookedPort(MemoryEventLog):
-    """Runs ``hook`` right after replica "a"'s log has been read once."""
+class StalePort(MemoryEventLog):
+    """While ``stale`` is set, reads see replica "a"'s log as it was when
+    ``stale`` was set: as if the reader had passed that log before "a"
+    appended more (logs are read one after another while writers go on)."""
 
-    hook: Callable[[], Awaitable[None]] | None = None
+    stale: dict[str, int] | None = None
 
-    async def read_replica(
-        self, stream_id: str, replica_id: str, from_sequence: int, to_sequence: int | None = None
-    ) -> AsyncIterator[list[RecordBatch]]:
-        async for batches in super().read_replica(stream_id, replica_id, from_sequence):
-            yield batches
-        if replica_id == "a" and self.hook is not None:
-            hook, self.hook = self.hook, None
-            await hook()
+    async def read_new(
+        self,
+        stream_id: str,
+        known: Mapping[str, int],
+        *,
+        limit: int,
+        exclude: str | None = None,
+    ) -> list[ReplicaPage]:
+        pages = await super().read_new(stream_id, known, limit=limit, exclude=exclude)
+        if self.stale is None:
+            return pages
+        cut = self.stale.get("a", 0)
+        return [
+            ReplicaPage(page.replica, [b for b in page.batches if b.last_sequence <= cut], False)
+            if page.replica == "a"
+            else page
+            for page in pages
+        ]
 
 
 def stream(port: MemoryEventLog, replica: str) -> ReplicatedEventStream[Note]:
+    scope = AppScope("test")
+    scope.state = "open"
     return ReplicatedEventStream(
         "s",
         Note,
         replica,
-        events=port,
+        log=port,
+        changes=MemoryChanges(port._backend),
         codec=Codec().for_type(Note),
         clock=lambda: T0,
-        ensure_open=lambda: None,
+        scope=scope,
     )
 
 
 async def test_an_event_whose_cause_was_written_mid_query_is_left_out() -> None:
-    port = HookedPort(shared_memory_backend(f"race-{uuid.uuid4().hex}"))
-    a, b, reader = stream(port, "a"), stream(port, "b"), stream(port, "reader")
+    backend = shared_memory_backend(f"race-{uuid.uuid4().hex}")
+    port = StalePort(backend)  # the reader's view; the writers see the store as it is
+    a, b = stream(MemoryEventLog(backend), "a"), stream(MemoryEventLog(backend), "b")
+    reader = stream(port, "reader")
     await b.persist(Note("b0"))
     await a.persist(Note("a1"))
-
-    async def meanwhile() -> None:
-        await a.persist(Note("a2"))  # after the reader passed a's log
-        await b.query().to_list()
-        await b.persist(Note("b1"))  # depends on a2
-
-    port.hook = meanwhile
+    port.stale = {"a": 1}  # the reader has passed a's log at a1 ...
+    await a.persist(Note("a2"))
+    await b.query().to_list()
+    await b.persist(Note("b1"))  # ... when b1, which depends on a2, is written
     seen = [e.event.text for e in await reader.query().to_list()]
     assert seen == ["a1", "b0"]
     assert reader.version == VersionVector({"a": 1, "b": 1})
     # The next query sees everything, in causal order.
+    port.stale = None
     assert [e.event.text for e in await reader.query().to_list()] == ["a1", "b0", "a2", "b1"]
+
+
+async def test_a_live_query_holds_back_an_event_until_its_cause_is_read() -> None:
+    backend = shared_memory_backend(f"race-{uuid.uuid4().hex}")
+    port = StalePort(backend)  # the reader's view; the writers see the store as it is
+    a, b = stream(MemoryEventLog(backend), "a"), stream(MemoryEventLog(backend), "b")
+    reader = stream(port, "reader")
+    await a.persist(Note("a1"))
+    port.stale = {"a": 1}
+    await a.persist(Note("a2"))
+    await b.query().to_list()
+    await b.persist(Note("b1"))  # depends on a2, which the reader cannot see yet
+    seen: list[str] = []
+    async with reader.live_query() as live:
+        seen.append((await anext(live)).event.text)
+        waiting = asyncio.ensure_future(anext(live))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # b1 is held back: its cause is missing
+        port.stale = None
+        await a.persist(Note("a3"))  # wakes the live query, which reads a2 now
+        seen.append((await asyncio.wait_for(waiting, 2)).event.text)
+        seen.append((await asyncio.wait_for(anext(live), 2)).event.text)
+        seen.append((await asyncio.wait_for(anext(live), 2)).event.text)
+    assert seen == ["a1", "a2", "b1", "a3"]
 
 
 class SlowAppend(MemoryEventLog):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import msgpack
 
 from calliope.adapters.files.framing import encode_frame
-from calliope.shell.ports import RecordBatch
+from calliope.core.replication import RecordBatch
 
 __all__ = ["SEAL", "batch_frame", "decode_batch"]
 

@@ -9,11 +9,11 @@ extend. A replicated stream is one log per replica
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.fsutil import (
     private_makedirs,
     storage_error,
@@ -21,39 +21,55 @@ from calliope.adapters.files.fsutil import (
     write_file_atomically,
 )
 from calliope.adapters.files.group_commit import GroupCommitter
-from calliope.adapters.files.layout import id_digest, id_directory
+from calliope.adapters.files.layout import id_directory, log_directory, stream_directory
 from calliope.adapters.files.reader import ReadStep, read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
-from calliope.adapters.notify import Signal
 from calliope.adapters.packing import pack_data
-from calliope.errors import CorruptJournalError
-from calliope.shell.ports import Durability, NewEvent, RecordBatch
+from calliope.core.replication import RecordBatch, ReplicaPage
+from calliope.errors import AppClosedError, CorruptJournalError
+from calliope.shell.ports import Durability, NewEvent
 
 __all__ = ["FileEventLog"]
 
-_HINTS = 256
-_OPEN_LOGS = 128  # logs whose files stay open between appends (the rest reopen)
+_HINTS = 64
+_HANDLES = 128  # logs whose state (open files, hints) this process keeps
+_REPLICA_NAMES = 4096
 
 
 class _LogHandle:
     """Everything this process holds for one log (plain or one replica's)."""
 
-    def __init__(self, log: SegmentLog, signal: Signal) -> None:
+    def __init__(self, log: SegmentLog) -> None:
         self.log = log
         self.committer: GroupCommitter[AppendRequest, RecordBatch | None] = GroupCommitter(
             log.append, log.try_append
         )
-        self.signal = signal
         self.ready = False  # the directories and id files exist
-        # next sequence -> where a reader ended: later reads start there.
+        self.users = 0  # appends in flight
+        # sequence -> where a read step starting at that sequence begins.
         self.hints: OrderedDict[int, Position] = OrderedDict()
 
     def remember(self, sequence: int, position: Position) -> None:
         self.hints[sequence] = position
+        self.hints.move_to_end(sequence)
         if len(self.hints) > _HINTS:
             self.hints.popitem(last=False)
+
+    def hint(self, sequence: int) -> Position | None:
+        """Where to start reading for ``sequence``: the hint for it or, else,
+        for the nearest sequence below it in the same segment. O(hints)."""
+        exact = self.hints.get(sequence)
+        if exact is not None:
+            return exact
+        best: tuple[int, Position] | None = None
+        for start, position in self.hints.items():
+            if start <= sequence and (best is None or start > best[0]):
+                best = (start, position)
+        if best is None or best[1].segment > sequence:
+            return None
+        return best[1]
 
 
 def _in_range(
@@ -77,24 +93,34 @@ def _in_range(
     return wanted, expected
 
 
-def _read_since(
-    log: SegmentLog, position: Position | None, from_sequence: int
-) -> tuple[list[RecordBatch], Position | None, int | None]:
-    """Blocking: every committed batch from ``from_sequence`` to the end, cut
-    to it; the end position and the next sequence there."""
+def read_page(
+    log: SegmentLog, position: Position | None, from_sequence: int, limit: int
+) -> tuple[list[RecordBatch], bool, Position | None, int]:
+    """Blocking: the committed batches from ``from_sequence`` on, cut to it,
+    about ``limit`` events at most (at least one batch); whether the log
+    holds more; and where the last step read started, with the first
+    sequence there (a hint for the next page)."""
     if position is None:
         position = log.locate(from_sequence)
         if position is None:
-            return [], None, None
+            return [], False, None, from_sequence
     found: list[RecordBatch] = []
+    count = 0
     expected: int | None = None
     while True:
+        start, start_sequence = position, expected if expected is not None else from_sequence
         step = read_step(log, position)
         wanted, expected = _in_range(log, step, position, expected, from_sequence, None)
-        found.extend(wanted)
+        for batch in wanted:
+            if count >= limit:
+                return found, True, start, start_sequence
+            found.append(batch)
+            count += len(batch.items)
         position = step.position
         if step.at_end:
-            return found, position, expected
+            return found, False, position, expected if expected is not None else from_sequence
+        if count >= limit:
+            return found, True, position, expected if expected is not None else from_sequence
 
 
 def _gap(log: SegmentLog, position: Position, expected: int, found: int) -> CorruptJournalError:
@@ -108,7 +134,14 @@ def _gap(log: SegmentLog, position: Position, expected: int, found: int) -> Corr
 
 
 class FileEventLog:
-    """Implements :class:`calliope.shell.ports.EventLogPort` on a directory."""
+    """Implements the plain and replica log ports on a directory.
+
+    What this process holds per log (the writer's open files, its group
+    committer, read hints) is kept for at most ``_HANDLES`` logs, least
+    recently used first out: an app that touches a million streams holds
+    the state of a few hundred. A log in use (an append in flight) is never
+    evicted; an evicted one is reopened on its next use.
+    """
 
     def __init__(
         self,
@@ -116,59 +149,63 @@ class FileEventLog:
         *,
         durability: Durability,
         segment_bytes: int,
-        poll_interval: float,
+        changes: FileChanges,
     ) -> None:
         self._root = root
         self._durability = durability
         self._segment_bytes = segment_bytes
-        self._poll_interval = poll_interval
-        self._logs: dict[tuple[str, str | None], _LogHandle] = {}
-        self._signals: dict[str, Signal] = {}
-        self._replica_names: dict[str, str] = {}  # replica directory name -> replica id
-        # Logs with open files, least recently appended first: an app that
-        # writes many streams must not run out of file descriptors.
-        self._open: OrderedDict[tuple[str, str | None], _LogHandle] = OrderedDict()
+        self._changes = changes
+        self._logs: OrderedDict[tuple[str, str | None], _LogHandle] = OrderedDict()
+        self._replica_names: OrderedDict[str, str] = OrderedDict()  # directory -> replica id
+        self._closed = False
 
     # -- where things are -------------------------------------------------------
 
-    def _stream_directory(self, stream_id: str) -> str:
-        digest = id_digest(stream_id)
-        return os.path.join(self._root, "streams", digest[:2], digest)
-
     def _segment_log(self, stream_id: str, replica_id: str | None) -> SegmentLog:
-        stream_directory = self._stream_directory(stream_id)
-        if replica_id is None:
-            directory = os.path.join(stream_directory, "log")
-        else:
-            directory = os.path.join(stream_directory, "replicas", id_digest(replica_id))
         return SegmentLog(
-            directory,
+            log_directory(self._root, stream_id, replica_id),
             stream_id=stream_id,
             durability=self._durability,
             segment_bytes=self._segment_bytes,
         )
 
     def _log(self, stream_id: str, replica_id: str | None) -> _LogHandle:
+        """This process's handle on a log (LRU-bounded). O(1) amortised."""
         key = (stream_id, replica_id)
-        entry = self._logs.get(key)
+        logs = self._logs
+        entry = logs.get(key)
         if entry is None:
-            signal = self._signals.setdefault(stream_id, Signal())
-            entry = self._logs[key] = _LogHandle(self._segment_log(stream_id, replica_id), signal)
+            if self._closed:
+                raise AppClosedError("this store is closed; open it again")
+            entry = logs[key] = _LogHandle(self._segment_log(stream_id, replica_id))
+            if len(logs) > _HANDLES:
+                self._evict()
+        else:
+            logs.move_to_end(key)
         return entry
 
-    def _prepare(self, stream_id: str, replica_id: str | None) -> None:
+    def _evict(self) -> None:
+        """Drop the least recently used idle handles down to the bound."""
+        logs = self._logs
+        for key in list(logs)[: len(logs) - _HANDLES]:
+            entry = logs[key]
+            if entry.committer.idle:
+                del logs[key]
+                entry.log.close()
+
+    def _prepare(self, stream_id: str, replica_id: str | None, directory: str) -> None:
         """Create the stream's directory and id files (blocking)."""
         id_directory(self._root, "streams", stream_id)
         if replica_id is not None:
-            directory = self._log(stream_id, replica_id).log.directory
             id_path = os.path.join(directory, "id")
             if not os.path.exists(id_path):
                 private_makedirs(directory)
                 write_file_atomically(id_path, replica_id.encode("utf-8"))
 
     def _replica_ids(self, stream_id: str) -> list[str]:
-        """The replicas with a log in this replicated stream (blocking)."""
-        directory = os.path.join(self._stream_directory(stream_id), "replicas")
+        """The replicas with a log in this replicated stream (blocking).
+        O(replicas); each replica's id file is read once (cached)."""
+        directory = os.path.join(stream_directory(self._root, stream_id), "replicas")
         try:
             names = os.listdir(directory)
         except FileNotFoundError:
@@ -180,9 +217,11 @@ class FileEventLog:
                 try:
                     with open(os.path.join(directory, name, "id"), "rb") as handle:
                         replica = handle.read().decode("utf-8")
-                except FileNotFoundError:
-                    continue  # being created right now
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # being created right now, or not a replica log
                 self._replica_names[name] = replica
+                if len(self._replica_names) > _REPLICA_NAMES:
+                    self._replica_names.popitem(last=False)
             replicas.append(replica)
         return sorted(replicas)
 
@@ -190,35 +229,27 @@ class FileEventLog:
 
     async def _append(
         self,
-        entry: _LogHandle,
         stream_id: str,
         replica_id: str | None,
         request: Callable[[list[bytes], int], AppendRequest],
         events: Sequence[NewEvent],
     ) -> RecordBatch | None:
-        items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
+        entry = self._log(stream_id, replica_id)
+        entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
+            items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
             if not entry.ready:
-                await asyncio.to_thread(self._prepare, stream_id, replica_id)
+                directory = entry.log.directory
+                await asyncio.to_thread(self._prepare, stream_id, replica_id, directory)
                 entry.ready = True
             batch = await entry.committer.submit(request(items, sum(map(len, items))))
         except OSError as error:
             raise storage_error(f"appending to stream {stream_id!r}", error) from error
         finally:
-            self._keep_open((stream_id, replica_id), entry)
+            entry.users -= 1
         if batch is not None:
-            entry.signal.fire()
+            self._changes.fire(stream_id)
         return batch
-
-    def _keep_open(self, key: tuple[str, str | None], entry: _LogHandle) -> None:
-        self._open[key] = entry
-        self._open.move_to_end(key)
-        while len(self._open) > _OPEN_LOGS:
-            oldest, candidate = next(iter(self._open.items()))
-            if not candidate.committer.idle:
-                break  # busy: closed on a later append
-            del self._open[oldest]
-            candidate.log.close()
 
     async def append(
         self,
@@ -230,7 +261,6 @@ class FileEventLog:
         timestamp_us: int,
     ) -> RecordBatch | None:
         return await self._append(
-            self._log(stream_id, None),
             stream_id,
             None,
             lambda items, size: AppendRequest(
@@ -249,7 +279,6 @@ class FileEventLog:
         timestamp_us: int,
     ) -> RecordBatch | None:
         return await self._append(
-            self._log(stream_id, replica_id),
             stream_id,
             replica_id,
             lambda items, size: AppendRequest(
@@ -278,7 +307,7 @@ class FileEventLog:
         self, entry: _LogHandle, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
         log = entry.log
-        position = entry.hints.get(from_sequence)
+        position = entry.hint(from_sequence)
         if position is None:
             with storage_errors(f"reading stream {log.stream_id!r}"):
                 position = await asyncio.to_thread(log.locate, from_sequence)
@@ -319,101 +348,50 @@ class FileEventLog:
         with storage_errors(f"reading replica {replica_id!r} of stream {stream_id!r}"):
             return await asyncio.to_thread(log.peek_last_version)
 
-    async def read_new(self, stream_id: str, known: Mapping[str, int]) -> list[RecordBatch]:
+    async def read_new(
+        self,
+        stream_id: str,
+        known: Mapping[str, int],
+        *,
+        limit: int,
+        exclude: str | None = None,
+    ) -> list[ReplicaPage]:
+        """One worker-thread hop: list the replicas, read a page of each from
+        what is known. O(replicas + page)."""
         logs = dict(self._logs)  # read-only in the worker thread
+        known = dict(known)
 
-        def read_all() -> list[tuple[str, list[RecordBatch], Position | None, int | None]]:
-            """One hop: list the replicas, read each from what is known."""
+        def read_all() -> list[tuple[ReplicaPage, Position | None, int]]:
             results = []
             for replica in self._replica_ids(stream_id):
+                if replica == exclude:
+                    continue
                 entry = logs.get((stream_id, replica))
                 first = known.get(replica, 0) + 1
                 if entry is None:  # reading needs no state: a fresh handle will do
                     log, position = self._segment_log(stream_id, replica), None
                 else:
-                    log, position = entry.log, entry.hints.get(first)
-                results.append((replica, *_read_since(log, position, first)))
+                    log, position = entry.log, entry.hint(first)
+                batches, more, hint, hint_sequence = read_page(log, position, first, limit)
+                results.append((ReplicaPage(replica, batches, more), hint, hint_sequence))
             return results
 
-        found: list[RecordBatch] = []
         with storage_errors(f"reading stream {stream_id!r}"):
             results = await asyncio.to_thread(read_all)
-        for replica, batches, position, next_sequence in results:
-            found.extend(batches)
-            if position is not None and next_sequence is not None:
-                self._log(stream_id, replica).remember(next_sequence, position)
-        return found
-
-    # -- watching ---------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[_FileWatcher]:
-        log = self._log(stream_id, None).log
-        yield _FileWatcher(self._signals[stream_id], self._poll_interval, lambda: _log_state(log))
-
-    @contextlib.asynccontextmanager
-    async def watch_replicated(self, stream_id: str) -> AsyncIterator[_FileWatcher]:
-        directory = os.path.join(self._stream_directory(stream_id), "replicas")
-        signal = self._signals.setdefault(stream_id, Signal())
-        yield _FileWatcher(signal, self._poll_interval, lambda: _replicas_state(directory))
+        pages = []
+        for page, hint, hint_sequence in results:
+            if hint is not None:
+                self._log(stream_id, page.replica).remember(hint_sequence, hint)
+            if page.batches:
+                pages.append(page)
+        return pages
 
     async def aclose(self) -> None:
+        """Let queued appends finish, refuse new ones, close every file."""
+        self._closed = True
         entries = list(self._logs.values())
         for entry in entries:
             await entry.committer.aclose()
         for entry in entries:
             entry.log.close()
         self._logs.clear()
-        self._open.clear()
-
-
-def _log_state(log: SegmentLog) -> tuple[int, int]:
-    """(last segment, its size): grows with every append to the log."""
-    segments = log.segments()
-    if not segments:
-        return (0, 0)
-    try:
-        return (segments[-1], os.stat(log.path(segments[-1])).st_size)
-    except FileNotFoundError:
-        return (segments[-1], 0)
-
-
-def _replicas_state(directory: str) -> tuple[tuple[str, int, int], ...]:
-    """Every replica log's (name, last segment, size)."""
-    try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return ()
-    state = []
-    for name in names:
-        segments = sorted(
-            n for n in os.listdir(os.path.join(directory, name)) if n.endswith(".seg")
-        )
-        if segments:
-            try:
-                size = os.stat(os.path.join(directory, name, segments[-1])).st_size
-            except FileNotFoundError:
-                size = 0
-            state.append((name, int(segments[-1][:-4]), size))
-    return tuple(state)
-
-
-class _FileWatcher:
-    """Wakes on this process's appends at once, on other processes' by polling
-    the files every ``interval`` seconds."""
-
-    def __init__(self, signal: Signal, interval: float, state: Callable[[], object]) -> None:
-        self._signal = signal
-        self._interval = interval
-        self._state_of = state
-        self._generation = signal.generation
-        self._state = state()
-
-    async def wait(self) -> None:
-        while True:
-            generation = await self._signal.wait(self._generation, self._interval)
-            state = self._state_of()
-            if generation != self._generation or state != self._state:
-                self._generation = generation
-                self._state = state
-                return

@@ -34,7 +34,10 @@ __all__ = [
     "FORMAT_VERSION",
     "ReplicaLease",
     "ensure_root",
+    "id_digest",
     "id_directory",
+    "log_directory",
+    "stream_directory",
 ]
 
 FORMAT_VERSION = 1
@@ -62,6 +65,19 @@ def id_directory(root: str, kind: str, identifier: str) -> str:
                 f"collision or a hand-edited directory); move it aside"
             )
     return directory
+
+
+def stream_directory(root: str, stream_id: str) -> str:
+    """Where a stream's logs live (``streams/<h2>/<h>``)."""
+    digest = id_digest(stream_id)
+    return os.path.join(root, "streams", digest[:2], digest)
+
+
+def log_directory(root: str, stream_id: str, replica_id: str | None) -> str:
+    """A plain stream's log directory (``replica_id`` None) or one replica's."""
+    if replica_id is None:
+        return os.path.join(stream_directory(root, stream_id), "log")
+    return os.path.join(stream_directory(root, stream_id), "replicas", id_digest(replica_id))
 
 
 def ensure_root(root: str) -> str:

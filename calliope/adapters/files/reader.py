@@ -10,8 +10,8 @@ from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, S
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_frames import check_damage, read_window
 from calliope.adapters.files.segment_log import SegmentLog
+from calliope.core.replication import RecordBatch
 from calliope.errors import CorruptJournalError
-from calliope.shell.ports import RecordBatch
 
 __all__ = ["ReadStep", "read_step"]
 

@@ -21,8 +21,8 @@ from calliope.adapters.files.framing import (
     intact_frame_at,
     parse_frames,
 )
+from calliope.core.replication import RecordBatch
 from calliope.errors import CorruptJournalError
-from calliope.shell.ports import RecordBatch
 
 __all__ = ["batch_at", "check_damage", "read_window"]
 

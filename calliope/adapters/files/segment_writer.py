@@ -24,12 +24,14 @@ from calliope.adapters.files.fsutil import private_makedirs
 from calliope.adapters.files.segment_files import SegmentFiles
 from calliope.adapters.files.segment_index import add_index_entry
 from calliope.adapters.files.tail_recovery import Tail, next_segment, refresh_tail
+from calliope.core.replication import RecordBatch, event_version, first_version
 from calliope.errors import ConcurrencyError, EventEncodingError, StorageError
-from calliope.shell.ports import Durability, NewEvent, RecordBatch
+from calliope.shell.ports import Durability, NewEvent
 
 __all__ = ["AppendRequest", "AppendResult", "SegmentWriter"]
 
 _MAX_FRAME = 256 * 1024 * 1024
+_QUICK_BYTES = 256 * 1024  # more to write or catch up with: a worker thread does it
 
 
 class AppendRequest(NamedTuple):
@@ -108,12 +110,27 @@ class SegmentWriter:
             self._lock_fd = None
 
     def try_append(self, requests: Sequence[AppendRequest]) -> list[AppendResult] | None:
-        """Append if the lock is free right now; None (nothing done) if another
-        process holds it."""
-        lock = self._lock()
+        """Append at once if that is quick: None (nothing done) if it would
+        wait or work for long. It would when another process holds the lock,
+        when the tail must be found or caught up with more than a little that
+        others appended, when the segment must roll, or when the requests are
+        large; :meth:`append` does it then, in a worker thread."""
+        tail = self._tail
+        if tail is None or self._lock_fd is None or tail.end >= self._segment_bytes:
+            return None
+        if sum(request.size for request in requests) > _QUICK_BYTES:
+            return None
+        lock = self._lock_fd
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            return None
+        try:
+            grown = os.fstat(tail.fd).st_size - tail.end
+        except OSError:
+            grown = _QUICK_BYTES + 1
+        if grown > _QUICK_BYTES or tail.sealed:
+            fcntl.flock(lock, fcntl.LOCK_UN)
             return None
         return self._append_then_unlock(lock, requests)
 
@@ -184,14 +201,10 @@ class SegmentWriter:
                 )
                 continue
             writer = request.writer
-            first = dict(version)
-            first[writer] = first.get(writer, 0) + 1
-            follows = True  # the first event's version is the previous one's plus one
-            if request.observed:
-                for replica, counter in request.observed.items():
-                    if replica != writer and counter > first.get(replica, 0):
-                        first[replica] = counter
-                        follows = False
+            first = first_version(version, writer, request.observed)
+            # Does it continue the pending frame (its first event follows the
+            # frame's last one, as the frame's later events do)?
+            follows = pending is not None and first == event_version(version, writer, 1)
             if (
                 pending is None
                 or not follows
@@ -213,8 +226,7 @@ class SegmentWriter:
                 RecordBatch(sequence + 1, writer, first, pending.timestamp_us, request.events)
             )
             sequence += count
-            version = dict(first)
-            version[writer] += count - 1
+            version = event_version(first, writer, count - 1)
         if pending is not None:
             frames.append(pending.frame())
             self._write(tail, b"".join(frames) if len(frames) > 1 else frames[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.layout import ReplicaLease, ensure_root
 from calliope.adapters.files.snapshots import FileSnapshots
@@ -36,13 +37,22 @@ class FileStore:
         self._lease: ReplicaLease | None = None
         self._extra_leases: dict[str, ReplicaLease] = {}
         self._leasing = asyncio.Lock()
-        self.events = FileEventLog(
+        self.changes = FileChanges(self.root, poll_interval=poll_interval)
+        self._log = FileEventLog(
             self.root,
             durability=durability,
             segment_bytes=segment_bytes,
-            poll_interval=poll_interval,
+            changes=self.changes,
         )
         self.snapshots = FileSnapshots(self.root)
+
+    @property
+    def plain(self) -> FileEventLog:
+        return self._log
+
+    @property
+    def replicated(self) -> FileEventLog:
+        return self._log
 
     @property
     def replica_id(self) -> str:
@@ -59,7 +69,7 @@ class FileStore:
                 f"pass the path of a directory Calliope may create or that it created"
             ) from error
         replica = self._requested_replica or default
-        self._lease = await asyncio.to_thread(ReplicaLease, self.root, replica)
+        self._lease = await _take_lease(self.root, replica)
         self._replica = replica
 
     async def lease(self, replica_id: str) -> None:
@@ -67,15 +77,32 @@ class FileStore:
             return
         async with self._leasing:  # one at a time: two first uses share one lease
             if replica_id not in self._extra_leases:
-                lease = await asyncio.to_thread(ReplicaLease, self.root, replica_id)
-                self._extra_leases[replica_id] = lease
+                self._extra_leases[replica_id] = await _take_lease(self.root, replica_id)
 
     async def aclose(self) -> None:
         try:
-            await self.events.aclose()
+            await self.changes.aclose()
+            await self._log.aclose()
         finally:
             for lease in [self._lease, *self._extra_leases.values()]:
                 if lease is not None:
                     lease.release()
             self._lease = None
             self._extra_leases.clear()
+
+
+async def _take_lease(root: str, replica_id: str) -> ReplicaLease:
+    """Take a replica lease in a worker thread. If the caller is cancelled
+    meanwhile, the lease the thread still takes is released at once: a
+    cancelled open never leaks one."""
+    taking = asyncio.ensure_future(asyncio.to_thread(ReplicaLease, root, replica_id))
+    try:
+        return await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        taking.add_done_callback(_release_unclaimed)
+        raise
+
+
+def _release_unclaimed(taking: asyncio.Future[ReplicaLease]) -> None:
+    if not taking.cancelled() and taking.exception() is None:
+        taking.result().release()

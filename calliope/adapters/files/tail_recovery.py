@@ -136,9 +136,7 @@ def _catch_up(files: SegmentFiles, fd: int, tail: Tail, size: int, *, cut: bool)
                     files, tail.segment, offset, tail.last_sequence + 1, batch.first_sequence
                 )
             tail.last_sequence = batch.last_sequence
-            version = dict(batch.version)
-            version[batch.writer] += len(batch.items) - 1
-            tail.last_version = version
+            tail.last_version = batch.last_version
             offset += FRAME_HEADER + len(payload)
         tail.end = offset
         if tail.sealed or parsed.stop is Stop.END:
