@@ -1,6 +1,7 @@
-"""Replicated stream benchmark: concurrent replicas writing; causal replay.
+"""Replicated stream benchmark: writers, causal replay, one busy handle, a stalled consumer.
 
-Run: ``.venv/bin/python -m benchmarks.replication [--events N]`` (or ``make bench``).
+Run: ``.venv/bin/python -m benchmarks.replication [--events N] [--quick]``
+(or ``make bench``).
 
 (a) three replicas (three apps in one process, file store, durable) each
     persisting to one replicated stream, beside the same three apps
@@ -11,6 +12,21 @@ Run: ``.venv/bin/python -m benchmarks.replication [--events N]`` (or ``make benc
     (``query().aggregate`` in a fresh process: a k-way merge of the ten logs
     with a causal check per event), beside a raw read + frame parse +
     msgpack decode loop over the same files, and the peak RSS growth.
+(c) 1,000 and then 2,000 concurrent ``persist`` calls (``asyncio.gather``)
+    on one replicated stream handle (file store, durable): the time of each
+    and time(2,000)/time(1,000) (linear: ~2), beside the same on one plain
+    stream handle.
+(d) a consumer that stalls 50,000 events behind: in a fresh process, a
+    replicated live query on a stream that another replica wrote 50,000
+    events of ~100 bytes to (beforehand) yields ONE event, then its consumer
+    sleeps 3 s; the peak RSS growth of that process over it, beside the same
+    with a plain live query on a plain stream of 50,000 such events.
+    Target: growth under 16 MiB (a slow consumer should hold back reading,
+    not memory).
+
+``--quick`` runs the same shapes small (100,000 events to replay, 100 and
+200 persists, 5,000 events behind and a 1 s stall). (c) and (d) use only the
+public API (``calliope.open``, ``app.journal``).
 """
 
 from __future__ import annotations
@@ -22,19 +38,31 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgpack
 
 import calliope
 from benchmarks.journal import ItemAdded, rss_kib, sample
-from benchmarks.report import header, rate, replay_in_child, replay_rows, row
+from benchmarks.report import (
+    PeakRss,
+    header,
+    rate,
+    replay_in_child,
+    replay_rows,
+    row,
+    run_child,
+    target,
+)
+from benchmarks.responsiveness import Note, note
 from calliope.adapters.codec import Codec
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.framing import parse_frames
 from calliope.core.version_vector import VersionVector
 
 REPLICAS = 10
+GROWTH_TARGET_MIB = 16.0
 
 
 async def writers(directory: str, per_replica: int, replicated: bool) -> float:
@@ -114,14 +142,77 @@ def replay_child(directory: str) -> None:
     )
 
 
+async def concurrent_persists(directory: str, counts: list[int], replicated: bool) -> list[float]:
+    """Seconds for each of ``counts`` concurrent persists on one handle."""
+    async with calliope.open(directory, replica_id="r0") as app:
+        persist: Callable[[ItemAdded], Awaitable[object]]
+        if replicated:
+            persist = app.journal.replicated_event_stream("many", ItemAdded).persist
+        else:
+            persist = app.journal.event_stream("many", ItemAdded).persist
+        await persist(sample(0))  # the handle's first use, not measured
+        seconds = []
+        for count in counts:
+            start = time.perf_counter()
+            await asyncio.gather(*(persist(sample(n)) for n in range(count)))
+            seconds.append(time.perf_counter() - start)
+        return seconds
+
+
+async def fill_backlog(directory: str, count: int) -> None:
+    """``count`` ~100-byte events by replica "writer": on the replicated
+    stream "backlog" and on the plain stream "backlog" (10 concurrent
+    persists at a time, flush)."""
+    async with calliope.open(directory, replica_id="writer", durability="flush") as app:
+        replicated = app.journal.replicated_event_stream("backlog", Note)
+        plain = app.journal.event_stream("backlog", Note)
+        for persist in (replicated.persist, plain.persist):
+            for first in range(0, count, 10):
+                notes = (note(n) for n in range(first, min(count, first + 10)))
+                await asyncio.gather(*(persist(item) for item in notes))
+
+
+async def stalled_consumer(directory: str, kind: str, stall: float) -> dict[str, float]:
+    """In a fresh process: open a live query on the backlog, take one event,
+    sleep ``stall`` seconds; the peak RSS growth over that."""
+    async with calliope.open(directory, replica_id="reader") as app:
+        live: calliope.ReplicatedLiveQuery[Note] | calliope.LiveQuery[Note]
+        if kind == "replicated":
+            live = app.journal.replicated_event_stream("backlog", Note).live_query()
+        else:
+            live = app.journal.event_stream("backlog", Note).live_query()
+        with PeakRss() as peak:
+            start = time.perf_counter()
+            async with live:
+                await anext(live)
+                first = time.perf_counter() - start
+                await asyncio.sleep(stall)
+    return {"rss_growth_kib": peak.growth_kib, "first_event_seconds": first}
+
+
+def stall_in_child(directory: str, kind: str, stall: float) -> dict[str, float]:
+    result = run_child("benchmarks.replication", "--stall-child", directory, kind, str(stall))
+    return {key: float(value) for key, value in result.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="events to replay")
+    parser.add_argument("--events", type=int, help="events to replay (default 1,000,000)")
+    parser.add_argument("--quick", action="store_true", help="a small run of the same shapes")
     parser.add_argument("--replay-child", help=argparse.SUPPRESS)
+    parser.add_argument("--stall-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replay_child:
         replay_child(args.replay_child)
         return
+    if args.stall_child:
+        directory, kind, stall = args.stall_child
+        print(json.dumps(asyncio.run(stalled_consumer(directory, kind, float(stall)))))
+        return
+    if args.events is None:
+        args.events = 100_000 if args.quick else 1_000_000
+    counts = [100, 200] if args.quick else [1_000, 2_000]
+    backlog, stall = (5_000, 1.0) if args.quick else (50_000, 3.0)
     with tempfile.TemporaryDirectory(dir=os.environ.get("CALLIOPE_BENCH_DIR")) as directory:
         header(f"replicated streams on {directory} (durability=fsync)")
         per_replica = 2_000
@@ -148,6 +239,59 @@ def main() -> None:
             f"(b) causal replay, {result['events']:,} events, 10 replicas",
             result,
             f"writing them through the port, flush: {fill_seconds:.1f} s",
+        )
+
+        replicated_times = asyncio.run(
+            concurrent_persists(os.path.join(directory, "many-r"), counts, replicated=True)
+        )
+        plain_times = asyncio.run(
+            concurrent_persists(os.path.join(directory, "many-p"), counts, replicated=False)
+        )
+        for count, ours, base in zip(counts, replicated_times, plain_times, strict=True):
+            print(
+                row(
+                    f"(c) {count:,} concurrent persists, replicated",
+                    ours * 1000,
+                    "ms",
+                    base * 1000,
+                    "plain stream handle",
+                )
+            )
+        print(
+            row(
+                f"(c) time({counts[1]:,})/time({counts[0]:,}), replicated",
+                replicated_times[1] / replicated_times[0],
+                "x",
+                plain_times[1] / plain_times[0],
+                "plain stream handle",
+                decimals=2,
+            )
+        )
+        print("    (all on one handle, durable, gathered at once; linear growth is ~2.00x)")
+
+        backlog_dir = os.path.join(directory, "backlog")
+        start = time.perf_counter()
+        asyncio.run(fill_backlog(backlog_dir, backlog))
+        fill_seconds = time.perf_counter() - start
+        ours_stall = stall_in_child(backlog_dir, "replicated", stall)
+        base_stall = stall_in_child(backlog_dir, "plain", stall)
+        growth = ours_stall["rss_growth_kib"] / 1024
+        print(
+            row(
+                f"(d) stalled consumer {backlog:,} behind",
+                growth,
+                "MiB RSS",
+                base_stall["rss_growth_kib"] / 1024,
+                "plain live query",
+                decimals=1,
+            )
+        )
+        print(target("peak RSS growth", growth, GROWTH_TARGET_MIB, "MiB"))
+        print(
+            f"    (one event taken, then a {stall:g} s stall; first event after "
+            f"{ours_stall['first_event_seconds'] * 1000:.0f} ms, plain "
+            f"{base_stall['first_event_seconds'] * 1000:.0f} ms; "
+            f"writing both backlogs, flush: {fill_seconds:.1f} s)"
         )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,31 +25,54 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def row(name: str, figure: float, unit: str, baseline: float, baseline_name: str) -> str:
-    """One line: the figure, the baseline and the ratio figure/baseline."""
+def row(
+    name: str,
+    figure: float,
+    unit: str,
+    baseline: float,
+    baseline_name: str,
+    *,
+    decimals: int = 0,
+) -> str:
+    """One line: the figure, the baseline and the ratio figure/baseline
+    (``decimals`` places for figures that are small numbers, like ms or %)."""
     ratio = figure / baseline if baseline else float("nan")
     return (
-        f"{name:<44} {figure:>14,.0f} {unit:<10} "
-        f"baseline {baseline:>14,.0f} ({baseline_name})  ratio {ratio:5.2f}x"
+        f"{name:<44} {figure:>14,.{decimals}f} {unit:<10} "
+        f"baseline {baseline:>14,.{decimals}f} ({baseline_name})  ratio {ratio:5.2f}x"
     )
+
+
+def target(what: str, figure: float, limit: float, unit: str) -> str:
+    """An indented line under a row: the target ``what < limit unit`` and
+    whether this run's figure meets it (printed, never asserted)."""
+    verdict = "met" if figure < limit else "missed"
+    return f"    target: {what} < {limit:g} {unit}: {verdict} ({figure:,.1f} {unit})"
 
 
 def header(title: str) -> None:
     print(f"\n== {title}")
 
 
-def replay_in_child(module: str, directory: str) -> dict[str, Any]:
-    """Run ``python -m module --replay-child directory`` in a fresh process
-    (so its peak RSS is the replay's own) and return the JSON it prints:
-    ``events``, ``seconds``, ``raw_seconds``, ``rss_growth_kib``."""
+def run_child(module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh process and return the JSON
+    object it prints on stdout (its stderr goes to ours). Blocks: from a
+    running event loop, call it through ``asyncio.to_thread``."""
     child = subprocess.run(
-        [sys.executable, "-m", module, "--replay-child", directory],
+        [sys.executable, "-m", module, *args],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
     result: dict[str, Any] = json.loads(child.stdout)
     return result
+
+
+def replay_in_child(module: str, directory: str) -> dict[str, Any]:
+    """Run ``python -m module --replay-child directory`` in a fresh process
+    (so its peak RSS is the replay's own) and return the JSON it prints:
+    ``events``, ``seconds``, ``raw_seconds``, ``rss_growth_kib``."""
+    return run_child(module, "--replay-child", directory)
 
 
 def replay_rows(name: str, result: dict[str, Any], fill_note: str) -> None:
@@ -62,3 +88,50 @@ def replay_rows(name: str, result: dict[str, Any], fill_note: str) -> None:
     )
     print(f"    peak RSS growth during replay: {result['rss_growth_kib'] / 1024:.1f} MiB")
     print(f"    ({fill_note})")
+
+
+def rss_now_kib() -> int:
+    """This process's resident set size now (``/proc/self/statm``), in KiB."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class PeakRss:
+    """``with PeakRss() as peak:`` measures how far this process's resident
+    set rises above where it was on entry: a thread samples
+    ``/proc/self/statm`` every ``interval`` seconds, and the peak
+    ``ru_maxrss`` is compared too (it catches a spike between samples when
+    the process had not been that large before). ``growth_kib`` is the larger
+    of the two; both only ever under-estimate the true rise."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.before_kib = 0
+        self.peak_kib = 0
+        self._max_before_kib = 0
+        self._max_after_kib = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak_kib = max(self.peak_kib, rss_now_kib())
+
+    def __enter__(self) -> PeakRss:
+        self.before_kib = self.peak_kib = rss_now_kib()
+        self._max_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, rss_now_kib())
+        self._max_after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    @property
+    def growth_kib(self) -> int:
+        sampled = self.peak_kib - self.before_kib
+        by_maxrss = self._max_after_kib - self._max_before_kib
+        return max(sampled, by_maxrss, 0)
