@@ -10,6 +10,7 @@ them, so behaviour matches the durable adapters.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import msgpack
 
 from calliope.adapters.notify import Signal
-from calliope.adapters.packing import pack_data
+from calliope.adapters.packing import is_small, pack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import AppClosedError, ConcurrencyError, ReplicaInUseError
 from calliope.shell.ports import NewEvent, SnapshotRecord
@@ -28,11 +29,16 @@ from calliope.shell.ports import NewEvent, SnapshotRecord
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
 _BATCHES = 256
+_INLINE_EVENTS = 256  # a batch with more is stored in a worker thread
 
 
 def _stored(data: Any) -> Any:
     """``data`` as it comes back from storage: packed and unpacked again."""
     return msgpack.unpackb(pack_data(data), raw=False, strict_map_key=False)
+
+
+def _stored_all(items: list[tuple[str, int, Any]]) -> list[Any]:
+    return [_stored(item) for item in items]
 
 
 class _MemoryLog:
@@ -104,7 +110,9 @@ class MemoryEventLog:
         expected_sequence: int | None,
         timestamp_us: int,
     ) -> RecordBatch | None:
-        return self._append(stream_id, None, writer, events, expected_sequence, None, timestamp_us)
+        return await self._append(
+            stream_id, None, writer, events, expected_sequence, None, timestamp_us
+        )
 
     async def append_replica(
         self,
@@ -115,9 +123,11 @@ class MemoryEventLog:
         observed: Mapping[str, int],
         timestamp_us: int,
     ) -> RecordBatch | None:
-        return self._append(stream_id, replica_id, replica_id, events, None, observed, timestamp_us)
+        return await self._append(
+            stream_id, replica_id, replica_id, events, None, observed, timestamp_us
+        )
 
-    def _append(
+    async def _append(
         self,
         stream_id: str,
         replica_id: str | None,
@@ -131,7 +141,13 @@ class MemoryEventLog:
             raise AppClosedError("this store is closed; open it again to write")
         # Stored as the file store stores it (a msgpack round trip): the same
         # data is accepted, and nothing aliases the caller's.
-        items = [_stored((e.type_name, e.schema_version, e.data)) for e in events]
+        plain = [(e.type_name, e.schema_version, e.data) for e in events]
+        if len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
+            items = _stored_all(plain)
+        else:  # large: off the event loop, as the file store does
+            items = await asyncio.to_thread(_stored_all, plain)
+        if self.closed:
+            raise AppClosedError("this store is closed; open it again to write")
         with self._backend.lock:
             log = self._backend.log(stream_id, replica_id)
             last = log.last_sequence

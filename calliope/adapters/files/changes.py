@@ -4,8 +4,8 @@ Appends by this app wake its watchers at once (:meth:`FileChanges.fire`).
 Appends by other processes are noticed by polling the files: however many
 live queries an app runs, it keeps one record per watched stream (counted
 by its watchers) and one poller task, which every ``poll_interval`` looks
-at all watched streams in one worker-thread hop (per log: one directory
-listing and one ``stat`` of the last segment) and wakes the watchers of the
+at all watched streams in one worker-thread hop (per log, one ``stat`` of
+its last segment; see :class:`_LogProbe`) and wakes the watchers of the
 streams that changed. The poller runs while something is watched, and the
 app's close ends it. Nothing here runs on the event loop but the wake-ups.
 """
@@ -17,59 +17,144 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
+from calliope.adapters.files.batch_format import SEAL
 from calliope.adapters.files.layout import stream_directory
 from calliope.adapters.notify import Signal
 
 __all__ = ["FileChanges"]
 
-_State = tuple[tuple[str, str, int], ...]
+
+class _LogProbe:
+    """Notices appends to one log directory with one ``stat`` per look.
+
+    Appends only ever grow the last segment, so its size is the signal. A
+    new segment is looked for (a directory listing) only when the log was
+    empty, or once the last segment ends in its seal: the writer seals a
+    segment before it creates the next, so nothing is missed, and a roll
+    costs one listing per look until the new segment is there.
+    """
+
+    __slots__ = ("directory", "last", "sealed", "size")
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.last: str | None = None
+        self.size = -1
+        self.sealed = False
+
+    def changed(self) -> bool:
+        """Blocking: whether the log changed since the last look."""
+        moved = False
+        last = self.last
+        if last is None or self.sealed:
+            found = self._last_segment()
+            if found != last:
+                self.last, self.size, self.sealed, moved = found, -1, False, True
+            if found is None:
+                return moved
+            last = found
+        path = os.path.join(self.directory, last)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            self.last, self.size, self.sealed = None, -1, False
+            return True
+        if size == self.size:
+            return moved
+        self.size = size
+        self.sealed = _ends_in_seal(path, size)
+        return True
+
+    def _last_segment(self) -> str | None:
+        try:
+            names = [n for n in os.listdir(self.directory) if n.endswith(".seg")]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return max(names, default=None)
 
 
-def _log_state(directory: str, name: str, into: list[tuple[str, str, int]]) -> None:
-    """Append (log name, last segment, its size) for the log in ``directory``."""
+def _ends_in_seal(path: str, size: int) -> bool:
+    if size < len(SEAL):
+        return False
     try:
-        segments = [n for n in os.listdir(directory) if n.endswith(".seg")]
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if not segments:
-        return
-    last = max(segments)
-    try:
-        size = os.stat(os.path.join(directory, last)).st_size
+        with open(path, "rb") as handle:
+            handle.seek(size - len(SEAL))
+            return handle.read(len(SEAL)) == SEAL
     except FileNotFoundError:
-        size = -1
-    into.append((name, last, size))
+        return False
 
 
-def stream_state(root: str, stream_id: str) -> _State:
-    """Blocking: what changes when anything is appended to the stream (its
-    plain log or any replica log). O(replica logs) system calls."""
-    directory = stream_directory(root, stream_id)
-    state: list[tuple[str, str, int]] = []
-    _log_state(os.path.join(directory, "log"), "", state)
-    replicas = os.path.join(directory, "replicas")
+class _StreamProbe:
+    """Notices appends to one stream: its plain log and every replica log
+    (a new replica log adds a subdirectory, so the ``replicas`` directory's
+    link count changes). O(replica logs) ``stat`` calls per look."""
+
+    __slots__ = (
+        "directory",
+        "has_log",
+        "has_replicas",
+        "links",
+        "log",
+        "replicas",
+        "replicas_directory",
+        "replicas_links",
+    )
+
+    def __init__(self, root: str, stream_id: str) -> None:
+        self.directory = stream_directory(root, stream_id)
+        self.links = -1  # the stream directory's: it changes when log/ or replicas/ appear
+        self.has_log = self.has_replicas = False
+        self.log = _LogProbe(os.path.join(self.directory, "log"))
+        self.replicas_directory = os.path.join(self.directory, "replicas")
+        self.replicas_links = -1
+        self.replicas: dict[str, _LogProbe] = {}
+
+    def changed(self) -> bool:
+        """Blocking: whether the stream changed since the last look."""
+        changed = False
+        links = _links(self.directory)
+        if links != self.links:
+            self.links, changed = links, True
+            names = os.listdir(self.directory) if links >= 0 else []
+            self.has_log, self.has_replicas = "log" in names, "replicas" in names
+        if self.has_log:
+            changed = self.log.changed() or changed
+        if not self.has_replicas:
+            return changed
+        links = _links(self.replicas_directory)
+        if links != self.replicas_links:
+            self.replicas_links = links
+            changed = True
+            names = os.listdir(self.replicas_directory) if links >= 0 else []
+            for name in names:
+                if name not in self.replicas:
+                    self.replicas[name] = _LogProbe(os.path.join(self.replicas_directory, name))
+        for probe in self.replicas.values():
+            changed = probe.changed() or changed
+        return changed
+
+
+def _links(directory: str) -> int:
+    """A directory's link count (2 + its subdirectories), -1 if absent."""
     try:
-        names = sorted(os.listdir(replicas))
+        return os.stat(directory).st_nlink
     except FileNotFoundError:
-        names = []
-    for name in names:
-        _log_state(os.path.join(replicas, name), name, state)
-    return tuple(state)
+        return -1
 
 
-def _states(root: str, streams: list[str]) -> list[_State]:
-    return [stream_state(root, stream) for stream in streams]
+def _look(probes: list[_StreamProbe]) -> list[bool]:
+    return [probe.changed() for probe in probes]
 
 
 class _Watched:
     """One watched stream: its watchers' count, signal and last seen state."""
 
-    __slots__ = ("count", "signal", "state")
+    __slots__ = ("count", "probe", "signal")
 
-    def __init__(self) -> None:
+    def __init__(self, probe: _StreamProbe) -> None:
         self.count = 0
         self.signal = Signal()
-        self.state: _State | None = None  # None: not looked at yet
+        self.probe = probe
 
 
 class _FileWatcher:
@@ -89,6 +174,7 @@ class FileChanges:
         self._interval = poll_interval
         self._watched: dict[str, _Watched] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._looking = asyncio.Lock()
         self._closed = False
 
     def fire(self, stream_id: str) -> None:
@@ -101,17 +187,16 @@ class FileChanges:
     async def watch(self, stream_id: str) -> AsyncIterator[_FileWatcher]:
         watched = self._watched.get(stream_id)
         if watched is None:
-            watched = self._watched[stream_id] = _Watched()
+            watched = self._watched[stream_id] = _Watched(_StreamProbe(self._root, stream_id))
             watched.count += 1
             # The baseline is taken before the watcher is handed out (and so
             # before its owner reads): a later append changes it.
             try:
-                state = await asyncio.to_thread(stream_state, self._root, stream_id)
+                async with self._looking:
+                    await asyncio.to_thread(watched.probe.changed)
             except BaseException:
                 self._unwatch(stream_id, watched)
                 raise
-            if watched.state is None:
-                watched.state = state
         else:
             watched.count += 1
         if self._poller is None and not self._closed:
@@ -137,20 +222,17 @@ class FileChanges:
         try:
             while self._watched:
                 await asyncio.sleep(self._interval)
-                streams = list(self._watched)
-                states = await asyncio.to_thread(_states, self._root, streams)
-                for stream, state in zip(streams, states, strict=True):
-                    watched = self._watched.get(stream)
-                    if watched is None:
-                        continue
-                    if state != watched.state:
-                        watched.state = state
-                        watched.signal.fire()
+                watched = list(self._watched.values())
+                async with self._looking:  # a probe is used by one thread at a time
+                    changed = await asyncio.to_thread(_look, [w.probe for w in watched])
+                for entry, moved in zip(watched, changed, strict=True):
+                    if moved:
+                        entry.signal.fire()
         except OSError:
             # The directory became unreadable: wake everyone so readers meet
             # the error themselves, and stop polling until watched again.
-            for watched in self._watched.values():
-                watched.signal.fire()
+            for entry in self._watched.values():
+                entry.signal.fire()
         finally:
             if self._poller is asyncio.current_task():
                 self._poller = None

@@ -26,7 +26,7 @@ from calliope.adapters.files.reader import ReadStep, read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
-from calliope.adapters.packing import pack_data
+from calliope.adapters.packing import is_small, pack_items
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import AppClosedError, CorruptJournalError
 from calliope.shell.ports import Durability, NewEvent
@@ -36,6 +36,7 @@ __all__ = ["FileEventLog"]
 _HINTS = 64
 _HANDLES = 128  # logs whose state (open files, hints) this process keeps
 _REPLICA_NAMES = 4096
+_INLINE_EVENTS = 256  # a batch with more is packed in a worker thread
 
 
 class _LogHandle:
@@ -237,7 +238,11 @@ class FileEventLog:
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
-            items = [pack_data((e.type_name, e.schema_version, e.data)) for e in events]
+            plain = [(e.type_name, e.schema_version, e.data) for e in events]
+            if len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
+                items = pack_items(plain)
+            else:  # large: packed off the event loop
+                items = await asyncio.to_thread(pack_items, plain)
             if not entry.ready:
                 directory = entry.log.directory
                 await asyncio.to_thread(self._prepare, stream_id, replica_id, directory)
