@@ -18,7 +18,8 @@ def log(state: tuple[int, ...], event: int) -> tuple[int, ...]:
 
 
 def fold(envelopes: list[Envelope[int]]) -> ConcurrentVersions[tuple[int, ...], int]:
-    return ConcurrentVersions((), log).update_all(envelopes)
+    empty: tuple[int, ...] = ()
+    return ConcurrentVersions(empty, log).update_all(envelopes)
 
 
 @given(cases)
