@@ -295,17 +295,19 @@ class ConcurrentVersions(Generic[S, E]):
         index, spans = self._index, self._spans
         counter = version[replica]
         span = spans.get(replica)
+        newest = self._newest
+        follows = newest.version <= version  # the common case: its base is the newest state
         # In order: the writer's next event, following its previous one.
         in_order = counter > 0 and (span is None or counter == span[1] + 1)
         if in_order and span is not None:
             previous = index.get((replica, counter - 1))
-            in_order = previous is None or previous.version < version
+            if previous is not None:  # (their versions differ at ``replica``)
+                in_order = follows if previous is newest else previous.version <= version
         aside = self._aside
         if in_order and aside:
             # A copy of an event kept aside stays aside, after the first copy.
             in_order = not any(node.version == version for node in aside)
-        newest = self._newest
-        if newest.version <= version:  # the common case: it follows the newest state
+        if follows:
             base = newest
         else:
             found = self._lookup_base(version, replica) if in_order else None
@@ -319,11 +321,15 @@ class ConcurrentVersions(Generic[S, E]):
             index = index.set((replica, counter), node)
             spans = spans.set(replica, (counter if span is None else span[0], counter))
         frontier = self._frontier
-        if stable and version <= stable:
+        if stable and version.total == stable.total:  # at the stable point (it is below)
             frontier, index = _admit(frontier, node, index)
         elif not in_order:
             aside = (*aside, node)
-        leaves = (*(leaf for leaf in self.leaves if not leaf.version <= version), node)
+        leaves = self.leaves
+        if follows and len(leaves) == 1:
+            leaves = (node,)  # the only leaf is the newest state, below this one
+        else:
+            leaves = (*(leaf for leaf in leaves if not leaf.version <= version), node)
         if _newer(node, newest):
             newest = node
         return self._with(leaves, newest, index, spans, aside, frontier, stable)
