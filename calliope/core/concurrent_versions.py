@@ -6,9 +6,12 @@ When replicas of one aggregate write concurrently, there is no single
 
 How an event is applied: its *base* is the newest state in its causal past
 (of all states so far with a version at or below the event's version, the
-one with the greatest version total, ties broken by replica id). The event
-is applied to the base, and the result becomes a *leaf*, replacing every
-leaf in the event's causal past. So:
+one with the greatest version total, ties broken by replica id; two
+different versions with the same total and replica id, which only a local
+:meth:`~ConcurrentVersions.resolve` or events out of causal order can make,
+are ordered by their sorted entries). The event is applied to the base, and
+the result becomes a *leaf*, replacing every leaf in the event's causal
+past. So:
 
 * an event that follows the only leaf simply advances it;
 * an event concurrent with a leaf branches from their common past, and now
@@ -20,47 +23,41 @@ leaf in the event's causal past. So:
 
 Because the base of an event depends only on its causal past, replicas
 that apply the same events in any causal order hold the same leaves.
-:meth:`resolve` merges the leaves locally (before persisting a resolving
-event), and :meth:`compact` forgets states no future event can branch from
-once a version is causally stable.
+:meth:`~ConcurrentVersions.resolve` merges the leaves locally (before
+persisting a resolving event), and :meth:`~ConcurrentVersions.compact`
+forgets states no future event can branch from once a version is causally
+stable.
 
-What is kept, and what it costs. A state dominated by another can still be
-the base of a future event (one written by a replica that saw only the
-older state), so without a stable point every state folded is kept: memory
-grows with the history. A *stable point* (every future event's version
-dominates it; :func:`~calliope.core.version_vector.stable_vector` of every
-replica's version is one) changes that: a state at or below it that another
-state at or below it dominates can never be a base again. :meth:`compact`
-and the ``stable=`` argument of :meth:`update` drop those states and
-remember the point, and from then on states are dropped as the point
-advances. When the stable point keeps up with the writers, memory is
-O(branches): the leaves, the states since the stable point, and one state
-per branch at the stable point.
+What is kept. A state dominated by another can still be the base of a
+future event (one written by a replica that saw only the older state), so
+without a stable point every state folded is kept: memory grows with the
+history (:attr:`~ConcurrentVersions.kept` counts the states). A *stable
+point* is a version every future event's version dominates
+(:func:`~calliope.core.version_vector.stable_vector` of every replica's
+latest version is one). A state at or below it that another state at or
+below it dominates can never be a base again. ``compact(stable)``, or
+``update(envelope, stable=stable)``, drops those states and remembers the
+point; from then on a state is dropped as soon as a newer one at or below
+the point dominates it, as events arrive and as the point advances. What
+is kept is then the states above the stable point (those since the slowest
+replica last caught up) and, at or below it, only the ones no other
+dominates (at most one per replica): when the stable point keeps up with
+the writers, O(branches).
 
-The states are indexed by writer and counter (a persistent hash map), so
-finding a base is one lookup per replica in the event's version instead of
-a scan of the history. That relies on what real replicas guarantee: each
-replica's events carry its counter, raised by one per event, and each
-event's version covers everything it had seen; events arrive in causal
-order. An event that breaks this (a duplicate, or one that skips its
-replica's counter) is still applied exactly as described above, but kept
-aside and found by a scan: O(kept states).
-
-Costs, with vector comparisons counted as one step each (each costs
-O(replicas)) and a persistent-map update as O(log32 kept) (at most 7 steps
-below 34 billion kept states):
-
-* :meth:`update`: O(leaves + log32 kept) when the event follows the newest
-  state (one writer, or writers taking turns); otherwise, in causal order,
-  O(replicas in the event's version + leaves + states at the stable point +
-  states kept aside + log32 kept). Never a copy of anything that grows
-  with the history.
-* :meth:`compact` (and a new ``stable=``): O(replicas + states kept aside),
-  plus O(states at the stable point) for each state that becomes stable;
-  a state becomes stable once, so this is amortised per event.
-* :meth:`resolve`: O(leaves); :attr:`state`, :attr:`version`: O(leaves);
-  :attr:`all`: O(leaves log leaves); :attr:`conflict`: O(1);
-  :attr:`kept`: O(states at the stable point).
+How it is found. The states of events are indexed by (writer, the writer's
+counter) in a persistent hash map (``immutables.Map``), so the base of an
+event is the newest state (when the event follows it: one writer, or
+writers that see each other's events) or else the newest of one lookup per
+replica in the event's version: no scan of the history, and no copy of
+anything that grows with it (updates share structure with older values,
+which stay valid). That relies on what real replicas guarantee: each
+replica's events carry its counter, raised by one per event, each event's
+version covers everything its writer had seen, and events arrive in
+causal order. An event that breaks this (a duplicate, or one that skips
+its writer's counter) is still applied exactly as described above, but is
+kept aside and costs a scan of the kept states. Each method states its
+cost; vector comparisons count as one step (each is O(replicas)), and a
+hash-map update as O(log32 kept), at most 7 steps below 34 billion states.
 """
 
 from __future__ import annotations
@@ -124,20 +121,21 @@ class CausalEvent(Protocol[E_co]):
 
 
 # The states of events, by (writer, the writer's counter in the version).
-Index = immutables.Map[tuple[str, int], Versioned[S]]
+_Index = immutables.Map[tuple[str, int], Versioned[S]]
 
 
-def _drop(index: Index[S], node: Versioned[S]) -> Index[S]:
+def _drop(index: _Index[S], node: Versioned[S]) -> _Index[S]:
     """``index`` without ``node`` (unchanged if ``node`` is not in it)."""
     key = (node.replica_id, node.version[node.replica_id])
     return index.delete(key) if index.get(key) is node else index
 
 
 def _admit(
-    frontier: tuple[Versioned[S], ...], node: Versioned[S], index: Index[S]
-) -> tuple[tuple[Versioned[S], ...], Index[S]]:
-    """Add ``node`` (at or below the stable point) to the frontier, the kept
-    states at or below it, and drop whichever states one of them dominates."""
+    frontier: tuple[Versioned[S], ...], node: Versioned[S], index: _Index[S]
+) -> tuple[tuple[Versioned[S], ...], _Index[S]]:
+    """Add ``node``, at or below the stable point, to the frontier (the kept
+    states there, none dominating another): drop ``node`` if a frontier state
+    dominates it, else drop the frontier states it dominates."""
     version = node.version
     for other in frontier:
         if version < other.version:
@@ -170,22 +168,24 @@ class ConcurrentVersions(Generic[S, E]):
     :meth:`update` folds an envelope (anything with ``replica_id``,
     ``version`` and ``event``) and returns the new value. Old values stay
     valid: updates share structure with them and never change them.
+    ``leaves`` is the tuple of concurrent states (in the order they became
+    leaves; :attr:`all` sorts them).
     """
 
     initial: S
     update_state: Callable[[S, E], S]
     leaves: tuple[Versioned[S], ...]
-    # The kept state with the greatest (version total, replica id): a leaf.
+    # The newest kept state (by _newer): the base of an event that follows it.
     _newest: Versioned[S] = attrs.field(repr=False)
     # The kept states of events that follow their writer's previous event.
-    _index: Index[S] = attrs.field(repr=False)
+    _index: _Index[S] = attrs.field(repr=False)
     # Per writer, the first and last counter in the index: every counter
     # between was folded in order (and may since have been dropped).
     _spans: immutables.Map[str, tuple[int, int]] = attrs.field(repr=False)
     # Other kept states above the stable point: joined states from resolve,
     # events out of causal order.
     _aside: tuple[Versioned[S], ...] = attrs.field(repr=False)
-    # The kept states at or below the stable point: none dominates another.
+    # The kept states that passed below the stable point: none dominates another.
     _frontier: tuple[Versioned[S], ...] = attrs.field(repr=False)
     _stable: VersionVector = attrs.field(repr=False)
 
@@ -207,7 +207,7 @@ class ConcurrentVersions(Generic[S, E]):
         self,
         leaves: tuple[Versioned[S], ...],
         newest: Versioned[S],
-        index: Index[S],
+        index: _Index[S],
         spans: immutables.Map[str, tuple[int, int]],
         aside: tuple[Versioned[S], ...],
         frontier: tuple[Versioned[S], ...],
@@ -221,23 +221,25 @@ class ConcurrentVersions(Generic[S, E]):
 
     @property
     def conflict(self) -> bool:
-        """True when there is more than one concurrent state."""
+        """True when there is more than one concurrent state. O(1)."""
         return len(self.leaves) > 1
 
     @property
     def all(self) -> tuple[Versioned[S], ...]:
-        """The concurrent states, in a deterministic order (oldest first)."""
+        """The concurrent states, in a deterministic order (oldest first).
+        O(leaves log leaves)."""
         return tuple(sorted(self.leaves, key=_key))
 
     @property
     def state(self) -> S:
         """The state, when there is no conflict (else the newest leaf's state;
-        check :attr:`conflict` first)."""
+        check :attr:`conflict` first). O(leaves)."""
         return max(self.leaves, key=_key).state
 
     @property
     def version(self) -> VersionVector:
-        """Everything folded in so far: the merge of the leaves' versions."""
+        """Everything folded in so far: the merge of the leaves' versions.
+        O(leaves) merges."""
         merged = _EMPTY
         for leaf in self.leaves:
             merged = merged.merge(leaf.version)
@@ -246,15 +248,15 @@ class ConcurrentVersions(Generic[S, E]):
     @property
     def stable(self) -> VersionVector:
         """The stable point given so far (the merge of every one given to
-        :meth:`compact` or ``update(..., stable=)``; empty if none)."""
+        :meth:`compact` or ``update(..., stable=)``; empty if none). O(1)."""
         return self._stable
 
     @property
     def kept(self) -> int:
-        """How many states are kept (leaves included): read-only, for
-        measuring memory. Without a stable point, one per event folded (plus
-        the initial state and joined states); with one that keeps up with the
-        writers, O(branches)."""
+        """How many states are kept (leaves included), to measure memory.
+        Without a stable point, one per event folded plus the initial state
+        and joined states; with one that keeps up with the writers,
+        O(branches). O(states at or below the stable point)."""
         index = self._index
         loose = sum(1 for node in self._frontier if _drop(index, node) is index)
         return len(index) + len(self._aside) + loose
@@ -264,11 +266,20 @@ class ConcurrentVersions(Generic[S, E]):
     ) -> ConcurrentVersions[S, E]:
         """Fold one event, delivered in causal order (its past first).
 
-        ``stable``, if given, is a stable point known now (see
-        :meth:`compact`, which is applied first). Raises
+        ``stable``, if given, is a stable point known now: this is
+        ``compact(stable).update(envelope)``. Raises
         :class:`~calliope.errors.InvalidArgumentError` if the event's version
         does not dominate the stable point: the point was not stable (or the
         event is a duplicate of one already below it).
+
+        Cost: O(leaves + log32 kept) when the event follows the newest state
+        (one writer, or writers that see each other's events; amortised O(1)
+        with a stable point that keeps up, as there is then one leaf and a
+        bounded number of kept states); otherwise O(replicas in its version
+        + leaves + states at or below the stable point + states kept aside +
+        log32 kept); O(kept) for an event out of causal order. Plus, at the
+        stable point, O(states at or below it); plus :meth:`compact`'s cost
+        if ``stable`` advances.
         """
         versions = self if stable is None else self.compact(stable)
         return versions._fold(envelope)
@@ -277,7 +288,8 @@ class ConcurrentVersions(Generic[S, E]):
         self, envelopes: Iterable[CausalEvent[E]], *, stable: VersionVector | None = None
     ) -> ConcurrentVersions[S, E]:
         """Fold several events in (causal) order; ``stable``, if given, must
-        be dominated by every one of them (see :meth:`update`)."""
+        be dominated by every one of them (see :meth:`update`). The cost is
+        the sum of :meth:`update`'s."""
         result = self if stable is None else self.compact(stable)
         for envelope in envelopes:
             result = result._fold(envelope)
@@ -367,7 +379,11 @@ class ConcurrentVersions(Generic[S, E]):
     def resolve(self, merge: Callable[[list[S]], S]) -> ConcurrentVersions[S, E]:
         """Join the leaves into one, whose state is ``merge`` of their states
         (oldest first) and whose version covers them all. Local only: persist
-        an event that says what was decided so other replicas agree."""
+        an event that says what was decided so other replicas agree.
+
+        O(leaves log leaves) plus ``merge``. The joined state is kept aside
+        (each later update scans it) until it is at or below the stable point.
+        """
         if not self.conflict:
             return self
         leaves = self.all
@@ -392,6 +408,11 @@ class ConcurrentVersions(Generic[S, E]):
         future event's version dominates it, so a state at or below it that
         another state at or below it dominates can never be a base again.
         Stable points only grow: the one remembered is the merge of all given.
+
+        O(1) if ``stable`` is at or below the remembered point; else
+        O(replicas + states kept aside), plus O(states at or below the point)
+        for each state that passes below it. A state passes below once, so
+        over a fold that is amortised per event.
         """
         old = self._stable
         merged = old.merge(stable)
