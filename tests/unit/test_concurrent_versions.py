@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from calliope import ConcurrentVersions, Envelope, VersionVector
+from calliope.errors import InvalidArgumentError
 from calliope.testing.histories import envelope
 
 
@@ -64,6 +67,34 @@ def test_compaction_at_a_stable_point_keeps_the_leaves() -> None:
     )
     compacted = versions.compact(VersionVector({"a": 2, "b": 1}))
     assert compacted.all == versions.all
-    assert len(compacted.nodes) < len(versions.nodes)
+    assert compacted.kept < versions.kept
     after = compacted.update(env("a", "three", a=3, b=1))
     assert after.state == versions.update(env("a", "three", a=3, b=1)).state
+
+
+def count(total: int, event: int) -> int:
+    return total + event
+
+
+def test_one_replica_folds_20000_events_keeping_a_bounded_number_of_states() -> None:
+    events = [envelope("a", 1, {"a": n}) for n in range(1, 20_001)]
+    versions = ConcurrentVersions(0, count)
+    most = 0
+    for event in events:
+        # Every replica has seen the event before this one: it is stable.
+        versions = versions.update(event, stable=VersionVector({"a": event.sequence - 1}))
+        most = max(most, versions.kept)
+    assert versions.state == 20_000
+    assert most <= 2
+    # Without a stable point every state may still be a base, so all are kept.
+    assert ConcurrentVersions(0, count).update_all(events).kept == 20_001
+
+
+def test_an_event_below_the_stable_point_is_refused() -> None:
+    versions = ConcurrentVersions(frozenset[str](), add).update_all(
+        [env("a", "one", a=1), env("a", "two", a=2)]
+    )
+    compacted = versions.compact(VersionVector({"a": 2}))
+    assert compacted.stable == VersionVector({"a": 2})
+    with pytest.raises(InvalidArgumentError, match="stable point"):
+        compacted.update(env("b", "late", a=1, b=1))  # so a=2 was not stable
