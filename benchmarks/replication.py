@@ -57,6 +57,7 @@ from benchmarks.report import (
 )
 from benchmarks.responsiveness import Note, note
 from calliope.adapters.codec import Codec
+from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.framing import parse_frames
 from calliope.core.version_vector import VersionVector
@@ -91,7 +92,8 @@ async def writers(directory: str, per_replica: int, replicated: bool) -> float:
 async def fill(directory: str, total: int) -> None:
     """``total`` events from 10 replicas that now and then learn each other's
     progress, written straight through the port in batches of 500."""
-    log = FileEventLog(directory, durability="flush", segment_bytes=64 << 20, poll_interval=1)
+    changes = FileChanges(directory, poll_interval=1)
+    log = FileEventLog(directory, durability="flush", segment_bytes=64 << 20, changes=changes)
     codec = Codec().for_type(ItemAdded)
     rng = random.Random(5)
     known = [VersionVector() for _ in range(REPLICAS)]  # what each replica has seen

@@ -15,7 +15,7 @@ import bisect
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -197,13 +197,13 @@ class MemoryEventLog:
         known: Mapping[str, int],
         *,
         limit: int,
-        exclude: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[ReplicaPage]:
         """O(replicas * log(batches) + page)."""
         pages = []
         with self._backend.lock:
             for replica in self._backend.replicas(stream_id):
-                if replica == exclude:
+                if replica in exclude:
                     continue
                 log = self._backend.log(stream_id, replica)
                 after = known.get(replica, 0)

@@ -25,16 +25,13 @@ first in the deterministic causal order) with a count of the rest. Whichever
 of two concurrent writers finishes writing second reads the other's event
 afterwards, so at least one of them is told.
 
-**Reading many logs in causal order, a page at a time.** A reader holds,
-per replica, how far it has read (``known``) and asks each log for its next
-page of at most a bounded number of events. :func:`merge_page` orders a
-page's events by (version total, replica id), which extends causality, and
-cuts it where a log's page was truncated: beyond the last event read from
-such a log, an event's causal past may lie in the unread rest. So memory
-stays bounded by the page size whatever the backlog, and a slow consumer
-holds back reading, not memory. Causal delivery of what a page still
-cannot release (a cause written after the reader passed its log) is
-:mod:`calliope.core.causal_delivery`.
+**Reading many logs in causal order.** A reader reads each replica log a
+page at a time (:class:`ReplicaPage`) and merges the pages by (version
+total, replica id), which extends causality (the shell's
+``ReplicaMerge``). Logs are read one after another while writers go on, so
+a reader may meet an event whose cause, in another log, was written after
+it passed that log: :func:`deliver_page` holds such an event back, through
+:mod:`calliope.core.causal_delivery`, until its cause is read.
 """
 
 from __future__ import annotations
@@ -54,14 +51,11 @@ __all__ = [
     "concurrent_range",
     "ReplySelection",
     "StoredEvent",
-    "advance",
     "deliver_page",
-    "events_of",
     "next_batch",
     "event_version",
     "first_version",
     "is_concurrent_batch",
-    "merge_page",
     "reply_selection",
     "round_ranges",
 ]
@@ -254,61 +248,6 @@ class ReplicaPage(NamedTuple):
     more: bool
 
 
-def merge_page(pages: Iterable[ReplicaPage]) -> list[tuple[RecordBatch, int]]:
-    """The events of several replicas' pages as ``(batch, index)`` pairs in
-    the deterministic causal order, cut where a truncated page's unread rest
-    could hold the causal past of what follows.
-
-    Ascending (version total, replica id) extends causality, and every
-    event a log has not yet returned sorts after the last one it returned;
-    so everything up to the smallest last key among truncated pages can be
-    ordered now, and the rest is left for the next page (the caller reads
-    it again from where it got to). O(n log n) for n events.
-    """
-    bound: tuple[int, str] | None = None
-    runs: list[list[tuple[int, str, int, RecordBatch]]] = []
-    for page in pages:
-        if not page.batches:
-            continue
-        run: list[tuple[int, str, int, RecordBatch]] = []
-        for batch in page.batches:
-            base = sum(batch.version.values())
-            run.extend(
-                (base + index, batch.writer, index, batch) for index in range(len(batch.items))
-            )
-        runs.append(run)
-        if page.more:
-            last = (run[-1][0], run[-1][1])
-            if bound is None or last < bound:
-                bound = last
-    merged = (
-        heapq.merge(*runs, key=lambda item: (item[0], item[1]))
-        if len(runs) > 1
-        else iter(runs[0] if runs else ())
-    )
-    result: list[tuple[RecordBatch, int]] = []
-    for total, writer, index, batch in merged:
-        if bound is not None and (total, writer) > bound:
-            break
-        result.append((batch, index))
-    return result
-
-
-def advance(known: dict[str, int], taken: Iterable[tuple[RecordBatch, int]]) -> None:
-    """Raise ``known`` (per replica, the last sequence read) past ``taken``."""
-    for batch, index in taken:
-        sequence = batch.first_sequence + index
-        if sequence > known.get(batch.writer, 0):
-            known[batch.writer] = sequence
-
-
-def events_of(batches: Iterable[RecordBatch]) -> Iterator[tuple[RecordBatch, int]]:
-    """Every ``(batch, index)`` of ``batches``, in order."""
-    for batch in batches:
-        for index in range(len(batch.items)):
-            yield batch, index
-
-
 # -- delivering pages in causal order ----------------------------------------
 
 
@@ -323,36 +262,43 @@ class StoredEvent(NamedTuple):
 
 
 def deliver_page(
-    buffer: CausalBuffer[StoredEvent], taken: Iterable[tuple[RecordBatch, int]]
-) -> tuple[CausalBuffer[StoredEvent], list[tuple[RecordBatch, int]]]:
-    """Causal delivery of a page's events (from :func:`merge_page`): the new
-    buffer and the ``(batch, index)`` pairs released, in causal order.
+    buffer: CausalBuffer[StoredEvent], segments: Iterable[tuple[RecordBatch, int, int]]
+) -> tuple[CausalBuffer[StoredEvent], list[tuple[RecordBatch, int, int]]]:
+    """Causal delivery of stored events read in causal sort order, given as
+    ``(batch, start, stop)`` segments: the new buffer and the segments
+    released, in causal order.
 
     Same result as :func:`~calliope.core.causal_delivery.receive` of each
-    event in turn; but while nothing is held back, an event whose writer's
-    previous event and whose other replicas' past are delivered is released
-    directly, the latter checked once per batch. O(events + batches *
-    replicas) on that path.
+    event in turn; but while nothing is held back, a segment that continues
+    its writer's delivered events and whose other replicas' past is
+    delivered is released whole: O(replicas) per segment. An event whose
+    causal past is missing (a cause written after the reader passed its
+    log) goes through the buffer, O(replicas) per event, until the buffer
+    is empty again.
     """
     delivered = buffer.delivered.to_dict()
-    released: list[tuple[RecordBatch, int]] = []
-    checked: RecordBatch | None = None  # the batch whose other replicas' past is delivered
+    released: list[tuple[RecordBatch, int, int]] = []
     held = buffer if buffer.pending else None
-    for batch, index in taken:
+    for batch, start, stop in segments:
         writer = batch.writer
-        own = batch.version[writer] + index
         if held is None:
-            if checked is not batch and _others_at_or_below(batch.version, writer, delivered):
-                checked = batch
-            if checked is batch and delivered.get(writer, 0) == own - 1:
-                delivered[writer] = own
-                released.append((batch, index))
+            own = batch.version[writer] + start
+            if delivered.get(writer, 0) == own - 1 and _others_at_or_below(
+                batch.version, writer, delivered
+            ):
+                delivered[writer] = own + (stop - start) - 1
+                released.append((batch, start, stop))
                 continue
-            # Its causal past is not all here (yet): from now on, through the buffer.
             held = attrs.evolve(buffer, delivered=VersionVector.unchecked(delivered))
-        item = StoredEvent(writer, VersionVector.unchecked(batch.version_at(index)), batch, index)
-        held, now = receive(held, item)
-        released.extend((event.batch, event.offset) for event in now)
+        for index in range(start, stop):
+            item = StoredEvent(
+                writer, VersionVector.unchecked(batch.version_at(index)), batch, index
+            )
+            held, now = receive(held, item)
+            released.extend((event.batch, event.offset, event.offset + 1) for event in now)
+        if not held.pending:  # nothing held back any more: the fast path again
+            delivered = held.delivered.to_dict()
+            buffer, held = held, None
     if held is None:
         return attrs.evolve(buffer, delivered=VersionVector.unchecked(delivered)), released
     return held, released

@@ -11,7 +11,7 @@ decides how to lay it out, never what it means, and versions come from
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
@@ -135,9 +135,9 @@ class ReplicaLogPort(Protocol):
         known: Mapping[str, int],
         *,
         limit: int,
-        exclude: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[ReplicaPage]:
-        """One page per replica log (but ``exclude``'s) holding events after
+        """One page per replica log (but those in ``exclude``) holding events after
         ``known[replica]`` (0 when absent): at most about ``limit`` events each
         (whole batches; at least one batch), with ``more`` set when the log
         holds more. Replicas with nothing new are left out."""

@@ -1,12 +1,13 @@
 """Reading a replicated stream: every replica's events, in causal order.
 
 Both queries read the replica logs a page at a time (at most ``PAGE``
-events per log per page, in one storage call) and order each page with
-:func:`calliope.core.replication.merge_page`: ascending (version total,
-replica id), which extends causality and which every replica computes alike
-for the same events. Memory is bounded by the page, whatever the backlog; a
-live query reads its next page only when its consumer has taken everything
-from the last one, so a slow consumer holds back reading, not memory.
+events per log, in one storage call for all the logs that need reading) and
+merge them with a :class:`~calliope.shell.replica_merge.ReplicaMerge`:
+ascending (version total, replica id), which extends causality and which
+every replica computes alike for the same events. Memory is bounded by a
+page per log, whatever the backlog; a live query reads only when its
+consumer has taken everything read, so a slow consumer holds back reading,
+not memory.
 
 An event is yielded only once its whole causal past has been: logs are read
 one after another while writers go on, so a reader may see an event whose
@@ -19,44 +20,31 @@ it).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, TypeVar
 
 from calliope.core.causal_delivery import CausalBuffer
 from calliope.core.envelope import Envelope
-from calliope.core.replication import (
-    RecordBatch,
-    StoredEvent,
-    advance,
-    deliver_page,
-    merge_page,
-)
+from calliope.core.replication import RecordBatch, StoredEvent, deliver_page
 from calliope.core.version_vector import VersionVector
 from calliope.shell.live import LiveLifecycle
+from calliope.shell.replica_merge import PAGE, ReplicaMerge
 from calliope.shell.replicated_source import ReplicatedSource
 
-__all__ = ["PAGE", "ReplicatedLiveQuery", "ReplicatedQuery"]
+__all__ = ["ReplicatedLiveQuery", "ReplicatedQuery"]
 
 E = TypeVar("E")
 S = TypeVar("S")
 
-PAGE = 1024
-"""Events read from each replica log per page."""
+Segment = tuple[RecordBatch, int, int]  # events start..stop-1 of a batch
 
 
-async def pages(
-    source: ReplicatedSource[E], known: dict[str, int]
-) -> AsyncIterator[list[tuple[RecordBatch, int]]]:
-    """The events after ``known`` (per replica, the last sequence read), a
-    page at a time in causal sort order; advances ``known``. Ends at what is
-    committed when the reader gets there. One storage call per page."""
-    while True:
-        found = await source.log.read_new(source.stream_id, known, limit=PAGE)
-        taken = merge_page(found)
-        if not taken:
-            return
-        advance(known, taken)
-        yield taken
+async def read_more(source: ReplicatedSource[E], merge: ReplicaMerge) -> None:
+    """One storage call: a page of each log the merge is waiting for."""
+    wanted = merge.wanted()
+    excluded = () if wanted is None else wanted
+    pages = await source.log.read_new(source.stream_id, merge.known, limit=PAGE, exclude=excluded)
+    merge.feed(pages, excluded)
 
 
 class ReplicatedQuery(Generic[E]):
@@ -70,36 +58,48 @@ class ReplicatedQuery(Generic[E]):
         self._source = source
         self._since = since if since is not None else VersionVector()
 
-    async def _delivered(self) -> AsyncIterator[list[tuple[RecordBatch, int]]]:
+    async def _delivered(self) -> AsyncIterator[list[Segment]]:
+        """The deliverable events, in runs of segments in causal order."""
         source = self._source
         await source.start()
         source.observe(self._since)
         buffer: CausalBuffer[StoredEvent] = CausalBuffer(delivered=self._since)
-        async for taken in pages(source, self._since.to_dict()):
-            buffer, released = deliver_page(buffer, taken)
-            if released:
-                yield released
+        merge = ReplicaMerge(self._since.to_dict())
+        while True:
+            if merge.stalled:
+                await read_more(source, merge)
+                if merge.stalled:  # pragma: no cover - a page always moves it on
+                    return
+            ran = False
+            for run in merge.runs():
+                ran = True
+                buffer, released = deliver_page(buffer, run)
+                if released:
+                    yield released
+            if not ran and not merge.stalled:
+                return  # every log read to its end
 
     async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
         source = self._source
         async for released in self._delivered():
-            for batch, index in released:
-                envelope: Envelope[E] = source.envelope(batch, index)
-                source.observe_next(batch.writer, envelope.sequence)
-                yield envelope
+            for batch, start, stop in released:
+                for index in range(start, stop):
+                    envelope: Envelope[E] = source.envelope(batch, index)
+                    source.observe_next(batch.writer, envelope.sequence)
+                    yield envelope
 
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events in causal order into a state (without envelopes).
-        O(events); memory O(page)."""
+        O(events); memory O(a page per replica log)."""
         source = self._source
         decode = source.codec.decode
         state = init
         async for released in self._delivered():
             newest: dict[str, int] = {}  # per writer, the last event released
-            for batch, index in released:
-                name, schema, data = batch.items[index]
-                state = update_state(state, decode(name, schema, data))
-                newest[batch.writer] = batch.version[batch.writer] + index
+            for batch, start, stop in released:
+                for name, schema, data in batch.items[start:stop]:
+                    state = update_state(state, decode(name, schema, data))
+                newest[batch.writer] = batch.version[batch.writer] + stop - 1
             source.observe(newest)  # released in causal order: its past is observed
         return state
 
@@ -117,7 +117,8 @@ class ReplicatedLiveQuery(Generic[E]):
         self._source = source
         since = since if since is not None else VersionVector()
         self._buffer: CausalBuffer[StoredEvent] = CausalBuffer(delivered=since)
-        self._known: dict[str, int] = since.to_dict()  # per replica, the last sequence read
+        self._merge = ReplicaMerge(since.to_dict())
+        self._runs: Iterator[list[Segment]] | None = None
         self._ready: deque[tuple[RecordBatch, int]] = deque()
         self._live = LiveLifecycle(
             source.scope, lambda: source.changes.watch(source.stream_id), source.start, self
@@ -139,22 +140,36 @@ class ReplicatedLiveQuery(Generic[E]):
     def __aiter__(self) -> ReplicatedLiveQuery[E]:
         return self
 
+    def _next_run(self) -> bool:
+        """Move the next merged run's deliverable events to the ready queue;
+        False when the merge must read (or wait) first."""
+        if self._runs is None:
+            self._runs = self._merge.runs()
+        for run in self._runs:
+            self._buffer, released = deliver_page(self._buffer, run)
+            for batch, start, stop in released:
+                self._ready.extend((batch, index) for index in range(start, stop))
+            if self._ready:
+                return True
+        self._runs = None
+        return False
+
     async def __anext__(self) -> Envelope[E]:
         live = self._live
         source = self._source
+        merge = self._merge
         while not self._ready:
             if live.closed:
                 raise StopAsyncIteration
+            if self._next_run():
+                continue
             await live.watcher()  # before reading: no append slips between
-            async with live.reading():
-                found = await source.log.read_new(source.stream_id, self._known, limit=PAGE)
-            taken = merge_page(found)
-            if taken:
-                advance(self._known, taken)
-                self._buffer, released = deliver_page(self._buffer, taken)
-                self._ready.extend(released)
+            if merge.stalled:
+                async with live.reading():
+                    await read_more(source, merge)
                 continue
             await live.wait()
+            merge.reopen()
         if live.closed:  # nothing more once closed, buffered or not
             raise StopAsyncIteration
         batch, index = self._ready.popleft()

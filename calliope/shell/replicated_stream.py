@@ -43,7 +43,8 @@ from calliope.core.version_vector import VersionVector
 from calliope.errors import CalliopeError, EventDecodingError, InvalidArgumentError, StorageError
 from calliope.shell.ports import ChangesPort, NewEvent, ReplicaLogPort, TypeCodec
 from calliope.shell.records import envelopes_of, to_timestamp_us
-from calliope.shell.replicated_queries import PAGE, ReplicatedLiveQuery, ReplicatedQuery
+from calliope.shell.replica_merge import PAGE
+from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_source import ReplicatedSource
 from calliope.shell.scope import AppScope
 
@@ -245,7 +246,7 @@ class ReplicatedEventStream(Generic[E]):
         while True:
             try:
                 pages = await source.log.read_new(
-                    self.stream_id, known, limit=PAGE, exclude=self.replica_id
+                    self.stream_id, known, limit=PAGE, exclude=(self.replica_id,)
                 )
             except CalliopeError as error:
                 errors.append(error)

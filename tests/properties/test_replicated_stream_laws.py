@@ -16,7 +16,7 @@ import datetime
 import random
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -72,7 +72,7 @@ class YieldingPort:
         known: Mapping[str, int],
         *,
         limit: int,
-        exclude: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[ReplicaPage]:
         await self._pause()
         # Tiny pages: the paging and its cuts are exercised too.

@@ -3,22 +3,27 @@ shortcut (version-vector comparison, full sorts), with no asyncio."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from calliope.core.causal_delivery import CausalBuffer
 from calliope.core.causal_order import causal_order
 from calliope.core.envelope import Envelope
 from calliope.core.replication import (
     RecordBatch,
     ReplicaPage,
+    StoredEvent,
     concurrent_range,
+    deliver_page,
     event_version,
     first_version,
-    merge_page,
     reply_selection,
     round_ranges,
 )
 from calliope.core.version_vector import Ordering, VersionVector
+from calliope.shell.replica_merge import ReplicaMerge
 from calliope.testing.histories import causal_histories
 
 REPLICAS = ["a", "b", "c"]
@@ -83,33 +88,67 @@ def test_a_reply_lists_the_first_concurrent_events_in_causal_order_and_counts_th
 
 
 @given(causal_histories(max_events=30), st.integers(1, 5), st.data())
-def test_pages_deliver_in_causal_order_and_resume_without_loss(
+def test_merging_pages_delivers_in_causal_sort_order_without_loss_or_repeat(
     history: list[Envelope[int]], page_size: int, data: st.DataObject
 ) -> None:
-    """Reading each replica's log a page at a time and merging pages yields
-    every event once, in the same order as a full causal sort."""
+    """Reading each replica's log a page at a time (pages of random sizes,
+    several events per batch) through a ReplicaMerge, and delivering the
+    runs, yields every event once, in the same order as a full causal sort."""
     logs: dict[str, list[RecordBatch]] = {}
     for env in history:
-        batch = RecordBatch(
-            env.sequence, env.replica_id, env.version.to_dict(), 0, [("t", 1, env.event)]
-        )
-        logs.setdefault(batch.writer, []).append(batch)
-    known: dict[str, int] = {}
-    delivered: list[tuple[str, int]] = []
-    for _ in range(len(history) + 1):
+        log = logs.setdefault(env.replica_id, [])
+        last = log[-1] if log else None
+        if (  # an event that follows its writer's previous one joins its batch
+            last is not None
+            and data.draw(st.booleans())
+            and env.version.to_dict() == last.version_at(len(last.items))
+        ):
+            log[-1] = last._replace(items=[*last.items, ("t", 1, env.event)])
+        else:
+            log.append(
+                RecordBatch(
+                    env.sequence, env.replica_id, env.version.to_dict(), 0, [("t", 1, env.event)]
+                )
+            )
+
+    def read(known: Mapping[str, int], exclude: Collection[str]) -> list[ReplicaPage]:
         pages = []
         for replica, log in logs.items():
-            new = [b for b in log if b.first_sequence > known.get(replica, 0)]
+            if replica in exclude:
+                continue
+            after = known.get(replica, 0)
+            new = [b.sliced(after + 1, None) for b in log if b.last_sequence > after]
             limit = data.draw(st.integers(1, page_size))
-            pages.append(ReplicaPage(replica, new[:limit], len(new) > limit))
-        taken = merge_page(pages)
-        if not taken and not any(p.more for p in pages):
+            taken: list[RecordBatch] = []
+            for batch in new:
+                if batch is None or sum(len(b.items) for b in taken) >= limit:
+                    break
+                taken.append(batch)
+            if taken:
+                pages.append(ReplicaPage(replica, taken, len(taken) < len(new)))
+        return pages
+
+    merge = ReplicaMerge({})
+    buffer: CausalBuffer[StoredEvent] = CausalBuffer()
+    delivered: list[tuple[str, int]] = []
+    for _ in range(4 * len(history) + 2):
+        if merge.stalled:
+            wanted = merge.wanted()
+            excluded = () if wanted is None else wanted
+            merge.feed(read(merge.known, excluded), excluded)
+        ran = False
+        for run in merge.runs():
+            ran = True
+            buffer, released = deliver_page(buffer, run)
+            for batch, start, stop in released:
+                delivered.extend(
+                    (batch.writer, batch.first_sequence + i) for i in range(start, stop)
+                )
+        if not ran and not merge.stalled:
             break
-        for batch, index in taken:
-            delivered.append((batch.writer, batch.first_sequence + index))
-            known[batch.writer] = batch.first_sequence + index
     expected = [(e.replica_id, e.sequence) for e in causal_order(history)]
     assert delivered == expected
+    assert buffer.pending == 0
 
 
 @given(batches(), versions, st.sampled_from(REPLICAS), st.integers(1, 4))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
@@ -44,7 +44,7 @@ class StalePort(MemoryEventLog):
         known: Mapping[str, int],
         *,
         limit: int,
-        exclude: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[ReplicaPage]:
         pages = await super().read_new(stream_id, known, limit=limit, exclude=exclude)
         if self.stale is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.fsutil import (
@@ -359,7 +359,7 @@ class FileEventLog:
         known: Mapping[str, int],
         *,
         limit: int,
-        exclude: str | None = None,
+        exclude: Collection[str] = (),
     ) -> list[ReplicaPage]:
         """One worker-thread hop: list the replicas, read a page of each from
         what is known. O(replicas + page)."""
@@ -369,7 +369,7 @@ class FileEventLog:
         def read_all() -> list[tuple[ReplicaPage, Position | None, int]]:
             results = []
             for replica in self._replica_ids(stream_id):
-                if replica == exclude:
+                if replica in exclude:
                     continue
                 entry = logs.get((stream_id, replica))
                 first = known.get(replica, 0) + 1
