@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+import aiofiles
+import aiofiles.os
 
 from calliope.errors import StorageError
 
@@ -15,6 +19,7 @@ __all__ = [
     "storage_error",
     "storage_errors",
     "write_file_atomically",
+    "write_file_atomically_async",
 ]
 
 
@@ -62,6 +67,32 @@ def write_file_atomically(path: str, data: bytes) -> None:
     os.close(fd)
     os.replace(temporary, path)
     fsync_directory(directory)
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+async def write_file_atomically_async(path: str, parts: Sequence[bytes]) -> None:
+    """:func:`write_file_atomically` through aiofiles, the event loop free
+    meanwhile: ``parts`` written one after another to a temp file, fsync,
+    rename, fsync the directory. A part is written as it is (a large one
+    straight from its buffer, with the GIL released), never joined."""
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    handle = await aiofiles.open(temporary, "xb", opener=_private)
+    try:
+        try:
+            await handle.writelines(parts)
+            await handle.flush()
+            await asyncio.to_thread(os.fsync, handle.fileno())
+        finally:
+            await handle.close()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            await aiofiles.os.unlink(temporary)
+        raise
+    await aiofiles.os.replace(temporary, path)
+    await asyncio.to_thread(fsync_directory, os.path.dirname(path))
 
 
 def storage_error(action: str, error: OSError) -> StorageError:
