@@ -25,7 +25,6 @@ import logging
 import os
 import struct
 
-import aiofiles
 import aiofiles.os
 import msgpack
 
@@ -35,7 +34,11 @@ from calliope.adapters.files.framing import (
     frame_length,
     intact_frame_at,
 )
-from calliope.adapters.files.fsutil import storage_errors, write_file_atomically_async
+from calliope.adapters.files.fsutil import (
+    read_file_parts,
+    storage_errors,
+    write_file_atomically_async,
+)
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.packing import is_large, pack_chunks, pack_data, unpack_data
 from calliope.shell.ports import SnapshotRecord
@@ -72,6 +75,14 @@ def decode_snapshot(data: bytes) -> SnapshotRecord | None:
         return SnapshotRecord(*fields)
     except (ValueError, TypeError, msgpack.UnpackException):
         return None
+
+
+def _decode_parts(parts: list[bytes]) -> SnapshotRecord | None:
+    """:func:`decode_snapshot` of ``parts`` joined (with the GIL released),
+    emptying ``parts`` to free them early. For a worker thread."""
+    data = b"".join(parts)
+    parts.clear()
+    return decode_snapshot(data)
 
 
 class FileSnapshots:
@@ -113,11 +124,10 @@ class FileSnapshots:
             for name in await self._names(directory):
                 path = os.path.join(directory, name)
                 try:
-                    async with aiofiles.open(path, "rb") as handle:
-                        data = await handle.read()
+                    parts = await read_file_parts(path)
                 except FileNotFoundError:  # pruned by a concurrent save
                     continue
-                record = await asyncio.to_thread(decode_snapshot, data)
+                record = await asyncio.to_thread(_decode_parts, parts)
                 if record is not None:
                     return record
                 log.warning(
