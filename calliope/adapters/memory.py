@@ -10,6 +10,7 @@ them, so behaviour matches the durable adapters.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import msgpack
 
 from calliope.adapters.notify import Signal
-from calliope.adapters.packing import pack_data
+from calliope.adapters.packing import is_large, pack_data, repack_data
 from calliope.errors import ConcurrencyError, ReplicaInUseError
 from calliope.shell.ports import NewEvent, RecordBatch, SnapshotRecord
 
@@ -236,7 +237,10 @@ class MemorySnapshots:
         self._keep = keep
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
-        record = record._replace(data=_stored(record.data))
+        if is_large(record.data):  # packed and unpacked off the event loop
+            record = record._replace(data=await asyncio.to_thread(repack_data, record.data))
+        else:
+            record = record._replace(data=_stored(record.data))
         with self._backend.lock:
             kept = self._backend.snapshots.setdefault(snapshot_id, [])
             kept.append(record)
