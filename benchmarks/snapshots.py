@@ -6,7 +6,9 @@ A ticker task sleeps 1 ms in a loop and records how late each wake-up is;
 the worst lateness while ``save_snapshot`` or ``load_snapshot`` of a state
 holding one ``--mib`` MiB ``bytes`` field runs is the longest the loop was
 held (by a step on the loop, or by a worker thread holding the GIL). The
-baseline is the worst lateness of the same ticker on an idle loop.
+baselines are the worst lateness of the same ticker on an idle loop, and
+while a worker thread computes CRCs (the GIL released: what competing for
+the CPU alone costs the loop on this machine).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import os
 import tempfile
 import time
+import zlib
 from collections.abc import Awaitable
 from typing import Any
 
@@ -54,6 +57,12 @@ async def worst_stall(action: Awaitable[Any]) -> tuple[float, float, int]:
     return max(lateness, default=0.0), seconds, sum(1 for late in lateness if late > 0.02)
 
 
+def crc_for(seconds: float, data: bytes) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        zlib.crc32(data)
+
+
 async def measure(target: str, state: BlobState, runs: int) -> None:
     async with calliope.open(target, replica_id="bench") as app:
         for run in range(runs):
@@ -61,12 +70,13 @@ async def measure(target: str, state: BlobState, runs: int) -> None:
             save = await worst_stall(app.snapshots.save_snapshot("blob", state, sequence=sequence))
             load = await worst_stall(app.snapshots.load_snapshot("blob", BlobState))
             base = await worst_stall(asyncio.sleep(max(save[1], load[1])))
+            busy = await worst_stall(asyncio.to_thread(crc_for, max(save[1], load[1]), state.blob))
             print(
                 f"  run {run + 1}: save worst stall {save[0] * 1e3:6.1f} ms "
                 f"({save[2]} ticks > 20 ms, {save[1] * 1e3:5.0f} ms total)   "
                 f"load worst stall {load[0] * 1e3:6.1f} ms "
                 f"({load[2]} ticks > 20 ms, {load[1] * 1e3:5.0f} ms total)   "
-                f"idle baseline {base[0] * 1e3:4.1f} ms"
+                f"baselines: idle {base[0] * 1e3:4.1f} ms, busy thread {busy[0] * 1e3:4.1f} ms"
             )
         loaded = await app.snapshots.load_snapshot("blob", BlobState)
         assert loaded is not None and loaded.state == state
