@@ -107,3 +107,20 @@ async def test_a_crash_before_the_rename_leaves_the_previous_snapshot(
     assert loaded is not None and loaded.sequence == 5 and loaded.state == states[5]
     assert [p.name[:20] for p in snapshot_files(root, "s")] == [f"{n:020d}" for n in (3, 4, 5)]
     assert whole.exists() and torn.exists()  # not ours to delete: another saver's, maybe
+
+
+async def test_a_snapshot_too_large_for_a_frame_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("calliope.adapters.files.snapshots.MAX_PAYLOAD", 2 * MIB)
+    root = tmp_path / "data"
+    async with calliope.open(root, replica_id="w") as app:
+        await app.snapshots.save_snapshot("s", BlobState("fits", blob(MIB, 1)), sequence=1)
+        for size in (3 * MIB, 100):  # the large path, then the small one
+            monkeypatch.setattr("calliope.adapters.files.snapshots.MAX_PAYLOAD", size // 2)
+            with pytest.raises(calliope.EventEncodingError, match="limit"):
+                await app.snapshots.save_snapshot("s", BlobState("big", blob(size, 2)), sequence=2)
+        loaded = await app.snapshots.load_snapshot("s", BlobState)
+    assert loaded is not None and loaded.state.name == "fits"
+    assert len(snapshot_files(root, "s")) == 1
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]

@@ -30,6 +30,7 @@ import msgpack
 
 from calliope.adapters.files.framing import (
     FRAME_HEADER,
+    MAX_PAYLOAD,
     frame_header,
     frame_length,
     intact_frame_at,
@@ -41,6 +42,7 @@ from calliope.adapters.files.fsutil import (
 )
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.adapters.packing import is_large, pack_chunks, pack_data, unpack_data
+from calliope.errors import EventEncodingError
 from calliope.shell.ports import SnapshotRecord
 
 __all__ = ["FileSnapshots"]
@@ -58,6 +60,13 @@ def encode_snapshot(record: SnapshotRecord, *, large: bool) -> list[bytes]:
     )
     data = pack_chunks(record.data) if large else [pack_data(record.data)]
     payload = [b"\x95" + head[1:], *data]
+    size = sum(map(len, payload))
+    if size > MAX_PAYLOAD:  # its frame would not read back
+        raise EventEncodingError(
+            f"a {record.type_name!r} snapshot packs to {size:,} bytes, over the file store's "
+            f"limit of {MAX_PAYLOAD:,}; keep large data out of the state (a file of its own, "
+            f"referred to by name)"
+        )
     return [SNAPSHOT_HEADER + frame_header(payload), *payload]
 
 
