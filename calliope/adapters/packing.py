@@ -91,7 +91,7 @@ def pack_chunks(data: object, *, large: int = LARGE) -> list[bytes]:
     packer = msgpack.Packer(use_bin_type=True, autoreset=False)
     chunks: list[bytes] = []
     try:
-        _pack_into(data, _large_paths(data, large), packer, chunks)
+        _pack_into(data, _large_paths(data, large), packer, chunks, 0)
     except (TypeError, ValueError, OverflowError, RecursionError) as error:
         raise _encoding_error(data, error) from error
     chunks.append(packer.bytes())
@@ -99,6 +99,7 @@ def pack_chunks(data: object, *, large: int = LARGE) -> list[bytes]:
 
 
 _SCAN_BUDGET = 16384
+_SPLIT_DEPTH = 100  # (unpack_data takes apart as many levels, then lets msgpack read the rest)
 _SCALARS = (int, float, bool, type(None))
 
 
@@ -129,9 +130,11 @@ def _large_paths(data: object, large: int) -> set[int]:
     return found
 
 
-def _pack_into(value: object, split: set[int], packer: Any, chunks: list[bytes]) -> None:
+def _pack_into(
+    value: object, split: set[int], packer: Any, chunks: list[bytes], depth: int
+) -> None:
     """Pack ``value``, taking apart the values whose ids are in ``split``."""
-    if id(value) not in split:
+    if id(value) not in split or depth >= _SPLIT_DEPTH:  # deeper: as packb, by msgpack
         packer.pack(value)
     elif isinstance(value, (bytes, bytearray, memoryview)):
         view = memoryview(value).cast("B")  # as msgpack: a contiguous buffer, or TypeError
@@ -149,12 +152,12 @@ def _pack_into(value: object, split: set[int], packer: Any, chunks: list[bytes])
     elif isinstance(value, dict):
         packer.pack_map_header(len(value))
         for key, item in value.items():
-            _pack_into(key, split, packer, chunks)
-            _pack_into(item, split, packer, chunks)
+            _pack_into(key, split, packer, chunks, depth + 1)
+            _pack_into(item, split, packer, chunks, depth + 1)
     elif isinstance(value, (list, tuple)):
         packer.pack_array_header(len(value))
         for item in value:
-            _pack_into(item, split, packer, chunks)
+            _pack_into(item, split, packer, chunks, depth + 1)
     else:  # pragma: no cover - _large_paths marks only the types above
         packer.pack(value)
 
@@ -211,6 +214,8 @@ def repack_data(data: object) -> Any:
 _COUNTS = {0xDC: _U16, 0xDD: _U32, 0xDE: _U16, 0xDF: _U32}
 _LENGTHS = {0xC4: _U8, 0xC5: _U16, 0xC6: _U32, 0xD9: _U8, 0xDA: _U16, 0xDB: _U32}
 _EXT_LENGTHS = {0xC7: _U8, 0xC8: _U16, 0xC9: _U32}
+_LENGTH_LIMITS = ("max_str_len", "max_bin_len", "max_array_len", "max_map_len", "max_ext_len")
+_READER_DEPTH = _SPLIT_DEPTH
 
 
 class _Reader:
@@ -220,6 +225,7 @@ class _Reader:
     def __init__(self, view: memoryview, window: int) -> None:
         self._view = view
         self._window = window
+        self._depth = 0  # of the arrays and maps being taken apart
         self.position = 0
         self._unpacker: Any = None
         self._base = 0  # where the current unpacker's window starts
@@ -229,11 +235,7 @@ class _Reader:
             raw=False,
             strict_map_key=False,
             max_buffer_size=self._window,
-            max_str_len=_NO_LIMIT,
-            max_bin_len=_NO_LIMIT,
-            max_array_len=_NO_LIMIT,
-            max_map_len=_NO_LIMIT,
-            max_ext_len=_NO_LIMIT,
+            **dict.fromkeys(_LENGTH_LIMITS, _NO_LIMIT),
         )
         unpacker.feed(self._view[self.position : self.position + self._window])
         self._unpacker, self._base = unpacker, self.position
@@ -267,6 +269,8 @@ class _Reader:
         if start >= len(self._view):
             raise ValueError(f"msgpack data truncated at offset {start}")
         marker = self._view[start]
+        if self._depth >= _READER_DEPTH and (0x80 <= marker <= 0x9F or marker in _COUNTS):
+            return self._read_rest()
         if 0x80 <= marker <= 0x9F:  # fixmap, fixarray
             self._advance(1)
             count = marker & 0x0F
@@ -284,13 +288,34 @@ class _Reader:
             return msgpack.unpackb(self._view[start:end])
         else:
             raise ValueError(f"msgpack data truncated or damaged at offset {start}")
+        self._depth += 1
         if marker <= 0x8F or marker >= 0xDE:  # a map
             mapping: dict[Any, Any] = {}
             for _ in range(count):
                 key = self.read()
                 mapping[key] = self.read()
-            return mapping
-        return [self.read() for _ in range(count)]
+            value: Any = mapping
+        else:
+            value = [self.read() for _ in range(count)]
+        self._depth -= 1
+        return value
+
+    def _read_rest(self) -> Any:
+        """The value at ``position`` by one ``Unpacker`` over the rest of the
+        data (copied, with the GIL held): only for values nested deeper than
+        ``_READER_DEPTH`` large arrays and maps, which this reader does not
+        take apart so as not to run out of Python stack."""
+        rest = self._view[self.position :]
+        unpacker = msgpack.Unpacker(
+            raw=False,
+            strict_map_key=False,
+            max_buffer_size=max(len(rest), 1),
+            **dict.fromkeys(_LENGTH_LIMITS, _NO_LIMIT),
+        )
+        unpacker.feed(rest)
+        value = unpacker.unpack()
+        self.position += unpacker.tell()
+        return value
 
     def _advance(self, length: int) -> int:
         """Move ``position`` past ``length`` bytes; the new position."""

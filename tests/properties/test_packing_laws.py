@@ -112,3 +112,17 @@ def test_large_means_many_values_or_many_bytes() -> None:
     assert is_large({"blob": bytes(2 * 1024 * 1024)})
     assert is_large(list(range(5000)))
     assert is_large([[1] * 600, [2] * 600])
+
+
+def nested(depth: int, inner: Any) -> Any:
+    for level in range(depth):
+        inner = [inner, level] if level % 2 else {"k": inner}
+    return inner
+
+
+@pytest.mark.parametrize("depth", [3, 150, 1000])
+def test_deeply_nested_large_values_round_trip(depth: int) -> None:
+    data = nested(depth, b"b" * 300)
+    packed = b"".join(pack_chunks(data, large=100))
+    assert packed == packb(data)
+    assert packb(unpack_data(packed, window=64)) == packed  # (== would recurse too deep)
