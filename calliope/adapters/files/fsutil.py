@@ -99,8 +99,12 @@ async def write_file_atomically_async(path: str, parts: Sequence[bytes]) -> None
         with contextlib.suppress(OSError):
             await aiofiles.os.unlink(temporary)
         raise
-    await aiofiles.os.replace(temporary, path)
-    await asyncio.to_thread(fsync_directory, os.path.dirname(path))
+    await asyncio.to_thread(_replace_durably, temporary, path)
+
+
+def _replace_durably(temporary: str, path: str) -> None:
+    os.replace(temporary, path)
+    fsync_directory(os.path.dirname(path))
 
 
 def _slices(parts: Sequence[bytes]) -> Iterator[memoryview]:
