@@ -40,6 +40,7 @@ bench: $(VENV)/.runtime
 	$(BIN)/python -m benchmarks.replication
 	$(BIN)/python -m benchmarks.crdt
 	$(BIN)/python -m benchmarks.responsiveness
+	$(BIN)/python -m benchmarks.snapshots
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

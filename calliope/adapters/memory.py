@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from calliope.adapters.notify import Signal
-from calliope.adapters.packing import is_small, pack_data
+from calliope.adapters.packing import is_large, is_small, pack_data, repack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import AppClosedError, ConcurrencyError, ReplicaInUseError
 from calliope.shell.ports import NewEvent, SnapshotRecord
@@ -274,7 +274,10 @@ class MemorySnapshots:
         self._keep = keep
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
-        record = record._replace(data=_stored(record.data))
+        if is_large(record.data):  # packed and unpacked off the event loop
+            record = record._replace(data=await asyncio.to_thread(repack_data, record.data))
+        else:
+            record = record._replace(data=_stored(record.data))
         with self._backend.lock:
             kept = self._backend.snapshots.setdefault(snapshot_id, [])
             kept.append(record)

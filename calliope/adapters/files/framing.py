@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Stop",
     "encode_frame",
     "find_valid_frame",
+    "frame_header",
     "frame_length",
     "intact_frame_at",
     "parse_frames",
@@ -57,6 +59,17 @@ def encode_frame(payload: bytes) -> bytes:
     """One frame holding ``payload``."""
     crc = zlib.crc32(payload, zlib.crc32(_FLAGS_AND_LENGTH.pack(0, len(payload))))
     return _HEADER.pack(FRAME_MAGIC, 0, len(payload), crc) + payload
+
+
+def frame_header(parts: Sequence[bytes]) -> bytes:
+    """The header of a frame whose payload is ``parts`` joined (so a large
+    payload need not be copied into one buffer; ``zlib.crc32`` releases the
+    GIL on large parts)."""
+    length = sum(map(len, parts))
+    crc = zlib.crc32(_FLAGS_AND_LENGTH.pack(0, length))
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return _HEADER.pack(FRAME_MAGIC, 0, length, crc)
 
 
 def frame_length(header: bytes) -> int | None:

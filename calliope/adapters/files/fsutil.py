@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+import aiofiles
+import aiofiles.os
 
 from calliope.errors import StorageError
 
 __all__ = [
+    "IO_CHUNK",
     "fsync_directory",
     "private_makedirs",
+    "read_file_parts",
     "storage_error",
     "storage_errors",
     "write_file_atomically",
+    "write_file_atomically_async",
 ]
 
 
@@ -62,6 +69,60 @@ def write_file_atomically(path: str, data: bytes) -> None:
     os.close(fd)
     os.replace(temporary, path)
     fsync_directory(directory)
+
+
+IO_CHUNK = 1024 * 1024
+"""The most the async helpers read or write in one system call. (One read
+of 50 MiB into fresh memory held this VM's event loop, in another thread,
+for about as long as it took, ~20 ms; reads of 1 MiB, well under 1 ms.)"""
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+async def write_file_atomically_async(path: str, parts: Sequence[bytes]) -> None:
+    """:func:`write_file_atomically` through aiofiles, the event loop free
+    meanwhile: ``parts`` written one after another to a temp file, fsync,
+    rename, fsync the directory. The parts are never joined: a large one is
+    written straight from its buffer, ``IO_CHUNK`` at a time."""
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    handle = await aiofiles.open(temporary, "xb", opener=_private)
+    try:
+        try:
+            await handle.writelines(_slices(parts))
+            await handle.flush()
+            await asyncio.to_thread(os.fsync, handle.fileno())
+        finally:
+            await handle.close()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            await aiofiles.os.unlink(temporary)
+        raise
+    await asyncio.to_thread(_replace_durably, temporary, path)
+
+
+def _replace_durably(temporary: str, path: str) -> None:
+    os.replace(temporary, path)
+    fsync_directory(os.path.dirname(path))
+
+
+def _slices(parts: Sequence[bytes]) -> Iterator[memoryview]:
+    for part in parts:
+        view = memoryview(part)
+        for start in range(0, len(view), IO_CHUNK):
+            yield view[start : start + IO_CHUNK]
+
+
+async def read_file_parts(path: str) -> list[bytes]:
+    """A file's bytes through aiofiles, read ``IO_CHUNK`` at a time."""
+    parts: list[bytes] = []
+    async with aiofiles.open(path, "rb") as handle:
+        while True:
+            part = await handle.read(IO_CHUNK)
+            parts.append(part)
+            if len(part) < IO_CHUNK:  # a buffered read is short only at the end
+                return parts
 
 
 def storage_error(action: str, error: OSError) -> StorageError:

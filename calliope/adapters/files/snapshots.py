@@ -3,10 +3,18 @@
 Each snapshot is one file ``<sequence>-<timestamp>.snap`` in the id's
 directory: a header (``SNAPSHOT_HEADER``) and one frame whose
 payload is the msgpack array ``[sequence, timestamp_us, type_name,
-schema_version, data]``. It is written to a temporary file, fsynced,
-renamed into place and the directory fsynced, so a crash leaves either the
-old set of snapshots or the new one. The newest ``keep`` are kept. Loading
+schema_version, data]``. It is written through aiofiles to a temporary
+file, fsynced, renamed into place and the directory fsynced, so a crash
+leaves either the old set of snapshots or the new one (and perhaps a
+``.tmp`` file, which is never read). The newest ``keep`` are kept. Loading
 tries the newest first and falls back past damaged files with a warning.
+
+A large snapshot does not hold the event loop: packing and framing it run
+in a worker thread, a large ``bytes`` value is written from its own buffer
+(never copied into one), and checking and unpacking a file run in a worker
+thread by :func:`calliope.adapters.packing.unpack_data`, which never holds
+the GIL for long. A small one is packed on the loop, and unpacked on it if
+its file is at most 64 KiB (else in one worker-thread hop).
 """
 
 from __future__ import annotations
@@ -17,12 +25,24 @@ import logging
 import os
 import struct
 
+import aiofiles.os
 import msgpack
 
-from calliope.adapters.files.framing import Stop, encode_frame, parse_frames
-from calliope.adapters.files.fsutil import storage_errors, write_file_atomically
+from calliope.adapters.files.framing import (
+    FRAME_HEADER,
+    MAX_PAYLOAD,
+    frame_header,
+    frame_length,
+    intact_frame_at,
+)
+from calliope.adapters.files.fsutil import (
+    read_file_parts,
+    storage_errors,
+    write_file_atomically_async,
+)
 from calliope.adapters.files.layout import id_digest, id_directory
-from calliope.adapters.packing import pack_data
+from calliope.adapters.packing import is_large, pack_chunks, pack_data, unpack_data
+from calliope.errors import EventEncodingError
 from calliope.shell.ports import SnapshotRecord
 
 __all__ = ["FileSnapshots"]
@@ -32,25 +52,57 @@ logger = logging.getLogger("calliope.files")
 SNAPSHOT_HEADER = b"CALLIOPE-SNP" + struct.pack("<I", 1)
 
 
-def encode_snapshot(record: SnapshotRecord, packed_data: bytes) -> bytes:
+def encode_snapshot(record: SnapshotRecord, *, large: bool) -> list[bytes]:
+    """A snapshot file's bytes, as parts to write one after another. For
+    ``large`` data, in a worker thread: its large values are not copied."""
     head: bytes = msgpack.packb(
         [record.sequence, record.timestamp_us, record.type_name, record.schema_version]
     )
-    return SNAPSHOT_HEADER + encode_frame(b"\x95" + head[1:] + packed_data)
+    data = pack_chunks(record.data) if large else [pack_data(record.data)]
+    payload = [b"\x95" + head[1:], *data]
+    size = sum(map(len, payload))
+    if size > MAX_PAYLOAD:  # its frame would not read back
+        raise EventEncodingError(
+            f"a {record.type_name!r} snapshot packs to {size:,} bytes, over the file store's "
+            f"limit of {MAX_PAYLOAD:,}; keep large data out of the state (a file of its own, "
+            f"referred to by name)"
+        )
+    return [SNAPSHOT_HEADER + frame_header(payload), *payload]
 
 
 def decode_snapshot(data: bytes) -> SnapshotRecord | None:
     """The snapshot in a file's bytes, or None if the file is damaged."""
-    if not data.startswith(SNAPSHOT_HEADER):
-        return None
-    parsed = parse_frames(data, len(SNAPSHOT_HEADER))
-    if parsed.stop is not Stop.END or len(parsed.payloads) != 1:
+    start = len(SNAPSHOT_HEADER) + FRAME_HEADER
+    if (
+        not data.startswith(SNAPSHOT_HEADER)
+        or frame_length(data[len(SNAPSHOT_HEADER) : start]) != len(data) - start
+        or not intact_frame_at(data, len(SNAPSHOT_HEADER))
+    ):
         return None
     try:
-        fields = msgpack.unpackb(parsed.payloads[0], raw=False, strict_map_key=False)
+        fields = unpack_data(data, start)
         return SnapshotRecord(*fields)
     except (ValueError, TypeError, msgpack.UnpackException):
         return None
+
+
+_DECODE_ON_LOOP = 64 * 1024
+"""Files up to this size are decoded on the event loop (well under 1 ms for
+most; ~2 ms for 64 KiB of tiny values), larger ones in a worker thread."""
+
+
+def _decode_parts(parts: list[bytes]) -> SnapshotRecord | None:
+    """:func:`decode_snapshot` of ``parts`` joined (with the GIL released),
+    emptying ``parts`` to free them early. For a worker thread."""
+    data = b"".join(parts)
+    parts.clear()
+    return decode_snapshot(data)
+
+
+def _snapshot_names(names: list[str]) -> list[str]:
+    """The snapshot files among a directory's entries (not ``id``, nor the
+    ``.tmp`` files a crash may leave)."""
+    return [name for name in names if name.endswith(".snap")]
 
 
 class FileSnapshots:
@@ -65,46 +117,49 @@ class FileSnapshots:
         return os.path.join(self._root, "snapshots", digest[:2], digest)
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
-        payload = encode_snapshot(record, pack_data(record.data))
-        with storage_errors(f"saving snapshot {snapshot_id!r}"):
-            await asyncio.to_thread(self._save, snapshot_id, record, payload)
-
-    def _save(self, snapshot_id: str, record: SnapshotRecord, payload: bytes) -> None:
-        directory = id_directory(self._root, "snapshots", snapshot_id)
+        if is_large(record.data):
+            parts = await asyncio.to_thread(encode_snapshot, record, large=True)
+        else:
+            parts = encode_snapshot(record, large=False)
         name = f"{record.sequence:020d}-{record.timestamp_us:020d}.snap"
-        write_file_atomically(os.path.join(directory, name), payload)
-        for old in self._names(directory)[self._keep :]:
+        with storage_errors(f"saving snapshot {snapshot_id!r}"):
+            directory = await asyncio.to_thread(id_directory, self._root, "snapshots", snapshot_id)
+            await write_file_atomically_async(os.path.join(directory, name), parts)
+            await asyncio.to_thread(self._prune, directory)
+
+    def _prune(self, directory: str) -> None:
+        """Delete all but the newest ``keep`` snapshot files."""
+        for old in sorted(_snapshot_names(os.listdir(directory)), reverse=True)[self._keep :]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(directory, old))
 
     @staticmethod
-    def _names(directory: str) -> list[str]:
+    async def _names(directory: str) -> list[str]:
         """Snapshot file names, newest (highest sequence, then time) first."""
         try:
-            names = os.listdir(directory)
+            names = await aiofiles.os.listdir(directory)
         except FileNotFoundError:
             return []
-        return sorted((n for n in names if n.endswith(".snap")), reverse=True)
+        return sorted(_snapshot_names(names), reverse=True)
 
     async def load(self, snapshot_id: str) -> SnapshotRecord | None:
-        with storage_errors(f"loading snapshot {snapshot_id!r}"):
-            return await asyncio.to_thread(self._load, snapshot_id)
-
-    def _load(self, snapshot_id: str) -> SnapshotRecord | None:
         directory = self._directory(snapshot_id)
-        for name in self._names(directory):
-            path = os.path.join(directory, name)
-            try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-            except FileNotFoundError:  # pruned by a concurrent save
-                continue
-            record = decode_snapshot(data)
-            if record is not None:
-                return record
-            logger.warning(
-                "snapshot file %s of %r is damaged; falling back to the previous snapshot",
-                path,
-                snapshot_id,
-            )
+        with storage_errors(f"loading snapshot {snapshot_id!r}"):
+            for name in await self._names(directory):
+                path = os.path.join(directory, name)
+                try:
+                    parts = await read_file_parts(path)
+                except FileNotFoundError:  # pruned by a concurrent save
+                    continue
+                if sum(map(len, parts)) <= _DECODE_ON_LOOP:
+                    record = _decode_parts(parts)
+                else:
+                    record = await asyncio.to_thread(_decode_parts, parts)
+                if record is not None:
+                    return record
+                logger.warning(
+                    "snapshot file %s of %r is damaged; falling back to the previous snapshot",
+                    path,
+                    snapshot_id,
+                )
         return None
