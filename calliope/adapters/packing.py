@@ -28,6 +28,7 @@ __all__ = [
     "pack_chunks",
     "pack_data",
     "pack_items",
+    "pack_large_items",
     "repack_data",
     "unpack_data",
 ]
@@ -97,6 +98,17 @@ def is_small(data: object) -> bool:
 def pack_items(items: Sequence[tuple[str, int, Any]]) -> list[bytes]:
     """Each ``(type_name, schema_version, data)`` as msgpack bytes."""
     return [pack_data(item) for item in items]
+
+
+def pack_large_items(items: Sequence[tuple[str, int, Any]]) -> list[bytes | list[bytes]]:
+    """Like :func:`pack_items`, for a worker thread: a large item comes as
+    the chunks that concatenate to its bytes (:func:`pack_chunks`), so its
+    large values are never copied while the GIL is held."""
+    packed: list[bytes | list[bytes]] = []
+    for item in items:
+        chunks = pack_chunks(item) if is_large(item) else [pack_data(item)]
+        packed.append(chunks[0] if len(chunks) == 1 else chunks)
+    return packed
 
 
 def is_large(data: object) -> bool:

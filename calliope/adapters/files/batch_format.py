@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 import msgpack
 
-from calliope.adapters.files.framing import encode_frame
+from calliope.adapters.files.framing import encode_frame, frame_header
+from calliope.adapters.packing import LARGE, unpack_data
 from calliope.core.replication import RecordBatch
 
-__all__ = ["SEAL", "batch_frame", "decode_batch"]
+__all__ = ["SEAL", "batch_frame", "batch_frame_parts", "decode_batch"]
 
 SEAL = encode_frame(msgpack.packb(None))
 """The frame that ends a segment: the log continues in the next one."""
@@ -39,14 +40,38 @@ def batch_frame(
     items: Sequence[bytes],
 ) -> bytes:
     """The frame of one batch; ``items`` are the packed ``[type, schema, data]``."""
+    return b"".join(batch_frame_parts(first_sequence, writer, version, timestamp_us, items))
+
+
+def batch_frame_parts(
+    first_sequence: int,
+    writer: str,
+    version: dict[str, int],
+    timestamp_us: int,
+    items: Sequence[bytes | Sequence[bytes]],
+) -> list[bytes]:
+    """:func:`batch_frame` as parts that concatenate to it. An item may be a
+    sequence of chunks (a large event packed by ``pack_chunks``): its chunks
+    are parts of their own, never copied into one buffer."""
     head: bytes = msgpack.packb([first_sequence, writer, version, timestamp_us])
     # The four-element array header becomes a five-element one; items follow.
-    return encode_frame(b"\x95" + head[1:] + _array_header(len(items)) + b"".join(items))
+    parts = [b"\x95" + head[1:] + _array_header(len(items))]
+    for item in items:
+        if isinstance(item, bytes):
+            parts.append(item)
+        else:
+            parts.extend(item)
+    return [frame_header(parts), *parts]
 
 
-def decode_batch(payload: bytes) -> RecordBatch | None:
-    """A frame payload back into a batch; None for a seal."""
-    fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+def decode_batch(payload: bytes | memoryview) -> RecordBatch | None:
+    """A frame payload back into a batch; None for a seal. A large payload
+    is decoded a window at a time (:func:`unpack_data`), so a worker thread
+    doing it never holds the GIL for long."""
+    if len(payload) > LARGE:
+        fields = unpack_data(payload)
+    else:
+        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
     if fields is None:
         return None
     return RecordBatch(*fields)

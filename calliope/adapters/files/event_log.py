@@ -26,7 +26,7 @@ from calliope.adapters.files.reader import ReadStep, read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
-from calliope.adapters.packing import is_small, pack_items
+from calliope.adapters.packing import is_small, pack_items, pack_large_items
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import AppClosedError, CorruptJournalError
 from calliope.shell.ports import Durability, NewEvent
@@ -232,22 +232,24 @@ class FileEventLog:
         self,
         stream_id: str,
         replica_id: str | None,
-        request: Callable[[list[bytes], int], AppendRequest],
+        request: Callable[[Sequence[bytes | Sequence[bytes]], int], AppendRequest],
         events: Sequence[NewEvent],
     ) -> RecordBatch | None:
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
             plain = [(e.type_name, e.schema_version, e.data) for e in events]
+            items: Sequence[bytes | Sequence[bytes]]
             if len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
                 items = pack_items(plain)
-            else:  # large: packed off the event loop
-                items = await asyncio.to_thread(pack_items, plain)
+            else:  # large: packed off the event loop, large values left uncopied
+                items = await asyncio.to_thread(pack_large_items, plain)
             if not entry.ready:
                 directory = entry.log.directory
                 await asyncio.to_thread(self._prepare, stream_id, replica_id, directory)
                 entry.ready = True
-            batch = await entry.committer.submit(request(items, sum(map(len, items))))
+            size = sum(len(i) if isinstance(i, bytes) else sum(map(len, i)) for i in items)
+            batch = await entry.committer.submit(request(items, size))
         except OSError as error:
             raise storage_error(f"appending to stream {stream_id!r}", error) from error
         finally:

@@ -83,6 +83,9 @@ def frame_length(header: bytes) -> int | None:
     return int(length)
 
 
+_COPY_AT_MOST = 1024 * 1024  # a larger payload is handed out as a view (no GIL-held copy)
+
+
 class Stop(enum.Enum):
     """Why parsing stopped."""
 
@@ -98,7 +101,7 @@ class Parsed(NamedTuple):
     is INCOMPLETE or BAD the unusable frame starts at ``end``.
     """
 
-    payloads: list[bytes]
+    payloads: list[bytes | memoryview]  # large payloads are views, not copies
     end: int
     stop: Stop
 
@@ -107,7 +110,7 @@ def parse_frames(data: bytes | memoryview, start: int = 0) -> Parsed:
     """Parse ``data[start:]`` into frame payloads (pure; no I/O)."""
     view = memoryview(data)
     size = len(view)
-    payloads: list[bytes] = []
+    payloads: list[bytes | memoryview] = []
     position = start
     unpack = _HEADER.unpack_from
     crc32 = zlib.crc32
@@ -125,7 +128,7 @@ def parse_frames(data: bytes | memoryview, start: int = 0) -> Parsed:
         body = view[position + FRAME_HEADER : end]
         if crc32(body, crc32(view[position + 1 : position + 6])) != crc:
             return Parsed(payloads, position, Stop.BAD)
-        payloads.append(bytes(body))
+        payloads.append(body if length > _COPY_AT_MOST else bytes(body))
         position = end
 
 

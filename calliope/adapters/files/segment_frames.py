@@ -24,10 +24,29 @@ from calliope.adapters.files.framing import (
 from calliope.core.replication import RecordBatch
 from calliope.errors import CorruptJournalError
 
-__all__ = ["batch_at", "check_damage", "read_window"]
+__all__ = ["batch_at", "check_damage", "pread_all", "read_window"]
 
 _NOTHING = Parsed([], 0, Stop.END)
 _WINDOW = 256 * 1024
+_PIECE = 1024 * 1024
+
+
+def pread_all(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset``. A large read goes 1 MiB per system
+    call and the pieces are joined (``bytes.join`` releases the GIL): one
+    huge read into fresh memory holds up the event loop's thread, even from
+    a worker thread."""
+    if size <= _PIECE:
+        return os.pread(fd, size, offset)
+    pieces = []
+    done = 0
+    while done < size:
+        piece = os.pread(fd, min(_PIECE, size - done), offset + done)
+        if not piece:
+            break
+        pieces.append(piece)
+        done += len(piece)
+    return b"".join(pieces)
 
 
 def read_window(fd: int, offset: int) -> tuple[Parsed, bool]:
@@ -41,7 +60,7 @@ def read_window(fd: int, offset: int) -> tuple[Parsed, bool]:
         return _NOTHING, True
     window = min(_WINDOW, remaining + 1)  # +1: a short read means EOF
     while True:
-        data = os.pread(fd, window, offset)
+        data = pread_all(fd, window, offset)
         parsed = parse_frames(data)
         at_eof = len(data) < window
         if parsed.payloads or at_eof or parsed.stop is not Stop.INCOMPLETE:
@@ -77,7 +96,7 @@ def batch_at(fd: int, offset: int) -> RecordBatch | None:
     length = frame_length(header)
     if length is None:
         return None
-    parsed = parse_frames(header + os.pread(fd, length, offset + FRAME_HEADER))
+    parsed = parse_frames(pread_all(fd, FRAME_HEADER + length, offset))
     if len(parsed.payloads) != 1:
         return None
     return decode_batch(parsed.payloads[0])

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from calliope.adapters.files.batch_format import SEAL, batch_frame
+from calliope.adapters.files.batch_format import SEAL, batch_frame_parts
 from calliope.adapters.files.fsutil import private_makedirs
 from calliope.adapters.files.segment_files import SegmentFiles
 from calliope.adapters.files.segment_index import add_index_entry
@@ -32,6 +32,22 @@ __all__ = ["AppendRequest", "AppendResult", "SegmentWriter"]
 
 _MAX_FRAME = 256 * 1024 * 1024
 _QUICK_BYTES = 256 * 1024  # more to write or catch up with: a worker thread does it
+_JOIN_AT_MOST = 1024 * 1024  # larger writes go from the parts (pwritev), not a joined copy
+_IOV_MAX = 512
+
+
+def _pwrite_parts(fd: int, parts: list[bytes], offset: int) -> None:
+    """Write ``parts`` one after another at ``offset`` with ``pwritev``,
+    a bounded number of buffers per call, resuming after short writes."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.pwritev(fd, views[:_IOV_MAX], offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 class AppendRequest(NamedTuple):
@@ -39,7 +55,9 @@ class AppendRequest(NamedTuple):
 
     writer: str
     events: Sequence[NewEvent]
-    items: Sequence[bytes]  # msgpack of [type_name, schema_version, data] per event
+    # msgpack of [type_name, schema_version, data] per event; a large one as
+    # the chunks that concatenate to it (packing.pack_chunks)
+    items: Sequence[bytes | Sequence[bytes]]
     size: int  # total bytes of items
     expected_sequence: int | None
     timestamp_us: int
@@ -63,15 +81,15 @@ class _PendingFrame:
         self.writer = writer
         self.version = dict(version)
         self.timestamp_us = timestamp_us  # the first request's: all its events share it
-        self.items: list[bytes] = []
+        self.items: list[bytes | Sequence[bytes]] = []
         self.size = 0
 
-    def add(self, items: Sequence[bytes], size: int) -> None:
+    def add(self, items: Sequence[bytes | Sequence[bytes]], size: int) -> None:
         self.items.extend(items)
         self.size += size
 
-    def frame(self) -> bytes:
-        return batch_frame(
+    def frame(self) -> list[bytes]:
+        return batch_frame_parts(
             self.first_sequence, self.writer, self.version, self.timestamp_us, self.items
         )
 
@@ -168,7 +186,7 @@ class SegmentWriter:
             tail = self._tail = self._roll(tail)
         stream_id = self._files.stream_id
         results: list[AppendResult] = []
-        frames: list[bytes] = []
+        frames: list[bytes] = []  # the parts of the frames, in order
         pending: _PendingFrame | None = None
         written = 0
         sequence = tail.last_sequence
@@ -212,8 +230,9 @@ class SegmentWriter:
                 or pending.size + size > _MAX_FRAME // 2
             ):
                 if pending is not None:
-                    frames.append(pending.frame())
-                    written += len(frames[-1])
+                    parts = pending.frame()
+                    frames.extend(parts)
+                    written += sum(map(len, parts))
                 if (
                     index_entry is None
                     and tail.end + written - tail.index_offset >= self._index_every
@@ -228,19 +247,24 @@ class SegmentWriter:
             sequence += count
             version = event_version(first, writer, count - 1)
         if pending is not None:
-            frames.append(pending.frame())
-            self._write(tail, b"".join(frames) if len(frames) > 1 else frames[0])
+            frames.extend(pending.frame())
+            self._write(tail, frames)
             tail.last_sequence = sequence
             tail.last_version = version
             if index_entry is not None and add_index_entry(self._files, tail.segment, index_entry):
                 tail.index_offset = index_entry[1]
         return results
 
-    def _write(self, tail: Tail, data: bytes) -> None:
+    def _write(self, tail: Tail, parts: list[bytes]) -> None:
+        size = sum(map(len, parts))
         try:
-            written = 0
-            while written < len(data):
-                written += os.pwrite(tail.fd, data[written:], tail.end + written)
+            if size <= _JOIN_AT_MOST:
+                data = b"".join(parts) if len(parts) > 1 else parts[0]
+                written = 0
+                while written < size:
+                    written += os.pwrite(tail.fd, data[written:], tail.end + written)
+            else:  # large: written from the parts' own buffers, never joined
+                _pwrite_parts(tail.fd, parts, tail.end)
             if self._durability == "fsync":
                 os.fdatasync(tail.fd)
         except OSError as error:
@@ -251,7 +275,7 @@ class SegmentWriter:
                 f"writing to {self._files.path(tail.segment)} failed: {error}; the batch was "
                 f"not written. Free disk space or fix permissions and retry"
             ) from error
-        tail.end += len(data)
+        tail.end += size
 
     def _roll(self, tail: Tail) -> Tail:
         """Seal the full segment and continue in a new one."""
