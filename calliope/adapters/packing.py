@@ -66,11 +66,27 @@ _SMALL_NODES = 64
 _SMALL_BYTES = 256 * 1024
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
 def is_small(data: object) -> bool:
     """Whether ``data`` (plain data) surely packs quickly: at most a few
     dozen values and a few hundred KiB. Looks at no more than that, so it
     is O(1); anything it cannot vouch for is packed in a worker thread, off
     the event loop."""
+    if type(data) is dict and len(data) <= _SMALL_NODES:  # the usual event: flat fields
+        size = 0
+        for value in data.values():
+            kind = type(value)
+            if kind is str or kind is bytes:
+                size += len(value)
+            elif kind not in _SCALARS:
+                return _is_small_nested(data)
+        return size <= _SMALL_BYTES
+    return _is_small_nested(data)
+
+
+def _is_small_nested(data: object) -> bool:
     stack = [data]
     nodes = 0
     size = 0

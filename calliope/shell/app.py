@@ -49,7 +49,7 @@ class App:
         self.journal = Journal(
             store,
             codec,
-            replica_id=lambda: self.replica_id,
+            replica_id=lambda: store.replica_id,
             clock=clock,
             scope=self._scope,
         )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
-from calliope.errors import InvalidArgumentError
+from calliope.errors import InvalidArgumentError, StorageError
 from calliope.shell.ports import ChangesPort, PlainLogPort, TypeCodec
 from calliope.shell.queries import LiveQuery, Query, StreamSource
 from calliope.shell.records import envelopes_of, to_timestamp_us
@@ -71,8 +71,25 @@ class EventStream(Generic[E]):
         last sequence is exactly that (0 for an empty stream); otherwise
         :class:`calliope.ConcurrencyError` is raised and nothing is written.
         """
-        (envelope,) = await self._append([event], expected_sequence)
-        return envelope
+        scope = self._scope
+        scope.ensure_open()
+        if expected_sequence is not None:
+            _check_expected(expected_sequence)
+        encoded = self._codec.encode(event)
+        scope.begin()  # the app's close waits for this persist
+        try:
+            stored = await self._log.append(
+                self.stream_id,
+                self._writer(),
+                (encoded,),
+                expected_sequence=expected_sequence,
+                timestamp_us=to_timestamp_us(self._clock()),
+            )
+        finally:
+            scope.end()
+        if stored is None:  # pragma: no cover - one event always makes a batch
+            raise StorageError("the journal stored nothing for a persist; report this as a bug")
+        return envelopes_of(self.stream_id, stored, (event,))[0]
 
     async def persist_all(
         self, events: Iterable[E], expected_sequence: int | None = None
@@ -82,14 +99,8 @@ class EventStream(Generic[E]):
 
     async def _append(self, batch: list[E], expected_sequence: int | None) -> list[Envelope[E]]:
         self._scope.ensure_open()
-        if expected_sequence is not None and (
-            not isinstance(expected_sequence, int)
-            or isinstance(expected_sequence, bool)
-            or expected_sequence < 0
-        ):
-            raise InvalidArgumentError(
-                f"expected_sequence must be None or an int >= 0, got {expected_sequence!r}"
-            )
+        if expected_sequence is not None:
+            _check_expected(expected_sequence)
         encoded = [self._codec.encode(event) for event in batch]
         self._scope.begin()  # the app's close waits for this persist
         try:
@@ -103,3 +114,14 @@ class EventStream(Generic[E]):
         finally:
             self._scope.end()
         return [] if stored is None else envelopes_of(self.stream_id, stored, batch)
+
+
+def _check_expected(expected_sequence: object) -> None:
+    if (
+        not isinstance(expected_sequence, int)
+        or isinstance(expected_sequence, bool)
+        or expected_sequence < 0
+    ):
+        raise InvalidArgumentError(
+            f"expected_sequence must be None or an int >= 0, got {expected_sequence!r}"
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from calliope.core.envelope import Envelope
 from calliope.core.version_vector import VersionVector
@@ -29,6 +29,17 @@ def from_timestamp_us(micros: int) -> datetime.datetime:
 
 def envelopes_of(stream_id: str, batch: RecordBatch, events: Sequence[E]) -> list[Envelope[E]]:
     """The envelopes of a stored batch whose events are already decoded."""
+    if len(events) == 1:  # the usual persist
+        return [
+            Envelope(
+                stream_id=stream_id,
+                replica_id=batch.writer,
+                sequence=batch.first_sequence,
+                version=VersionVector.unchecked(cast(dict[str, int], batch.version)),
+                timestamp=from_timestamp_us(batch.timestamp_us),
+                event=events[0],
+            )
+        ]
     writer = batch.writer
     base = dict(batch.version)
     own = base[writer]

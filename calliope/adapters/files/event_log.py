@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
+from typing import Any
 
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.fsutil import (
@@ -26,7 +27,7 @@ from calliope.adapters.files.reader import ReadStep, read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
-from calliope.adapters.packing import is_small, pack_items, pack_large_items
+from calliope.adapters.packing import is_small, pack_data, pack_items, pack_large_items
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import AppClosedError, CorruptJournalError
 from calliope.shell.ports import Durability, NewEvent
@@ -232,24 +233,35 @@ class FileEventLog:
         self,
         stream_id: str,
         replica_id: str | None,
-        request: Callable[[Sequence[bytes | Sequence[bytes]], int], AppendRequest],
+        writer: str,
         events: Sequence[NewEvent],
+        expected_sequence: int | None,
+        observed: Mapping[str, int] | None,
+        timestamp_us: int,
     ) -> RecordBatch | None:
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
             plain = [(e.type_name, e.schema_version, e.data) for e in events]
             items: Sequence[bytes | Sequence[bytes]]
-            if len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
-                items = pack_items(plain)
+            if len(plain) == 1 and is_small(plain[0][2]):  # the usual persist
+                packed = pack_data(plain[0])
+                items, size = (packed,), len(packed)
+            elif len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
+                packed_items = pack_items(plain)
+                items, size = packed_items, sum(map(len, packed_items))
             else:  # large: packed off the event loop, large values left uncopied
                 items = await asyncio.to_thread(pack_large_items, plain)
+                size = sum(len(i) if isinstance(i, bytes) else sum(map(len, i)) for i in items)
             if not entry.ready:
                 directory = entry.log.directory
                 await asyncio.to_thread(self._prepare, stream_id, replica_id, directory)
                 entry.ready = True
-            size = sum(len(i) if isinstance(i, bytes) else sum(map(len, i)) for i in items)
-            batch = await entry.committer.submit(request(items, size))
+            batch = await entry.committer.submit(
+                AppendRequest(
+                    writer, events, items, size, expected_sequence, timestamp_us, observed
+                )
+            )
         except OSError as error:
             raise storage_error(f"appending to stream {stream_id!r}", error) from error
         finally:
@@ -258,7 +270,7 @@ class FileEventLog:
             self._changes.fire(stream_id)
         return batch
 
-    async def append(
+    def append(
         self,
         stream_id: str,
         writer: str,
@@ -266,17 +278,10 @@ class FileEventLog:
         *,
         expected_sequence: int | None,
         timestamp_us: int,
-    ) -> RecordBatch | None:
-        return await self._append(
-            stream_id,
-            None,
-            lambda items, size: AppendRequest(
-                writer, events, items, size, expected_sequence, timestamp_us
-            ),
-            events,
-        )
+    ) -> Coroutine[Any, Any, RecordBatch | None]:
+        return self._append(stream_id, None, writer, events, expected_sequence, None, timestamp_us)
 
-    async def append_replica(
+    def append_replica(
         self,
         stream_id: str,
         replica_id: str,
@@ -284,14 +289,9 @@ class FileEventLog:
         *,
         observed: Mapping[str, int],
         timestamp_us: int,
-    ) -> RecordBatch | None:
-        return await self._append(
-            stream_id,
-            replica_id,
-            lambda items, size: AppendRequest(
-                replica_id, events, items, size, None, timestamp_us, dict(observed)
-            ),
-            events,
+    ) -> Coroutine[Any, Any, RecordBatch | None]:
+        return self._append(
+            stream_id, replica_id, replica_id, events, None, dict(observed), timestamp_us
         )
 
     # -- reading ----------------------------------------------------------------

@@ -58,14 +58,17 @@ class GroupCommitter(Generic[Req, Res]):
         """True when no request is queued or being flushed."""
         return self._runner is None and not self._queue
 
-    async def submit(self, request: Req) -> Res:
+    def submit(self, request: Req) -> asyncio.Future[Res]:
+        """Queue ``request``; the future gets its result once its group is
+        flushed. (A plain function, not a coroutine: one frame less on the
+        hot path of every persist.)"""
         if self._closed:
             raise AppClosedError("this store is closed; open it again to write")
         future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
         if self._runner is None:
             self._runner = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         try:

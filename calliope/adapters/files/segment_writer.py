@@ -219,10 +219,14 @@ class SegmentWriter:
                 )
                 continue
             writer = request.writer
-            first = first_version(version, writer, request.observed)
+            observed = request.observed
+            first = first_version(version, writer, observed)
             # Does it continue the pending frame (its first event follows the
-            # frame's last one, as the frame's later events do)?
-            follows = pending is not None and first == event_version(version, writer, 1)
+            # frame's last one, as the frame's later events do)? Without
+            # observed versions (plain logs) it always does.
+            follows = pending is not None and (
+                not observed or first == event_version(version, writer, 1)
+            )
             if (
                 pending is None
                 or not follows
@@ -245,7 +249,7 @@ class SegmentWriter:
                 RecordBatch(sequence + 1, writer, first, pending.timestamp_us, request.events)
             )
             sequence += count
-            version = event_version(first, writer, count - 1)
+            version = first if count == 1 else event_version(first, writer, count - 1)
         if pending is not None:
             frames.extend(pending.frame())
             self._write(tail, frames)
