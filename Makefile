@@ -27,7 +27,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check calliope tests benchmarks examples
 
 typecheck: $(VENV)/.dev
-	$(BIN)/mypy --strict calliope
+	$(BIN)/mypy --strict calliope tests benchmarks
 
 unit: $(VENV)/.dev
 	$(BIN)/python -m pytest

@@ -354,7 +354,6 @@ async def test_conflicting_persists_on_many_streams_keep_few_files_open(tmp_path
 async def test_a_failing_index_write_does_not_fail_a_durable_persist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from calliope.adapters.files import segment_index
 
     real_open = os.open
 
@@ -363,7 +362,7 @@ async def test_a_failing_index_write_does_not_fail_a_durable_persist(
             raise OSError(28, "No space left on device")
         return real_open(path, flags, mode)
 
-    monkeypatch.setattr(segment_index.os, "open", no_space_for_indexes)
+    monkeypatch.setattr(os, "open", no_space_for_indexes)
     with caplog.at_level(logging.WARNING, logger="calliope.files"):
         async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
             stream = app.journal.event_stream("s", ItemAdded)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import calliope
 from calliope import VersionVector
@@ -19,15 +20,18 @@ async def test_three_processes_concurrent_pairs_are_reported_and_orders_agree(
 ) -> None:
     root = tmp_path / "data"
     processes = [worker("replicate", str(root), r, "cart", str(EACH)) for r in REPLICAS]
-    replies = []
+    replies: list[dict[str, Any]] = []
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
         replies.extend(json.loads(line) for line in out.splitlines())
     assert len(replies) == len(REPLICAS) * EACH
 
-    versions = {tuple(r["dot"]): VersionVector(r["version"]) for r in replies}
-    told = {(tuple(r["dot"]), tuple(d)) for r in replies for d in r["concurrent"]}
+    def dot(value: list[Any]) -> tuple[str, int]:
+        return (str(value[0]), int(value[1]))
+
+    versions = {dot(r["dot"]): VersionVector(r["version"]) for r in replies}
+    told = {(dot(r["dot"]), dot(d)) for r in replies for d in r["concurrent"]}
     pairs = 0
     dots = sorted(versions)
     for i, a in enumerate(dots):
@@ -36,8 +40,8 @@ async def test_three_processes_concurrent_pairs_are_reported_and_orders_agree(
                 pairs += 1
                 assert (a, b) in told or (b, a) in told, f"nobody was told {a} || {b}"
     assert pairs > 0, "the test produced no concurrency; it would prove nothing"
-    for dot, other in told:  # and nothing was reported that was not concurrent
-        assert versions[dot].concurrent_with(versions[other])
+    for mine, other in told:  # and nothing was reported that was not concurrent
+        assert versions[mine].concurrent_with(versions[other])
 
     orders = []
     for replica in REPLICAS:

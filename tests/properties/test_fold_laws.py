@@ -23,9 +23,11 @@ def test_folding_in_pieces_equals_folding_whole(events: list[int], data: st.Data
     for cut in [*cuts, len(events)]:
         state = aggregate(events[start:cut], update, state)
         start = cut
-    assert state == aggregate(events, update, ())
+    empty: tuple[int, ...] = ()
+    assert state == aggregate(events, update, empty)
 
 
 @given(st.lists(st.integers()))
 def test_aggregate_is_a_left_fold(events: list[int]) -> None:
-    assert aggregate(iter(events), update, ()) == functools.reduce(update, events, ())
+    empty: tuple[int, ...] = ()
+    assert aggregate(iter(events), update, empty) == functools.reduce(update, events, empty)

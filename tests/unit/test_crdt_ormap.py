@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from calliope import RGA, GCounter, InvalidOperationError, ORMap, ORSet, stable_vector
 from calliope.core.crdt import Update
 from calliope.testing import Replica
 from tests.unit.crdt_support import run_docstring_example
+
+
+def add_hits(count: int) -> Callable[[ORMap], object]:
+    """Increment the "hits" counter by ``count`` (bound now, not late)."""
+    return lambda state: state.update("hits", GCounter, lambda c: c.increment(count))
 
 
 def test_docstring_example() -> None:
@@ -67,7 +74,7 @@ def test_a_remove_discards_what_it_saw_and_concurrent_inserts_survive() -> None:
 def test_the_update_log_is_pruned_at_stability() -> None:
     a, b = Replica("a", ORMap), Replica("b", ORMap)
     for n in range(5):
-        b.receive(*a.update(lambda m, n=n: m.update("hits", GCounter, lambda c: c.increment(n))))
+        b.receive(*a.update(add_hits(n)))
     assert len(a.state.entries["hits"][0].log) == 5
     stable = stable_vector([a.delivered, b.delivered])
     a.compact(stable)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,11 @@ from tests.properties.test_rga_laws import check_tree
 from tests.unit.crdt_support import run_docstring_example
 
 
+def insert_at(index: int, value: str) -> Callable[[RGA], object]:
+    """The preparation of an insert (its arguments bound now, not late)."""
+    return lambda state: state.insert(index, value)
+
+
 def test_docstring_example() -> None:
     run_docstring_example(RGA)
 
@@ -21,7 +26,7 @@ def test_docstring_example() -> None:
 def test_typing_and_deleting_text() -> None:
     doc = Replica("a", RGA)
     for index, char in enumerate("hello"):
-        doc.update(lambda s, i=index, c=char: s.insert(i, c))
+        doc.update(insert_at(index, char))
     doc.update(lambda s: s.delete(0))
     doc.update(lambda s: s.insert(0, "j"))
     assert doc.state.text == "jello"
@@ -46,12 +51,8 @@ def test_indexes_out_of_range_are_refused(prepare: Any, message: str) -> None:
 
 def test_concurrent_runs_are_not_interleaved() -> None:
     a, b = Replica("a", RGA), Replica("b", RGA)
-    sent_a = [
-        op for i, c in enumerate("abc") for op in a.update(lambda s, i=i, c=c: s.insert(i, c))
-    ]
-    sent_b = [
-        op for i, c in enumerate("xyz") for op in b.update(lambda s, i=i, c=c: s.insert(i, c))
-    ]
+    sent_a = [op for i, c in enumerate("abc") for op in a.update(insert_at(i, c))]
+    sent_b = [op for i, c in enumerate("xyz") for op in b.update(insert_at(i, c))]
     a.receive(*sent_b)
     b.receive(*sent_a)
     assert a.state == b.state
@@ -66,7 +67,7 @@ def test_a_tombstone_stays_while_what_follows_it_is_not_stable() -> None:
     typed = a.update(lambda s: s.insert(0, "A")) + a.update(lambda s: s.insert(1, "E"))
     b.receive(*typed)
     c.receive(*typed)
-    from_b = [op for char in "pqr" for op in b.update(lambda s, ch=char: s.insert(0, ch))]
+    from_b = [op for char in "pqr" for op in b.update(insert_at(0, char))]
     from_b += b.update(lambda s: s.insert(5, "F"))
     deleted = a.update(lambda s: s.delete(1))
     b.receive(*deleted)
@@ -85,7 +86,7 @@ def test_a_tombstone_stays_while_what_follows_it_is_not_stable() -> None:
 
 def test_tombstones_go_once_everything_is_stable() -> None:
     a, b = Replica("a", RGA), Replica("b", RGA)
-    sent = [op for i, c in enumerate("abcd") for op in a.update(lambda s, i=i, c=c: s.insert(i, c))]
+    sent = [op for i, c in enumerate("abcd") for op in a.update(insert_at(i, c))]
     sent += a.update(lambda s: s.delete(1)) + a.update(lambda s: s.delete(1))
     b.receive(*sent)
     stable = stable_point(a.delivered, {"b": b.delivered})
@@ -106,7 +107,7 @@ def tiny_leaves(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_inserts_and_compaction_step_over_emptied_leaves(tiny_leaves: None) -> None:
     doc = Replica("a", RGA)
     for index in range(12):
-        doc.update(lambda s, i=index: s.insert(i, str(i)))
+        doc.update(insert_at(index, str(index)))
     assert doc.state._tree.leaves == 4
     for _ in range(3):
         doc.update(lambda s: s.delete(3))  # empties the second leaf
@@ -138,7 +139,7 @@ def test_an_insert_whose_anchor_is_unknown_goes_to_the_start() -> None:
 def test_compaction_shrinks_the_tree_with_the_document() -> None:
     doc = Replica("a", RGA)
     for index in range(2_000):
-        doc.update(lambda s, i=index: s.insert(i, "x"))
+        doc.update(insert_at(index, "x"))
     assert doc.state._tree.leaves >= 30
     for _ in range(1_990):
         doc.update(lambda s: s.delete(0))
