@@ -279,13 +279,18 @@ def deliver_page(
     delivered = buffer.delivered.to_dict()
     released: list[tuple[RecordBatch, int, int]] = []
     held = buffer if buffer.pending else None
+    # Per writer, the batch whose other replicas' past is known delivered
+    # (delivered only grows, so one check per batch is enough).
+    checked: dict[str, RecordBatch] = {}
     for batch, start, stop in segments:
         writer = batch.writer
         if held is None:
             own = batch.version[writer] + start
-            if delivered.get(writer, 0) == own - 1 and _others_at_or_below(
-                batch.version, writer, delivered
+            if delivered.get(writer, 0) == own - 1 and (
+                checked.get(writer) is batch
+                or _others_at_or_below(batch.version, writer, delivered)
             ):
+                checked[writer] = batch
                 delivered[writer] = own + (stop - start) - 1
                 released.append((batch, start, stop))
                 continue

@@ -19,8 +19,9 @@ it).
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
 from calliope.core.causal_delivery import CausalBuffer
@@ -65,19 +66,30 @@ class ReplicatedQuery(Generic[E]):
         source.observe(self._since)
         buffer: CausalBuffer[StoredEvent] = CausalBuffer(delivered=self._since)
         merge = ReplicaMerge(self._since.to_dict())
-        while True:
-            if merge.stalled:
-                await read_more(source, merge)
-                if merge.stalled:  # pragma: no cover - a page always moves it on
-                    return
-            ran = False
-            for run in merge.runs():
-                ran = True
-                buffer, released = deliver_page(buffer, run)
+        # The next page is read (in a worker thread) while the caller folds
+        # this one: at most one read ahead.
+        ahead: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if ahead is not None:
+                    await ahead
+                    ahead = None
+                elif merge.stalled:
+                    await read_more(source, merge)
+                merged = merge.runs()
+                if not merged:
+                    if merge.stalled:  # pragma: no cover - a page always moves it on
+                        continue
+                    return  # every log read to its end
+                if merge.stalled:
+                    ahead = asyncio.ensure_future(read_more(source, merge))
+                buffer, released = deliver_page(buffer, merged)
                 if released:
                     yield released
-            if not ran and not merge.stalled:
-                return  # every log read to its end
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
 
     async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
         source = self._source
@@ -118,7 +130,6 @@ class ReplicatedLiveQuery(Generic[E]):
         since = since if since is not None else VersionVector()
         self._buffer: CausalBuffer[StoredEvent] = CausalBuffer(delivered=since)
         self._merge = ReplicaMerge(since.to_dict())
-        self._runs: Iterator[list[Segment]] | None = None
         self._ready: deque[tuple[RecordBatch, int]] = deque()
         self._live = LiveLifecycle(
             source.scope, lambda: source.changes.watch(source.stream_id), source.start, self
@@ -141,18 +152,15 @@ class ReplicatedLiveQuery(Generic[E]):
         return self
 
     def _next_run(self) -> bool:
-        """Move the next merged run's deliverable events to the ready queue;
-        False when the merge must read (or wait) first."""
-        if self._runs is None:
-            self._runs = self._merge.runs()
-        for run in self._runs:
-            self._buffer, released = deliver_page(self._buffer, run)
-            for batch, start, stop in released:
-                self._ready.extend((batch, index) for index in range(start, stop))
-            if self._ready:
-                return True
-        self._runs = None
-        return False
+        """Move what the merge can order now, and causal delivery releases,
+        to the ready queue; False when the merge must read (or wait) first."""
+        merged = self._merge.runs()
+        if not merged:
+            return False
+        self._buffer, released = deliver_page(self._buffer, merged)
+        for batch, start, stop in released:
+            self._ready.extend((batch, index) for index in range(start, stop))
+        return True
 
     async def __anext__(self) -> Envelope[E]:
         live = self._live

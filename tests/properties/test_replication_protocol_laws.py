@@ -136,15 +136,11 @@ def test_merging_pages_delivers_in_causal_sort_order_without_loss_or_repeat(
             wanted = merge.wanted()
             excluded = () if wanted is None else wanted
             merge.feed(read(merge.known, excluded), excluded)
-        ran = False
-        for run in merge.runs():
-            ran = True
-            buffer, released = deliver_page(buffer, run)
-            for batch, start, stop in released:
-                delivered.extend(
-                    (batch.writer, batch.first_sequence + i) for i in range(start, stop)
-                )
-        if not ran and not merge.stalled:
+        merged = merge.runs()
+        buffer, released = deliver_page(buffer, merged)
+        for batch, start, stop in released:
+            delivered.extend((batch.writer, batch.first_sequence + i) for i in range(start, stop))
+        if not merged and not merge.stalled:
             break
     expected = [(e.replica_id, e.sequence) for e in causal_order(history)]
     assert delivered == expected
