@@ -19,7 +19,7 @@ anywhere but here.
 writes first, then reads what other replicas appended since the version
 its event followed. Of those stored events, the ones *concurrent* with the
 new event (neither in its causal past nor after it) are reported; which
-ones is decided from the batches' versions alone (:func:`reply_selection`),
+ones is decided from the batches' versions alone (:class:`RoundReplies`),
 before anything is decoded, and a reply lists at most ``limit`` of them (the
 first in the deterministic causal order) with a count of the rest. Whichever
 of two concurrent writers finishes writing second reads the other's event
@@ -37,6 +37,7 @@ it passed that log: :func:`deliver_page` holds such an event back, through
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -55,8 +56,7 @@ __all__ = [
     "next_batch",
     "event_version",
     "first_version",
-    "is_concurrent_batch",
-    "reply_selection",
+    "RoundReplies",
     "round_ranges",
 ]
 
@@ -197,42 +197,114 @@ def concurrent_range(batch: RecordBatch, version: Mapping[str, int]) -> range:
     return range(below_end, max(below_end, min(count, above_start)))
 
 
-def is_concurrent_batch(batch: RecordBatch, version: Mapping[str, int]) -> bool:
-    """Whether any event of ``batch`` is concurrent with ``version``."""
-    return len(concurrent_range(batch, version)) > 0
-
-
 class ReplySelection(NamedTuple):
     """The concurrent events a reply lists, and how many it leaves out.
 
     ``listed`` are ``(batch, index)`` pairs in the deterministic causal
     order (version total, replica id); ``more`` counts the concurrent events
-    beyond ``limit``.
+    beyond the limit.
     """
 
     listed: list[tuple[RecordBatch, int]]
     more: int
 
 
-def reply_selection(
-    version: Mapping[str, int], batches: Iterable[RecordBatch], limit: int
-) -> ReplySelection:
-    """Of the stored events in ``batches``, those concurrent with ``version``
-    (a freshly written event's: nothing stored can follow it unless its
-    writer saw it), the first ``limit`` in causal order and a count of the
-    rest. Decided from versions alone. O(b * replicas + k log limit) for b
-    batches holding k concurrent events."""
-    spans = [(batch, concurrent_range(batch, version)) for batch in batches]
-    concurrent = sum(len(span) for _, span in spans)
-    candidates = (
-        (sum(batch.version.values()) + index, batch.writer, index, batch)
-        for batch, span in spans
-        for index in span
-    )
-    listed = heapq.nsmallest(max(limit, 0), candidates, key=lambda item: (item[0], item[1]))
-    return ReplySelection(
-        [(batch, index) for _, _, index, batch in listed], concurrent - len(listed)
-    )
+def round_ranges(
+    batch: RecordBatch, first: Mapping[str, int], own: str, count: int
+) -> Iterator[tuple[range, range]]:
+    """For a stored ``batch`` of another replica, which of a round's
+    ``count`` events (written by ``own`` as one batch whose first event has
+    version ``first``) each of its events is concurrent with.
+
+    Yields ``(round events, batch events)`` pairs of index ranges: every
+    event in the second range is concurrent with every event in the first.
+    A batch written without seeing the round (the usual case) is concurrent
+    with all of the round or none of it: one pair, from one
+    :func:`concurrent_range`. O(replicas), or O(replicas) per event for a
+    batch whose writer saw part of the round.
+    """
+    base_own = first.get(own, 0)
+    if batch.version.get(own, 0) < base_own and batch.writer != own:
+        # Its writer had not seen the round: v_i differ only above what it saw.
+        span = concurrent_range(batch, first)
+        if span and count:
+            yield range(count), span
+        return
+    for index in range(len(batch.items)):
+        version = batch.version_at(index)
+        below = all(c <= first.get(r, 0) for r, c in version.items() if r != own)
+        above = all(c <= version.get(r, 0) for r, c in first.items() if r != own)
+        seen = version.get(own, 0) - base_own  # round events 0..seen are in its past
+        if below and above:
+            continue
+        if below:  # at or below v_i exactly for i >= seen
+            span = range(0, min(count, max(0, seen)))
+        elif above:  # at or above v_i exactly for i <= seen
+            span = range(max(0, seen + 1), count)
+        else:
+            span = range(count)
+        if span:
+            yield span, range(index, index + 1)
+
+
+_Kept = tuple[tuple[int, str, int, RecordBatch], ...]  # (total, writer, index, batch), sorted
+
+
+@attrs.frozen
+class RoundReplies:
+    """What the replies of one round will say, built a page at a time.
+
+    A *round* is one batch of ``count`` events that ``own`` appended (its
+    first event has version ``first``), one per waiting persist. Pages of
+    other replicas' events read afterwards are :meth:`offer`-ed; for each
+    range of the round's events that some stored events are concurrent
+    with (:func:`round_ranges`), it keeps the first ``limit`` of them in
+    causal order and a count of all. So a reply's contents are decided from
+    versions alone, with memory O(ranges * limit) whatever was written
+    concurrently, and only what a reply lists need ever be decoded.
+    """
+
+    first: Mapping[str, int]
+    own: str
+    count: int
+    limit: int
+    found: Mapping[tuple[int, int], tuple[int, _Kept]] = attrs.field(factory=dict)
+
+    def offer(self, batches: Iterable[RecordBatch]) -> RoundReplies:
+        """Take a page's batches (of other replicas). O(events + batches *
+        replicas + kept * limit)."""
+        found = dict(self.found)
+        for batch in batches:
+            for rounds, indexes in round_ranges(batch, self.first, self.own, self.count):
+                key = (rounds.start, rounds.stop)
+                total, kept = found.get(key, (0, ()))
+                found[key] = (total + len(indexes), _keep_first(kept, batch, indexes, self.limit))
+        return attrs.evolve(self, found=found)
+
+    def selection(self, index: int, limit: int) -> ReplySelection:
+        """The reply of the round's event ``index``: the first ``limit``
+        (at most the round's ``limit``) concurrent events in causal order,
+        and how many more there are. O(ranges + limit log ranges)."""
+        groups = [value for (lo, hi), value in self.found.items() if lo <= index < hi]
+        total = sum(count for count, _ in groups)
+        ordered = heapq.merge(*(kept for _, kept in groups))  # (total, writer) never ties
+        listed = [(batch, i) for _, _, i, batch in itertools.islice(ordered, limit)]
+        return ReplySelection(listed, total - len(listed))
+
+
+def _keep_first(kept: _Kept, batch: RecordBatch, indexes: range, limit: int) -> _Kept:
+    """``kept`` with ``batch``'s events at ``indexes`` added, cut to the first
+    ``limit`` by causal sort key."""
+    if limit <= 0 or not indexes:
+        return kept
+    base = sum(batch.version.values())
+    writer = batch.writer
+    if len(kept) >= limit and (base + indexes.start, writer) >= kept[-1][:2]:
+        return kept  # sorts after everything kept (and later events more so)
+    stop = min(indexes.stop, indexes.start + limit)
+    added = [(base + i, writer, i, batch) for i in range(indexes.start, stop)]
+    merged = list(heapq.merge(kept, added))
+    return tuple(merged[:limit])
 
 
 # -- reading many logs a page at a time --------------------------------------
@@ -307,41 +379,3 @@ def deliver_page(
     if held is None:
         return attrs.evolve(buffer, delivered=VersionVector.unchecked(delivered)), released
     return held, released
-
-
-def round_ranges(
-    batch: RecordBatch, first: Mapping[str, int], own: str, count: int
-) -> Iterator[tuple[range, range]]:
-    """For a stored ``batch`` of another replica, which of a round's
-    ``count`` events (written by ``own`` as one batch whose first event has
-    version ``first``) each of its events is concurrent with.
-
-    Yields ``(round events, batch events)`` pairs of index ranges: every
-    event in the second range is concurrent with every event in the first.
-    A batch written without seeing the round (the usual case) is concurrent
-    with all of the round or none of it: one pair, from one
-    :func:`concurrent_range`. O(replicas), or O(replicas) per event for a
-    batch whose writer saw part of the round.
-    """
-    base_own = first.get(own, 0)
-    if batch.version.get(own, 0) < base_own and batch.writer != own:
-        # Its writer had not seen the round: v_i differ only above what it saw.
-        span = concurrent_range(batch, first)
-        if span and count:
-            yield range(count), span
-        return
-    for index in range(len(batch.items)):
-        version = batch.version_at(index)
-        below = all(c <= first.get(r, 0) for r, c in version.items() if r != own)
-        above = all(c <= version.get(r, 0) for r, c in first.items() if r != own)
-        seen = version.get(own, 0) - base_own  # round events 0..seen are in its past
-        if below and above:
-            continue
-        if below:  # at or below v_i exactly for i >= seen
-            span = range(0, min(count, max(0, seen)))
-        elif above:  # at or above v_i exactly for i <= seen
-            span = range(max(0, seen + 1), count)
-        else:
-            span = range(count)
-        if span:
-            yield span, range(index, index + 1)

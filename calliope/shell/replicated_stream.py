@@ -16,7 +16,7 @@ arriving while it runs queue for the next one. A round appends its events
 in one atomic batch, after everything the handle had observed, then reads
 the other replicas' logs once, from where the previous round stopped, a page
 at a time, and decides each event's reply from versions alone
-(:func:`calliope.core.replication.concurrent_range`): only the events a
+(:class:`calliope.core.replication.RoundReplies`): only the events a
 reply lists are decoded. So N concurrent persists cost O(N + what other
 replicas wrote), not O(N²).
 
@@ -31,14 +31,12 @@ and observed by the handle, or not written at all.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import heapq
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.core.persist_reply import PersistReply
-from calliope.core.replication import RecordBatch, round_ranges
+from calliope.core.replication import RecordBatch, RoundReplies
 from calliope.core.version_vector import VersionVector
 from calliope.errors import CalliopeError, EventDecodingError, InvalidArgumentError, StorageError
 from calliope.shell.ports import ChangesPort, NewEvent, ReplicaLogPort, TypeCodec
@@ -63,29 +61,6 @@ class _Pending(NamedTuple):
     encoded: NewEvent
     limit: int
     reply: asyncio.Future[PersistReply[Any]]
-
-
-class _Candidates:
-    """Concurrent events found for one range of a round's events: the first
-    ``limit`` in causal order, and how many there are in all."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self.first: list[tuple[int, str, int, RecordBatch]] = []  # sorted, at most limit
-
-    def offer(self, batch: RecordBatch, indexes: range) -> None:
-        """O(len(indexes) + kept * limit)."""
-        self.count += len(indexes)
-        base = sum(batch.version.values())
-        kept = self.first
-        for index in indexes:
-            entry = (base + index, batch.writer, index, batch)
-            if len(kept) >= self.limit and (not kept or entry[:2] >= kept[-1][:2]):
-                return  # later events of the batch sort later still
-            bisect.insort(kept, entry, key=lambda item: (item[0], item[1]))
-            if len(kept) > self.limit:
-                kept.pop()
 
 
 class ReplicatedEventStream(Generic[E]):
@@ -240,9 +215,10 @@ class ReplicatedEventStream(Generic[E]):
         for replica, counter in observed.items():  # observed before the round: in its past
             if replica != self.replica_id and counter > known.get(replica, 0):
                 known[replica] = counter
-        found: dict[tuple[int, int], _Candidates] = {}
+        found = RoundReplies(
+            first=stored.version, own=self.replica_id, count=len(group), limit=limit
+        )
         errors: list[CalliopeError] = []
-        count = len(group)
         while True:
             try:
                 pages = await source.log.read_new(
@@ -252,32 +228,21 @@ class ReplicatedEventStream(Generic[E]):
                 errors.append(error)
                 break
             for page in pages:
-                for batch in page.batches:
-                    for rounds, indexes in round_ranges(
-                        batch, stored.version, self.replica_id, count
-                    ):
-                        key = (rounds.start, rounds.stop)
-                        candidates = found.get(key)
-                        if candidates is None:
-                            candidates = found[key] = _Candidates(limit)
-                        candidates.offer(batch, indexes)
-                    known[batch.writer] = max(known.get(batch.writer, 0), batch.last_sequence)
-                    source.observe(batch.last_version)
+                found = found.offer(page.batches)
+                last = page.batches[-1]
+                known[page.replica] = max(known.get(page.replica, 0), last.last_sequence)
+                source.observe(last.last_version)
             if not any(page.more for page in pages):
                 break
         self._read = known
         decoded: dict[tuple[str, int], Envelope[E] | CalliopeError] = {}
         replies = []
         for index, (envelope, pending) in enumerate(zip(envelopes, group, strict=True)):
-            groups = [c for (lo, hi), c in found.items() if lo <= index < hi]
-            total = sum(c.count for c in groups)
-            ordered = heapq.merge(*(c.first for c in groups), key=lambda item: (item[0], item[1]))
+            selection = found.selection(index, pending.limit)
             listed: list[Envelope[E]] = []
             problems = list(errors)
-            for _, writer, offset, batch in ordered:
-                if len(listed) >= pending.limit:
-                    break
-                dot = (writer, batch.first_sequence + offset)
+            for batch, offset in selection.listed:
+                dot = (batch.writer, batch.first_sequence + offset)
                 if dot not in decoded:
                     decoded[dot] = self._decode(batch, offset)
                 other = decoded[dot]
@@ -289,7 +254,7 @@ class ReplicatedEventStream(Generic[E]):
                 PersistReply(
                     envelope=envelope,
                     concurrent_updates=tuple(listed),
-                    more_concurrent_updates=total - len(listed),
+                    more_concurrent_updates=selection.more + len(selection.listed) - len(listed),
                     errors=tuple(problems),
                 )
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from calliope.core.causal_delivery import CausalBuffer
@@ -14,12 +14,12 @@ from calliope.core.envelope import Envelope
 from calliope.core.replication import (
     RecordBatch,
     ReplicaPage,
+    RoundReplies,
     StoredEvent,
     concurrent_range,
     deliver_page,
     event_version,
     first_version,
-    reply_selection,
     round_ranges,
 )
 from calliope.core.version_vector import Ordering, VersionVector
@@ -69,22 +69,46 @@ def test_concurrent_range_is_exactly_the_concurrent_events(
     assert list(concurrent_range(batch, version)) == expected
 
 
-@given(st.lists(batches(), max_size=6), versions, st.integers(0, 8))
-def test_a_reply_lists_the_first_concurrent_events_in_causal_order_and_counts_the_rest(
-    stored: list[RecordBatch], version: dict[str, int], limit: int
+@given(
+    st.lists(batches(), max_size=6),
+    versions,
+    st.sampled_from(REPLICAS),
+    st.integers(1, 3),
+    st.integers(0, 8),
+    st.data(),
+)
+def test_round_replies_list_the_first_concurrent_events_in_causal_order_and_count_the_rest(
+    stored: list[RecordBatch],
+    previous: dict[str, int],
+    own: str,
+    count: int,
+    limit: int,
+    data: st.DataObject,
 ) -> None:
-    target = VersionVector(version)
-    concurrent = [
-        (batch, index)
-        for batch in stored
-        for index in range(len(batch.items))
-        if VersionVector(batch.version_at(index)).compare(target) is Ordering.CONCURRENT
-    ]
-    ordered = sorted(concurrent, key=lambda e: (e[0].total_at(e[1]), e[0].writer))
-    selection = reply_selection(version, stored, limit)
-    keys = [(b.total_at(i), b.writer, b.first_sequence + i) for b, i in selection.listed]
-    assert keys == [(b.total_at(i), b.writer, b.first_sequence + i) for b, i in ordered[:limit]]
-    assert selection.more == len(concurrent) - len(selection.listed)
+    """Offered a page at a time, a round's replies list, per event of the
+    round, exactly the first ``limit`` concurrent stored events by causal
+    sort key, and count the rest."""
+    others = [batch for batch in stored if batch.writer != own]
+    keys = [(b.total_at(i), b.writer) for b in others for i in range(len(b.items))]
+    assume(len(keys) == len(set(keys)))  # as in real logs: a writer's totals only grow
+    first = first_version(previous, own, None)
+    replies = RoundReplies(first=first, own=own, count=count, limit=limit)
+    cut = data.draw(st.integers(0, len(others)))
+    replies = replies.offer(others[:cut]).offer(others[cut:])
+    for index in range(count):
+        mine = VersionVector(event_version(first, own, index))
+        concurrent = sorted(
+            (
+                (batch.total_at(i), batch.writer, batch.first_sequence + i)
+                for batch in others
+                for i in range(len(batch.items))
+                if VersionVector(batch.version_at(i)).compare(mine) is Ordering.CONCURRENT
+            ),
+        )
+        selection = replies.selection(index, limit)
+        listed = [(b.total_at(i), b.writer, b.first_sequence + i) for b, i in selection.listed]
+        assert listed == concurrent[:limit]
+        assert selection.more == len(concurrent) - len(listed)
 
 
 @given(causal_histories(max_events=30), st.integers(1, 5), st.data())
