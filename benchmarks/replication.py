@@ -17,10 +17,11 @@ Run: ``.venv/bin/python -m benchmarks.replication [--events N] [--quick]``
     and time(2,000)/time(1,000) (linear: ~2), beside the same on one plain
     stream handle.
 (d) a consumer that stalls 50,000 events behind: in a fresh process, a
-    replicated live query on a stream that another replica wrote 50,000
-    events of ~100 bytes to (beforehand) yields ONE event, then its consumer
-    sleeps 3 s; the peak RSS growth of that process over it, beside the same
-    with a plain live query on a plain stream of 50,000 such events.
+    replicated live query takes the stream's first event (it is caught up and
+    waits), then its consumer stalls while another process writes 50,000
+    events of ~100 bytes as another replica; it takes the next event and
+    stalls 3 s more. The peak RSS growth of that process from the stall on,
+    beside the same with a plain live query on a plain stream.
     Target: growth under 16 MiB (a slow consumer should hold back reading,
     not memory).
 
@@ -36,6 +37,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -161,39 +163,57 @@ async def concurrent_persists(directory: str, counts: list[int], replicated: boo
         return seconds
 
 
-async def fill_backlog(directory: str, count: int) -> None:
-    """``count`` ~100-byte events by replica "writer": on the replicated
-    stream "backlog" and on the plain stream "backlog" (10 concurrent
-    persists at a time, flush)."""
+async def fill_backlog(directory: str, kind: str, count: int) -> None:
+    """``count`` ~100-byte events by replica "writer" on the ``kind`` stream
+    "backlog" (10 concurrent persists at a time, flush)."""
     async with calliope.open(directory, replica_id="writer", durability="flush") as app:
-        replicated = app.journal.replicated_event_stream("backlog", Note)
-        plain = app.journal.event_stream("backlog", Note)
-        for persist in (replicated.persist, plain.persist):
-            for first in range(0, count, 10):
-                notes = (note(n) for n in range(first, min(count, first + 10)))
-                await asyncio.gather(*(persist(item) for item in notes))
+        persist: Callable[[Note], Awaitable[object]]
+        if kind == "replicated":
+            persist = app.journal.replicated_event_stream("backlog", Note).persist
+        else:
+            persist = app.journal.event_stream("backlog", Note).persist
+        for first in range(0, count, 10):
+            notes = (note(n) for n in range(first, min(count, first + 10)))
+            await asyncio.gather(*(persist(item) for item in notes))
 
 
-async def stalled_consumer(directory: str, kind: str, stall: float) -> dict[str, float]:
-    """In a fresh process: open a live query on the backlog, take one event,
-    sleep ``stall`` seconds; the peak RSS growth over that."""
+async def stalled_consumer(
+    directory: str, kind: str, backlog: int, stall: float
+) -> dict[str, float]:
+    """In a fresh process: a live query takes the stream's first event and
+    is caught up; its consumer stalls while another process writes
+    ``backlog`` events; then it takes the next one and stalls ``stall``
+    seconds more. The peak RSS growth from the stall on."""
     async with calliope.open(directory, replica_id="reader") as app:
         live: calliope.ReplicatedLiveQuery[Note] | calliope.LiveQuery[Note]
         if kind == "replicated":
             live = app.journal.replicated_event_stream("backlog", Note).live_query()
         else:
             live = app.journal.event_stream("backlog", Note).live_query()
-        with PeakRss() as peak:
-            start = time.perf_counter()
-            async with live:
+        async with live:
+            await anext(live)  # caught up: the live query now waits for news
+            with PeakRss() as peak:
+                writer = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "benchmarks.replication",
+                    "--fill-child",
+                    directory,
+                    kind,
+                    str(backlog),
+                )
+                await writer.wait()  # the consumer stalls while the backlog builds
+                start = time.perf_counter()
                 await anext(live)
                 first = time.perf_counter() - start
                 await asyncio.sleep(stall)
     return {"rss_growth_kib": peak.growth_kib, "first_event_seconds": first}
 
 
-def stall_in_child(directory: str, kind: str, stall: float) -> dict[str, float]:
-    result = run_child("benchmarks.replication", "--stall-child", directory, kind, str(stall))
+def stall_in_child(directory: str, kind: str, backlog: int, stall: float) -> dict[str, float]:
+    result = run_child(
+        "benchmarks.replication", "--stall-child", directory, kind, str(backlog), str(stall)
+    )
     return {key: float(value) for key, value in result.items()}
 
 
@@ -202,14 +222,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, help="events to replay (default 1,000,000)")
     parser.add_argument("--quick", action="store_true", help="a small run of the same shapes")
     parser.add_argument("--replay-child", help=argparse.SUPPRESS)
-    parser.add_argument("--stall-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--stall-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--fill-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replay_child:
         replay_child(args.replay_child)
         return
+    if args.fill_child:
+        directory, kind, count = args.fill_child
+        asyncio.run(fill_backlog(directory, kind, int(count)))
+        return
     if args.stall_child:
-        directory, kind, stall = args.stall_child
-        print(json.dumps(asyncio.run(stalled_consumer(directory, kind, float(stall)))))
+        directory, kind, count, stall = args.stall_child
+        stalled = stalled_consumer(directory, kind, int(count), float(stall))
+        print(json.dumps(asyncio.run(stalled)))
         return
     if args.events is None:
         args.events = 100_000 if args.quick else 1_000_000
@@ -272,11 +298,12 @@ def main() -> None:
         print("    (all on one handle, durable, gathered at once; linear growth is ~2.00x)")
 
         backlog_dir = os.path.join(directory, "backlog")
+        for kind in ("replicated", "plain"):
+            asyncio.run(fill_backlog(backlog_dir, kind, 1))  # the event the consumer takes
         start = time.perf_counter()
-        asyncio.run(fill_backlog(backlog_dir, backlog))
+        ours_stall = stall_in_child(backlog_dir, "replicated", backlog, stall)
+        base_stall = stall_in_child(backlog_dir, "plain", backlog, stall)
         fill_seconds = time.perf_counter() - start
-        ours_stall = stall_in_child(backlog_dir, "replicated", stall)
-        base_stall = stall_in_child(backlog_dir, "plain", stall)
         growth = ours_stall["rss_growth_kib"] / 1024
         print(
             row(
@@ -290,10 +317,10 @@ def main() -> None:
         )
         print(target("peak RSS growth", growth, GROWTH_TARGET_MIB, "MiB"))
         print(
-            f"    (one event taken, then a {stall:g} s stall; first event after "
-            f"{ours_stall['first_event_seconds'] * 1000:.0f} ms, plain "
-            f"{base_stall['first_event_seconds'] * 1000:.0f} ms; "
-            f"writing both backlogs, flush: {fill_seconds:.1f} s)"
+            f"    (caught up, then another process wrote the backlog while the consumer "
+            f"stalled; next event after {ours_stall['first_event_seconds'] * 1000:.0f} ms, "
+            f"plain {base_stall['first_event_seconds'] * 1000:.0f} ms; then a {stall:g} s "
+            f"stall; both runs {fill_seconds:.1f} s)"
         )
 
 
