@@ -263,7 +263,7 @@ class _MemoryWatcher:
         self._seen = signal.generation
 
     async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen, None)
+        self._seen = await self._signal.wait(self._seen)
 
 
 class MemorySnapshots:

@@ -26,9 +26,9 @@ class Signal:
             with contextlib.suppress(RuntimeError):  # that loop is closed
                 loop.call_soon_threadsafe(_resolve, future)
 
-    async def wait(self, seen: int, timeout: float | None) -> int:
-        """Wait until the generation differs from ``seen`` (or ``timeout``);
-        return the current generation."""
+    async def wait(self, seen: int) -> int:
+        """Wait until the generation differs from ``seen``; return the
+        current generation."""
         if self.generation != seen:
             return self.generation
         loop = asyncio.get_running_loop()
@@ -36,11 +36,7 @@ class Signal:
         entry = (loop, future)
         self._waiters.add(entry)
         try:
-            if timeout is None:
-                await future
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, timeout)
+            await future
         finally:
             self._waiters.discard(entry)
         return self.generation

@@ -163,7 +163,7 @@ class _FileWatcher:
         self._seen = watched.signal.generation
 
     async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen, None)
+        self._seen = await self._signal.wait(self._seen)
 
 
 class FileChanges:

@@ -195,7 +195,7 @@ class FileEventLog:
         logs = self._logs
         for key in list(logs)[: len(logs) - _HANDLES]:
             entry = logs[key]
-            if entry.committer.idle:
+            if entry.committer.idle and not entry.users:
                 del logs[key]
                 entry.log.close()
 
