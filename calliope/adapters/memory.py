@@ -41,6 +41,11 @@ def _stored_all(items: list[tuple[str, int, Any]]) -> list[Any]:
     return [_stored(item) for item in items]
 
 
+def _repacked_all(items: list[tuple[str, int, Any]]) -> list[Any]:
+    """Like :func:`_stored_all`, by the large-data paths: for a worker thread."""
+    return [repack_data(item) if is_large(item) else _stored(item) for item in items]
+
+
 class _MemoryLog:
     """One log's batches (a plain stream's, or one replica's)."""
 
@@ -144,8 +149,8 @@ class MemoryEventLog:
         plain = [(e.type_name, e.schema_version, e.data) for e in events]
         if len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
             items = _stored_all(plain)
-        else:  # large: off the event loop, as the file store does
-            items = await asyncio.to_thread(_stored_all, plain)
+        else:  # large: off the event loop (never holding the GIL long), as the file store does
+            items = await asyncio.to_thread(_repacked_all, plain)
         if self.closed:
             raise AppClosedError("this store is closed; open it again to write")
         with self._backend.lock:

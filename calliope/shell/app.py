@@ -46,6 +46,7 @@ class App:
         self._target = target
         self._clock = clock
         self._scope = AppScope(target)
+        self._closing: asyncio.Future[None] | None = None
         self.journal = Journal(
             store,
             codec,
@@ -91,10 +92,17 @@ class App:
 
     async def aclose(self) -> None:
         """Let in-flight persists complete, end live queries, release every
-        resource (idempotent)."""
-        if self._scope.state in ("closed", "new", "opening"):
-            self._scope.state = "closed"
-            return
+        resource. Idempotent; concurrent calls all return once it is done, and
+        cancelling one caller does not stop the close."""
+        if self._closing is None:
+            if self._scope.state in ("closed", "new", "opening"):
+                self._scope.state = "closed"
+                return
+            self._scope.state = "closing"  # from now on, new work is refused
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         try:
             await self._scope.close()
         finally:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.errors import InvalidArgumentError, StorageError
-from calliope.shell.ports import ChangesPort, PlainLogPort, TypeCodec
-from calliope.shell.queries import LiveQuery, Query, StreamSource
+from calliope.shell.ports import ChangesPort, NewEvent, PlainLogPort, TypeCodec
+from calliope.shell.queries import SLICE, LiveQuery, Query, StreamSource, slices
 from calliope.shell.records import envelopes_of, to_timestamp_us
 from calliope.shell.scope import AppScope
 
@@ -95,13 +96,22 @@ class EventStream(Generic[E]):
         self, events: Iterable[E], expected_sequence: int | None = None
     ) -> list[Envelope[E]]:
         """Append events atomically: all of them or none, contiguous sequences."""
+        if isinstance(events, str | bytes) or not isinstance(events, Iterable):
+            raise InvalidArgumentError(
+                f"persist_all takes an iterable of events (a list, say), got {events!r}"
+            )
         return await self._append(list(events), expected_sequence)
 
     async def _append(self, batch: list[E], expected_sequence: int | None) -> list[Envelope[E]]:
         self._scope.ensure_open()
         if expected_sequence is not None:
             _check_expected(expected_sequence)
-        encoded = [self._codec.encode(event) for event in batch]
+        encode = self._codec.encode
+        encoded: list[NewEvent] = []
+        for start in range(0, len(batch), SLICE):  # other tasks run between slices
+            if start:
+                await asyncio.sleep(0)
+            encoded.extend(encode(event) for event in batch[start : start + SLICE])
         self._scope.begin()  # the app's close waits for this persist
         try:
             stored = await self._log.append(
@@ -113,7 +123,17 @@ class EventStream(Generic[E]):
             )
         finally:
             self._scope.end()
-        return [] if stored is None else envelopes_of(self.stream_id, stored, batch)
+        if stored is None:
+            return []
+        envelopes: list[Envelope[E]] = []
+        for part in slices([stored]):
+            if envelopes:
+                await asyncio.sleep(0)
+            first = part.first_sequence - stored.first_sequence
+            envelopes.extend(
+                envelopes_of(self.stream_id, part, batch[first : first + len(part.items)])
+            )
+        return envelopes
 
 
 def _check_expected(expected_sequence: object) -> None:

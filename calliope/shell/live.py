@@ -69,7 +69,7 @@ class LiveLifecycle:
         finally:
             self._reading -= 1
             if not self._reading and self._read_done is not None:
-                self._read_done.set()
+                self._read_done.set()  # every closer waits on this one event
 
     async def wait(self) -> None:
         """Until the watched stream may have grown, or the query is closed."""
@@ -89,6 +89,7 @@ class LiveLifecycle:
         self._closed.set()
         self._scope.release(self._owner)
         while self._reading:
-            self._read_done = asyncio.Event()
+            if self._read_done is None:
+                self._read_done = asyncio.Event()
             await self._read_done.wait()
         await self._stack.aclose()

@@ -29,6 +29,7 @@ from calliope.core.envelope import Envelope
 from calliope.core.replication import RecordBatch, StoredEvent, deliver_page
 from calliope.core.version_vector import VersionVector
 from calliope.shell.live import LiveLifecycle
+from calliope.shell.queries import SLICE
 from calliope.shell.replica_merge import PAGE, ReplicaMerge
 from calliope.shell.replicated_source import ReplicatedSource
 
@@ -93,12 +94,17 @@ class ReplicatedQuery(Generic[E]):
 
     async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
         source = self._source
+        done = 0
         async for released in self._delivered():
             for batch, start, stop in released:
                 for index in range(start, stop):
                     envelope: Envelope[E] = source.envelope(batch, index)
                     source.observe_next(batch.writer, envelope.sequence)
                     yield envelope
+                done += stop - start
+                if done >= SLICE:  # a consumer that never awaits must not hold the loop
+                    done = 0
+                    await asyncio.sleep(0)
 
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events in causal order into a state (without envelopes).
@@ -106,12 +112,18 @@ class ReplicatedQuery(Generic[E]):
         source = self._source
         decode = source.codec.decode
         state = init
+        done = 0
         async for released in self._delivered():
             newest: dict[str, int] = {}  # per writer, the last event released
             for batch, start, stop in released:
                 for name, schema, data in batch.items[start:stop]:
                     state = update_state(state, decode(name, schema, data))
                 newest[batch.writer] = batch.version[batch.writer] + stop - 1
+                done += stop - start
+                if done >= SLICE:  # other tasks run every SLICE events
+                    done = 0
+                    source.observe(newest)
+                    await asyncio.sleep(0)
             source.observe(newest)  # released in causal order: its past is observed
         return state
 
@@ -151,12 +163,13 @@ class ReplicatedLiveQuery(Generic[E]):
     def __aiter__(self) -> ReplicatedLiveQuery[E]:
         return self
 
-    def _next_run(self) -> bool:
+    async def _next_run(self) -> bool:
         """Move what the merge can order now, and causal delivery releases,
         to the ready queue; False when the merge must read (or wait) first."""
         merged = self._merge.runs()
         if not merged:
             return False
+        await asyncio.sleep(0)  # a page at a time: other tasks run between pages
         self._buffer, released = deliver_page(self._buffer, merged)
         for batch, start, stop in released:
             self._ready.extend((batch, index) for index in range(start, stop))
@@ -169,7 +182,7 @@ class ReplicatedLiveQuery(Generic[E]):
         while not self._ready:
             if live.closed:
                 raise StopAsyncIteration
-            if self._next_run():
+            if await self._next_run():
                 continue
             await live.watcher()  # before reading: no append slips between
             if merge.stalled:

@@ -31,14 +31,20 @@ and observed by the handle, or not written at all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from calliope.core.envelope import Envelope
 from calliope.core.persist_reply import PersistReply
 from calliope.core.replication import RecordBatch, RoundReplies
 from calliope.core.version_vector import VersionVector
-from calliope.errors import CalliopeError, EventDecodingError, InvalidArgumentError, StorageError
+from calliope.errors import (
+    AppClosedError,
+    CalliopeError,
+    EventDecodingError,
+    InvalidArgumentError,
+    StorageError,
+)
 from calliope.shell.ports import ChangesPort, NewEvent, ReplicaLogPort, TypeCodec
 from calliope.shell.records import envelopes_of, to_timestamp_us
 from calliope.shell.replica_merge import PAGE
@@ -46,12 +52,15 @@ from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQue
 from calliope.shell.replicated_source import ReplicatedSource
 from calliope.shell.scope import AppScope
 
-__all__ = ["DEFAULT_MAX_REPORTED", "ReplicatedEventStream"]
+__all__ = ["DEFAULT_MAX_REPORTED", "MAX_REPORTED", "ReplicatedEventStream"]
 
 E = TypeVar("E")
 
 DEFAULT_MAX_REPORTED = 100
 """How many concurrent updates a persist reply lists at most, by default."""
+
+MAX_REPORTED = 100_000
+"""The most a reply may list (a reply is held in memory whole)."""
 
 
 class _Pending(NamedTuple):
@@ -114,11 +123,11 @@ class ReplicatedEventStream(Generic[E]):
     def query(self, since: VersionVector | None = None) -> ReplicatedQuery[E]:
         """Every replica's events not at or below ``since`` (default: all), in
         the deterministic causal order."""
-        return ReplicatedQuery(self._source, since)
+        return ReplicatedQuery(self._source, _since(since))
 
     def live_query(self, since: VersionVector | None = None) -> ReplicatedLiveQuery[E]:
         """Catch-up from ``since``, then new events from every replica."""
-        return ReplicatedLiveQuery(self._source, since)
+        return ReplicatedLiveQuery(self._source, _since(since))
 
     async def persist(
         self, event: E, *, max_reported: int = DEFAULT_MAX_REPORTED
@@ -134,8 +143,15 @@ class ReplicatedEventStream(Generic[E]):
         cannot be encoded, a failed write); afterwards, problems building the
         reply are reported in ``reply.errors``.
         """
-        if not isinstance(max_reported, int) or isinstance(max_reported, bool) or max_reported < 0:
-            raise InvalidArgumentError(f"max_reported must be an int >= 0, got {max_reported!r}")
+        if (
+            not isinstance(max_reported, int)
+            or isinstance(max_reported, bool)
+            or not 0 <= max_reported <= MAX_REPORTED
+        ):
+            raise InvalidArgumentError(
+                f"max_reported must be an int from 0 to {MAX_REPORTED:,}, got {max_reported!r}; "
+                f"query(since=reply.since) reads any number of concurrent updates"
+            )
         source = self._source
         source.scope.begin()
         try:
@@ -156,41 +172,72 @@ class ReplicatedEventStream(Generic[E]):
                 await self._round_of(group)
         finally:
             self._round = None
+            # Only if this task was torn down (the event loop is going away):
+            # whoever still waits was not written, and hears so.
+            queued, self._queue = self._queue, []
+            for pending in queued:
+                if not pending.reply.done():
+                    pending.reply.set_exception(
+                        AppClosedError("the app closed before this persist was written")
+                    )
 
     async def _round_of(self, group: list[_Pending]) -> None:
         """Write ``group`` as one batch, then answer each caller."""
         source = self._source
         observed = source.counts.copy()
-        try:
-            stored = await source.log.append_replica(
+        # The write is shielded: if this task is cancelled meanwhile, the
+        # write still completes and its callers still get their replies.
+        writing = asyncio.ensure_future(
+            source.log.append_replica(
                 self.stream_id,
                 self.replica_id,
                 [pending.encoded for pending in group],
                 observed=observed,
                 timestamp_us=to_timestamp_us(self._clock()),
             )
-            if stored is None:  # pragma: no cover - events always make a batch
-                raise StorageError("the journal stored nothing for a persist; report this as a bug")
-        except BaseException as error:  # nothing written: every caller hears why
-            for pending in group:
-                if not pending.reply.done():
-                    pending.reply.set_exception(error)
+        )
+        cancelled: BaseException | None = None
+        while True:
+            try:
+                stored = await asyncio.shield(writing)
+                break
+            except asyncio.CancelledError as error:
+                if writing.done():
+                    raise
+                cancelled = error  # finish the write first, then give up
+            except BaseException as error:  # nothing written: every caller hears why
+                for pending in group:
+                    if not pending.reply.done():
+                        pending.reply.set_exception(error)
+                if not isinstance(error, Exception):
+                    raise
+                return
+        if stored is None:  # pragma: no cover - events always make a batch
+            raise StorageError("the journal stored nothing for a persist; report this as a bug")
+        source.observe(stored.last_version)
+        envelopes = envelopes_of(self.stream_id, stored, [pending.event for pending in group])
+        if cancelled is not None:
+            self._answer(group, self._interrupted(envelopes, cancelled))
+            raise cancelled
+        try:
+            replies = await self._replies(stored, envelopes, group, observed)
+        except BaseException as error:  # a bug or cancellation: still answer, never raise
+            self._answer(group, self._interrupted(envelopes, error))
             if not isinstance(error, Exception):
                 raise
             return
-        source.observe(stored.last_version)
-        envelopes = envelopes_of(self.stream_id, stored, [pending.event for pending in group])
-        try:
-            replies = await self._replies(stored, envelopes, group, observed)
-        except BaseException as error:  # cancelled (the app is going away): still answer
-            problem = StorageError(
-                f"reading the concurrent updates was interrupted ({error!r}); "
-                f"query(since=reply.since) reads them"
-            )
-            replies = [PersistReply(envelope=envelope, errors=(problem,)) for envelope in envelopes]
-            self._answer(group, replies)
-            raise
         self._answer(group, replies)
+
+    @staticmethod
+    def _interrupted(
+        envelopes: list[Envelope[Any]], error: BaseException
+    ) -> list[PersistReply[Any]]:
+        """Replies for written events whose concurrent updates could not be read."""
+        problem = StorageError(
+            f"reading the concurrent updates was interrupted ({error!r}); "
+            f"query(since=reply.since) reads them"
+        )
+        return [PersistReply(envelope=envelope, errors=(problem,)) for envelope in envelopes]
 
     @staticmethod
     def _answer(group: list[_Pending], replies: list[PersistReply[Any]]) -> None:
@@ -271,3 +318,16 @@ class ReplicatedEventStream(Generic[E]):
                 f"{batch.writer!r} of stream {self.stream_id!r} cannot be decoded as "
                 f"{self.event_type!r}: {error}; declare its type on this handle to see it"
             )
+
+
+def _since(since: object) -> VersionVector | None:
+    """``since`` as a version vector (a mapping of replica ids to counters
+    is accepted too), or None; anything else is the caller's mistake."""
+    if since is None or isinstance(since, VersionVector):
+        return since
+    if isinstance(since, Mapping):
+        return VersionVector(since)  # validates its entries
+    raise InvalidArgumentError(
+        f"since must be a calliope.VersionVector (or None for everything), got {since!r}; "
+        f"use a handle's version, an envelope's version or a reply's since"
+    )

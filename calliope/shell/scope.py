@@ -58,7 +58,7 @@ class AppScope:
         """End an operation started with :meth:`begin`."""
         self._in_flight -= 1
         if not self._in_flight and self._idle is not None:
-            self._idle.set()
+            self._idle.set()  # every closer waits on this one event
 
     def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``work`` as a task the app owns: close waits for it to finish.
@@ -79,13 +79,16 @@ class AppScope:
 
     async def close(self) -> None:
         """Refuse new work, let operations in flight complete, end every live
-        query. The store is closed by the caller afterwards."""
+        query. The store is closed by the caller afterwards. Several closers
+        may wait at once; cancelling one cancels its wait, never the work it
+        waits for."""
         self.state = "closing"
         while self._in_flight or self._tasks:
             if self._in_flight:
-                self._idle = asyncio.Event()
+                if self._idle is None:
+                    self._idle = asyncio.Event()
                 await self._idle.wait()
             if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                await asyncio.wait(list(self._tasks))  # does not cancel them if we are
         while self._closables:
             await self._closables.pop().close()

@@ -244,3 +244,18 @@ async def test_closing_a_live_query_mid_read_releases_its_reader() -> None:
     assert port.released  # released by close, not left to the garbage collector
     result = await asyncio.gather(consumer, return_exceptions=True)
     assert isinstance(result[0], StopAsyncIteration)
+
+
+async def test_appends_to_many_streams_at_once_keep_few_files_open(tmp_path: Path) -> None:
+    """600 streams written at the same time: files are closed behind the
+    appends, so the process does not run out of descriptors."""
+    fds = Path("/proc/self/fd")
+    async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
+        before = len(list(fds.iterdir()))
+        streams = [app.journal.event_stream(f"s{n}", ItemAdded) for n in range(600)]
+        envelopes = await asyncio.gather(*(s.persist(ItemAdded("x")) for s in streams))
+        after = len(list(fds.iterdir()))
+        assert [e.sequence for e in envelopes] == [1] * 600
+        again = await asyncio.gather(*(s.persist(ItemAdded("y")) for s in streams[:5]))
+        assert [e.sequence for e in again] == [2] * 5  # closed logs reopen and go on
+    assert after - before <= 2 * 128 + 16

@@ -191,13 +191,18 @@ class FileEventLog:
         return entry
 
     def _evict(self) -> None:
-        """Drop the least recently used idle handles down to the bound."""
+        """Down to the bound, least recently used first: drop idle handles,
+        and close the files of handles not flushing right now (they reopen
+        on their next append), so that appends to many streams at once keep
+        few files open. O(handles over the bound)."""
         logs = self._logs
         for key in list(logs)[: len(logs) - _HANDLES]:
             entry = logs[key]
-            if entry.committer.idle and not entry.users:
+            if not entry.committer.idle:
+                continue  # flushing: its files are in use
+            entry.log.close()
+            if not entry.users:
                 del logs[key]
-                entry.log.close()
 
     def _prepare(self, stream_id: str, replica_id: str | None, directory: str) -> None:
         """Create the stream's directory and id files (blocking)."""
@@ -270,6 +275,8 @@ class FileEventLog:
             raise storage_error(f"appending to stream {stream_id!r}", error) from error
         finally:
             entry.users -= 1
+            if len(self._logs) > _HANDLES:
+                self._evict()
         if batch is not None:
             self._changes.fire(stream_id)
         return batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -128,10 +129,19 @@ async def read_file_parts(path: str) -> list[bytes]:
 def storage_error(action: str, error: OSError) -> StorageError:
     """The StorageError for an OSError raised while doing ``action``: what
     failed and what to check."""
-    return StorageError(
-        f"{action} failed: {error}; check the data directory's permissions, free space "
-        f"and that nothing else changed its files"
-    )
+    if error.errno in (errno.EMFILE, errno.ENFILE):
+        advice = (
+            "the process ran out of file descriptors; raise its limit (ulimit -n) or "
+            "write to fewer streams at once"
+        )
+    elif error.errno == errno.ENOSPC:
+        advice = "the disk is full; free space and retry"
+    else:
+        advice = (
+            "check the data directory's permissions, free space and that nothing else "
+            "changed its files"
+        )
+    return StorageError(f"{action} failed: {error}; {advice}")
 
 
 @contextlib.contextmanager

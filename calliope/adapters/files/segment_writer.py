@@ -38,16 +38,18 @@ _IOV_MAX = 512
 
 def _pwrite_parts(fd: int, parts: list[bytes], offset: int) -> None:
     """Write ``parts`` one after another at ``offset`` with ``pwritev``,
-    a bounded number of buffers per call, resuming after short writes."""
+    a bounded number of buffers per call, resuming after short writes.
+    O(parts)."""
     views = [memoryview(part) for part in parts if part]
-    while views:
-        written = os.pwritev(fd, views[:_IOV_MAX], offset)
+    head = 0  # views before it are written
+    while head < len(views):
+        written = os.pwritev(fd, views[head : head + _IOV_MAX], offset)
         offset += written
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
+        while head < len(views) and written >= len(views[head]):
+            written -= len(views[head])
+            head += 1
+        if head < len(views) and written:
+            views[head] = views[head][written:]
 
 
 class AppendRequest(NamedTuple):

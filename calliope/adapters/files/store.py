@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 from calliope.adapters.files.changes import FileChanges
@@ -99,10 +100,15 @@ async def _take_lease(root: str, replica_id: str) -> ReplicaLease:
     try:
         return await asyncio.shield(taking)
     except asyncio.CancelledError:
+        # Let the thread finish (it is quick) and release what it took
+        # before giving up, so the id is free as soon as the open has ended;
+        # if cancelled again meanwhile, release it when the thread is done.
         taking.add_done_callback(_release_unclaimed)
+        with contextlib.suppress(BaseException):
+            await taking
         raise
 
 
 def _release_unclaimed(taking: asyncio.Future[ReplicaLease]) -> None:
     if not taking.cancelled() and taking.exception() is None:
-        taking.result().release()
+        taking.result().release()  # idempotent
