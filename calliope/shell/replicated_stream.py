@@ -42,6 +42,7 @@ from calliope.errors import (
     AppClosedError,
     CalliopeError,
     EventDecodingError,
+    EventEncodingError,
     InvalidArgumentError,
     StorageError,
 )
@@ -185,40 +186,31 @@ class ReplicatedEventStream(Generic[E]):
         """Write ``group`` as one batch, then answer each caller."""
         source = self._source
         observed = source.counts.copy()
-        # The write is shielded: if this task is cancelled meanwhile, the
-        # write still completes and its callers still get their replies.
-        writing = asyncio.ensure_future(
-            source.log.append_replica(
+        # (A round is never cancelled while its app is open: the app's close
+        # waits for it. Only a loop being torn down cancels it.)
+        try:
+            stored = await source.log.append_replica(
                 self.stream_id,
                 self.replica_id,
                 [pending.encoded for pending in group],
                 observed=observed,
                 timestamp_us=to_timestamp_us(self._clock()),
             )
-        )
-        cancelled: BaseException | None = None
-        while True:
-            try:
-                stored = await asyncio.shield(writing)
-                break
-            except asyncio.CancelledError as error:
-                if writing.done():
-                    raise
-                cancelled = error  # finish the write first, then give up
-            except BaseException as error:  # nothing written: every caller hears why
-                for pending in group:
-                    if not pending.reply.done():
-                        pending.reply.set_exception(error)
-                if not isinstance(error, Exception):
-                    raise
+        except BaseException as failure:  # nothing written: every caller hears why
+            if isinstance(failure, EventEncodingError) and len(group) > 1:
+                for pending in group:  # too big together: each on its own
+                    await self._round_of([pending])
                 return
+            for pending in group:
+                if not pending.reply.done():
+                    pending.reply.set_exception(failure)
+            if not isinstance(failure, Exception):
+                raise
+            return
         if stored is None:  # pragma: no cover - events always make a batch
             raise StorageError("the journal stored nothing for a persist; report this as a bug")
         source.observe(stored.last_version)
         envelopes = envelopes_of(self.stream_id, stored, [pending.event for pending in group])
-        if cancelled is not None:
-            self._answer(group, self._interrupted(envelopes, cancelled))
-            raise cancelled
         try:
             replies = await self._replies(stored, envelopes, group, observed)
         except BaseException as error:  # a bug or cancellation: still answer, never raise

@@ -161,11 +161,21 @@ class FileEventLog:
         self._changes = changes
         self._logs: OrderedDict[tuple[str, str | None], _LogHandle] = OrderedDict()
         self._replica_names: OrderedDict[str, str] = OrderedDict()  # directory -> replica id
+        self._directories: OrderedDict[str, str] = OrderedDict()  # stream -> its directory
         # stream -> (link count of its replicas directory, replica ids then)
         self._replica_lists: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
         self._closed = False
 
     # -- where things are -------------------------------------------------------
+
+    def _stream_directory(self, stream_id: str) -> str:
+        """Where a stream's logs live (its id hashed once, then cached)."""
+        directory = self._directories.get(stream_id)
+        if directory is None:
+            directory = self._directories[stream_id] = stream_directory(self._root, stream_id)
+            if len(self._directories) > _HANDLES:
+                self._directories.popitem(last=False)
+        return directory
 
     def _segment_log(self, stream_id: str, replica_id: str | None) -> SegmentLog:
         return SegmentLog(
@@ -380,10 +390,11 @@ class FileEventLog:
         usual case of a persist's or a live query's read). O(replicas + page)."""
         logs = dict(self._logs)  # read-only in the worker thread
         known = dict(known)
+        listed: list[str] | None = None
 
         def read_all() -> list[tuple[ReplicaPage, Position | None, int]]:
             results = []
-            for replica in self._replica_ids(stream_id):
+            for replica in self._replica_ids(stream_id) if listed is None else listed:
                 if replica in exclude:
                     continue
                 entry = logs.get((stream_id, replica))
@@ -397,7 +408,8 @@ class FileEventLog:
             return results
 
         with storage_errors(f"reading stream {stream_id!r}"):
-            if self._little_to_read(stream_id, known, exclude):
+            listed = self._little_to_read(stream_id, known, exclude)
+            if listed is not None:
                 results = read_all()
             else:
                 results = await asyncio.to_thread(read_all)
@@ -411,14 +423,15 @@ class FileEventLog:
 
     def _little_to_read(
         self, stream_id: str, known: Mapping[str, int], exclude: Collection[str]
-    ) -> bool:
-        """Whether reading on from ``known`` is surely quick: this process
-        read every replica log before (a hint says where it stopped), few
-        logs, and under ``_QUICK_READ`` bytes appended since. One ``stat``
-        per log, plus a listing when the set of replica logs changed."""
+    ) -> list[str] | None:
+        """The replicas, if reading on from ``known`` is surely quick: this
+        process read every replica log before (a hint says where it
+        stopped), few logs, and under ``_QUICK_READ`` bytes appended since;
+        else None. One ``stat`` per log, plus a listing when the set of
+        replica logs changed."""
         replicas = self._cached_replicas(stream_id)
         if replicas is None or len(replicas) > _QUICK_LOGS:
-            return False
+            return None
         pending = 0
         for replica in replicas:
             if replica in exclude:
@@ -426,21 +439,21 @@ class FileEventLog:
             entry = self._logs.get((stream_id, replica))
             position = None if entry is None else entry.hint(known.get(replica, 0) + 1)
             if entry is None or position is None:
-                return False
+                return None
             try:
                 size = os.stat(entry.log.path(position.segment)).st_size
             except FileNotFoundError:
-                return False
+                return None
             pending += size - position.offset
             if pending > _QUICK_READ:
-                return False
-        return True
+                return None
+        return replicas
 
     def _cached_replicas(self, stream_id: str) -> list[str] | None:
         """The replicas of a stream as last listed, if the ``replicas``
         directory's link count (2 + its subdirectories) says none was added
         since; else None."""
-        directory = os.path.join(stream_directory(self._root, stream_id), "replicas")
+        directory = os.path.join(self._stream_directory(stream_id), "replicas")
         try:
             links = os.stat(directory).st_nlink
         except FileNotFoundError:

@@ -65,7 +65,7 @@ def read_step(log: SegmentLog, position: Position) -> ReadStep:
 def _step(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None, Stop]:
     """The batches at ``position`` and where to go next (None if there is
     nothing usable there yet), and why parsing stopped."""
-    parsed, _ = read_window(fd, position.offset)
+    parsed, at_eof = read_window(fd, position.offset)
     batches: list[RecordBatch] = []
     offset = position.offset
     for payload in parsed.payloads:
@@ -82,5 +82,13 @@ def _step(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None
         offset += FRAME_HEADER + len(payload)
         batches.append(batch)
     if batches:
-        return ReadStep(batches, Position(position.segment, offset), False), parsed.stop
+        # Read to the end of the last segment: the reader is at the end now,
+        # no second look needed (a later segment means it must read on).
+        # A later segment would start right after the last batch read.
+        at_end = (
+            at_eof
+            and parsed.stop is Stop.END
+            and not os.path.exists(log.path(batches[-1].last_sequence + 1))
+        )
+        return ReadStep(batches, Position(position.segment, offset), at_end), parsed.stop
     return None, parsed.stop
