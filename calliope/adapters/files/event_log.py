@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
 from typing import Any
@@ -162,6 +163,7 @@ class FileEventLog:
         self._logs: OrderedDict[tuple[str, str | None], _LogHandle] = OrderedDict()
         self._replica_names: OrderedDict[str, str] = OrderedDict()  # directory -> replica id
         self._directories: OrderedDict[str, str] = OrderedDict()  # stream -> its directory
+        self._caches = threading.Lock()  # the caches above are also used in worker threads
         # stream -> (link count of its replicas directory, replica ids then)
         self._replica_lists: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
         self._closed = False
@@ -170,12 +172,13 @@ class FileEventLog:
 
     def _stream_directory(self, stream_id: str) -> str:
         """Where a stream's logs live (its id hashed once, then cached)."""
-        directory = self._directories.get(stream_id)
-        if directory is None:
-            directory = self._directories[stream_id] = stream_directory(self._root, stream_id)
-            if len(self._directories) > _HANDLES:
-                self._directories.popitem(last=False)
-        return directory
+        with self._caches:  # also used from worker threads
+            directory = self._directories.get(stream_id)
+            if directory is None:
+                directory = self._directories[stream_id] = stream_directory(self._root, stream_id)
+                if len(self._directories) > _HANDLES:
+                    self._directories.popitem(last=False)
+            return directory
 
     def _segment_log(self, stream_id: str, replica_id: str | None) -> SegmentLog:
         return SegmentLog(
@@ -226,12 +229,19 @@ class FileEventLog:
     def _replica_ids(self, stream_id: str) -> list[str]:
         """The replicas with a log in this replicated stream (blocking).
         O(replicas); each replica's id file is read once (cached)."""
-        directory = os.path.join(stream_directory(self._root, stream_id), "replicas")
+        return self._list_replicas(stream_id)[0]
+
+    def _list_replicas(self, stream_id: str) -> tuple[list[str], bool]:
+        """The replicas with a log, and whether every entry of the
+        ``replicas`` directory was one (False while one is being created:
+        its directory exists, its id file not yet, and it has no events)."""
+        directory = os.path.join(self._stream_directory(stream_id), "replicas")
         try:
             names = os.listdir(directory)
         except FileNotFoundError:
-            return []
+            return [], True
         replicas = []
+        complete = True
         for name in names:
             replica = self._replica_names.get(name)
             if replica is None:
@@ -239,12 +249,14 @@ class FileEventLog:
                     with open(os.path.join(directory, name, "id"), "rb") as handle:
                         replica = handle.read().decode("utf-8")
                 except (FileNotFoundError, NotADirectoryError):
-                    continue  # being created right now, or not a replica log
-                self._replica_names[name] = replica
-                if len(self._replica_names) > _REPLICA_NAMES:
-                    self._replica_names.popitem(last=False)
+                    complete = False  # being created right now, or not a replica log
+                    continue
+                with self._caches:
+                    self._replica_names[name] = replica
+                    if len(self._replica_names) > _REPLICA_NAMES:
+                        self._replica_names.popitem(last=False)
             replicas.append(replica)
-        return sorted(replicas)
+        return sorted(replicas), complete
 
     # -- writing ----------------------------------------------------------------
 
@@ -461,10 +473,11 @@ class FileEventLog:
         cached = self._replica_lists.get(stream_id)
         if cached is not None and cached[0] == links:
             return cached[1]
-        replicas = self._replica_ids(stream_id)
-        self._replica_lists[stream_id] = (links, replicas)
-        if len(self._replica_lists) > _HANDLES:
-            self._replica_lists.popitem(last=False)
+        replicas, complete = self._list_replicas(stream_id)
+        if complete:  # a replica being created is listed again next time
+            self._replica_lists[stream_id] = (links, replicas)
+            if len(self._replica_lists) > _HANDLES:
+                self._replica_lists.popitem(last=False)
         return replicas
 
     async def aclose(self) -> None:
