@@ -202,7 +202,11 @@ class ReplicatedEventStream(Generic[E]):
                     await self._round_of([pending])
                 return
             for pending in group:
-                if not pending.reply.done():
+                if pending.reply.done():
+                    continue
+                if isinstance(failure, asyncio.CancelledError):
+                    pending.reply.cancel()
+                else:
                     pending.reply.set_exception(failure)
             if not isinstance(failure, Exception):
                 raise

@@ -34,26 +34,27 @@ class _LogProbe:
     costs one listing per look until the new segment is there.
     """
 
-    __slots__ = ("directory", "last", "sealed", "size")
+    __slots__ = ("directory", "last", "path", "sealed", "size")
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.last: str | None = None
+        self.path = ""  # of the last segment
         self.size = -1
         self.sealed = False
 
     def changed(self) -> bool:
         """Blocking: whether the log changed since the last look."""
         moved = False
-        last = self.last
-        if last is None or self.sealed:
+        if self.last is None or self.sealed:
             found = self._last_segment()
-            if found != last:
+            if found != self.last:
                 self.last, self.size, self.sealed, moved = found, -1, False, True
+                if found is not None:
+                    self.path = os.path.join(self.directory, found)
             if found is None:
                 return moved
-            last = found
-        path = os.path.join(self.directory, last)
+        path = self.path
         try:
             size = os.stat(path).st_size
         except FileNotFoundError:
@@ -95,6 +96,7 @@ class _StreamProbe:
         "has_replicas",
         "links",
         "log",
+        "looks",
         "replicas",
         "replicas_directory",
         "replicas_links",
@@ -103,6 +105,7 @@ class _StreamProbe:
     def __init__(self, root: str, stream_id: str) -> None:
         self.directory = stream_directory(root, stream_id)
         self.links = -1  # the stream directory's: it changes when log/ or replicas/ appear
+        self.looks = 0
         self.has_log = self.has_replicas = False
         self.log = _LogProbe(os.path.join(self.directory, "log"))
         self.replicas_directory = os.path.join(self.directory, "replicas")
@@ -112,7 +115,15 @@ class _StreamProbe:
     def changed(self) -> bool:
         """Blocking: whether the stream changed since the last look."""
         changed = False
-        links = _links(self.directory)
+        self.looks += 1
+        # Once the stream has its logs, their appearance is no news: look for
+        # a new kind of log (a plain one, or replica logs) only now and then.
+        if (self.has_log and self.has_replicas) or (
+            (self.has_log or self.has_replicas) and self.looks % _RARELY
+        ):
+            links = self.links
+        else:
+            links = _links(self.directory)
         if links != self.links:
             self.links, changed = links, True
             names = os.listdir(self.directory) if links >= 0 else []
@@ -132,6 +143,9 @@ class _StreamProbe:
         for probe in self.replicas.values():
             changed = probe.changed() or changed
         return changed
+
+
+_RARELY = 10  # looks between checks for a new kind of log in a stream that has one
 
 
 def _links(directory: str) -> int:
