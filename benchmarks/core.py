@@ -51,18 +51,20 @@ def history_chunk(
             versions[writer] = versions[writer].merge(versions[rng.randrange(len(REPLICAS))])
         version = versions[writer].increment(REPLICAS[writer])
         versions[writer] = version
-        replica = REPLICAS[writer]
-        out.append(
-            Envelope(
-                stream_id="bench",
-                replica_id=replica,
-                sequence=version[replica],
-                version=version,
-                timestamp=STAMP,
-                event=index,
-            )
-        )
+        out.append(bench_envelope(REPLICAS[writer], version, index))
     return out
+
+
+def bench_envelope(replica: str, version: VersionVector, event: int) -> Envelope[int]:
+    """The envelope of event ``event`` written by ``replica`` at ``version``."""
+    return Envelope(
+        stream_id="bench",
+        replica_id=replica,
+        sequence=version[replica],
+        version=version,
+        timestamp=STAMP,
+        event=event,
+    )
 
 
 def shuffled_in_windows(rng: random.Random, items: list[Envelope[int]]) -> list[Envelope[int]]:
@@ -204,16 +206,7 @@ def writer_history(
         replica = replicas[writer]
         version = versions[writer].increment(replica)
         versions[writer] = version
-        envelopes.append(
-            Envelope(
-                stream_id="bench",
-                replica_id=replica,
-                sequence=version[replica],
-                version=version,
-                timestamp=STAMP,
-                event=index,
-            )
-        )
+        envelopes.append(bench_envelope(replica, version, index))
         stables.append(stable_vector(versions))
     return envelopes, stables
 

@@ -17,13 +17,10 @@ Faults guarded here (each failed before the fix; none is a timing test):
 from __future__ import annotations
 
 import asyncio
-import datetime
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from typing import Any
-
-import attrs
 
 import calliope
 from calliope.adapters.codec import Codec
@@ -35,15 +32,8 @@ from calliope.adapters.packing import pack_data
 from calliope.shell.ports import RecordBatch, ReplicaPage
 from calliope.shell.replica_merge import PAGE
 from calliope.shell.replicated_stream import ReplicatedEventStream
-from calliope.shell.scope import AppScope
 from tests.integration.events import ItemAdded
-
-T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-
-
-@attrs.frozen
-class Note:
-    text: str
+from tests.support import T0, Note, note_handle, open_scope
 
 
 class CountingPort(MemoryEventLog):
@@ -83,18 +73,7 @@ class CountingCodec:
 
 
 def handle(port: MemoryEventLog, replica: str, codec: Any = None) -> ReplicatedEventStream[Note]:
-    scope = AppScope("test")
-    scope.state = "open"
-    return ReplicatedEventStream(
-        "s",
-        Note,
-        replica,
-        log=port,
-        changes=MemoryChanges(port._backend),
-        codec=codec or Codec().for_type(Note),
-        clock=lambda: T0,
-        scope=scope,
-    )
+    return note_handle(port, replica, codec)
 
 
 async def test_concurrent_persists_on_one_handle_read_and_decode_only_what_is_new() -> None:
@@ -220,8 +199,7 @@ async def test_closing_a_live_query_mid_read_releases_its_reader() -> None:
         expected_sequence=None,
         timestamp_us=0,
     )
-    scope = AppScope("test")
-    scope.state = "open"
+    scope = open_scope()
     stream: calliope.EventStream[ItemAdded] = calliope.EventStream(
         "p",
         ItemAdded,

@@ -9,26 +9,15 @@ it never saw.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import attrs
-
 from calliope import VersionVector
-from calliope.adapters.codec import Codec
-from calliope.adapters.memory import MemoryChanges, MemoryEventLog, shared_memory_backend
+from calliope.adapters.memory import MemoryEventLog, shared_memory_backend
 from calliope.shell.ports import RecordBatch, ReplicaPage
 from calliope.shell.replicated_stream import ReplicatedEventStream
-from calliope.shell.scope import AppScope
-
-T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-
-
-@attrs.frozen
-class Note:
-    text: str
+from tests.support import Note, note_handle
 
 
 class StalePort(MemoryEventLog):
@@ -59,18 +48,7 @@ class StalePort(MemoryEventLog):
 
 
 def stream(port: MemoryEventLog, replica: str) -> ReplicatedEventStream[Note]:
-    scope = AppScope("test")
-    scope.state = "open"
-    return ReplicatedEventStream(
-        "s",
-        Note,
-        replica,
-        log=port,
-        changes=MemoryChanges(port._backend),
-        codec=Codec().for_type(Note),
-        clock=lambda: T0,
-        scope=scope,
-    )
+    return note_handle(port, replica)
 
 
 async def test_an_event_whose_cause_was_written_mid_query_is_left_out() -> None:

@@ -180,7 +180,7 @@ def _expect_batch(actual: RecordBatch | None, expected: RecordBatch, what: str) 
     )
 
 
-class _Log:
+class _ExpectedLog:
     """What a log should hold: the expected batches, from next_batch."""
 
     def __init__(self) -> None:

@@ -25,9 +25,9 @@ from calliope.testing.contract._support import (
     _expect_batch,
     _expect_equal,
     _expect_events,
+    _ExpectedLog,
     _flatten,
     _Ids,
-    _Log,
     _raises,
     _read,
     opened,
@@ -44,7 +44,7 @@ async def plain_append_starts_at_sequence_one(new_store: StoreFactory) -> None:
     ids = _Ids()
     async with opened(new_store) as store:
         stream = ids("s")
-        expected = _Log().add("w", _events(2), _T0)
+        expected = _ExpectedLog().add("w", _events(2), _T0)
         batch = await store.plain.append(
             stream, "w", _events(2), expected_sequence=None, timestamp_us=_T0
         )
@@ -60,7 +60,7 @@ async def plain_append_continues_the_log(new_store: StoreFactory) -> None:
     timestamp_us."""
     ids = _Ids()
     async with opened(new_store) as store:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         for round_, (count, ts) in enumerate([(2, _T0), (3, _T0 + 7), (1, _T0 + 5)]):
             expected = log.add("w", _events(count, 10 * round_), ts)
             batch = await store.plain.append(
@@ -155,7 +155,7 @@ async def plain_expected_sequence_match_writes(new_store: StoreFactory) -> None:
     (0 for an empty log) is written."""
     ids = _Ids()
     async with opened(new_store) as store:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         expected = log.add("w", _events(2), _T0)
         batch = await store.plain.append(
             stream, "w", _events(2), expected_sequence=0, timestamp_us=_T0
@@ -195,7 +195,7 @@ async def plain_read_ranges_are_inclusive(new_store: StoreFactory) -> None:
     stream yield nothing."""
     ids = _Ids()
     async with opened(new_store) as store:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         for count, start in [(3, 0), (3, 3), (4, 6)]:
             log.add("w", _events(count, start), _T0 + start)
             await store.plain.append(
@@ -228,7 +228,7 @@ async def plain_read_slices_a_batch(new_store: StoreFactory) -> None:
     (RecordBatch.sliced)."""
     ids = _Ids()
     async with opened(new_store) as store:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         log.add("v", _events(1), _T0)
         await store.plain.append(stream, "v", _events(1), expected_sequence=None, timestamp_us=_T0)
         full = log.add("w", _events(5, 1), _T0 + 1)  # sequences 2..6
@@ -258,7 +258,7 @@ async def plain_read_yields_chunks(new_store: StoreFactory) -> None:
     ids = _Ids()
     count = 600
     async with opened(new_store) as store:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         for n in range(count):
             event = [NewEvent("t", 1, {"n": n, "pad": "x" * 24})]
             log.add("w", event, _T0 + n)
@@ -289,7 +289,7 @@ async def plain_second_store_sees_the_first_writes(new_store: StoreFactory) -> N
     appends continue the same log (sequences and versions), seen by the first."""
     ids = _Ids()
     async with opened(new_store) as first, opened(new_store) as second:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         log.add("w1", _events(3), _T0)
         await first.plain.append(stream, "w1", _events(3), expected_sequence=None, timestamp_us=_T0)
         _expect_equal(
@@ -354,7 +354,7 @@ async def plain_writers_interleave(new_store: StoreFactory) -> None:
     contiguous and each version counts every writer's events so far."""
     ids = _Ids()
     async with opened(new_store) as store:
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         turns = [("w1", 2), ("w2", 1), ("w1", 1), ("w3", 2), ("w2", 2)]
         for turn, (writer, count) in enumerate(turns):
             expected = log.add(writer, _events(count, 10 * turn), _T0 + turn)

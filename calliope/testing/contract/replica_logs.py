@@ -23,9 +23,9 @@ from calliope.testing.contract._support import (
     _expect_batch,
     _expect_equal,
     _expect_events,
+    _ExpectedLog,
     _flatten,
     _Ids,
-    _Log,
     _read_replica,
     opened,
 )
@@ -45,7 +45,7 @@ async def replica_append_merges_observed(new_store: StoreFactory) -> None:
         await store.lease(a)
         await store.lease(b)
         stream = ids("s")
-        log_a, log_b = _Log(), _Log()
+        log_a, log_b = _ExpectedLog(), _ExpectedLog()
         expected = log_a.add(a, _events(2), _T0, {})
         batch = await store.replicated.append_replica(
             stream, a, _events(2), observed={}, timestamp_us=_T0
@@ -115,7 +115,7 @@ async def replica_read_ranges(new_store: StoreFactory) -> None:
     async with opened(new_store) as store:
         await store.lease(a)
         await store.lease(b)
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         for count, observed in [(3, {}), (2, {b: 1}), (4, {b: 1})]:
             log.add(a, _events(count), _T0 + count, observed)
             await store.replicated.append_replica(
@@ -152,7 +152,7 @@ async def replica_version_is_the_last_events(new_store: StoreFactory) -> None:
     a, b = ids("a"), ids("b")
     async with opened(new_store) as store, opened(new_store) as other:
         await store.lease(a)
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         _expect_equal(await store.replicated.replica_version(stream, a), {}, "version of no log")
         log.add(a, _events(1), _T0, {b: 2})
         await store.replicated.append_replica(
@@ -186,7 +186,7 @@ async def read_new_pages_per_replica(new_store: StoreFactory) -> None:
     a, b, c = ids("a"), ids("b"), ids("c")
     async with opened(new_store) as store:
         stream = ids("s")
-        logs = {r: _Log() for r in (a, b, c)}
+        logs = {r: _ExpectedLog() for r in (a, b, c)}
         for replica, count in [(a, 3), (b, 2), (c, 1)]:
             await store.lease(replica)
             logs[replica].add(replica, _events(count), _T0)
@@ -257,7 +257,7 @@ async def read_new_pages_are_bounded(new_store: StoreFactory) -> None:
     a = ids("a")
     async with opened(new_store) as store:
         await store.lease(a)
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         for n in range(10):
             log.add(a, _events(1, n), _T0 + n, {})
             await store.replicated.append_replica(
@@ -290,7 +290,7 @@ async def read_new_big_batch_comes_whole(new_store: StoreFactory) -> None:
     a = ids("a")
     async with opened(new_store) as store:
         await store.lease(a)
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         for count in (5, 1, 1):
             log.add(a, _events(count), _T0, {})
             await store.replicated.append_replica(
@@ -320,7 +320,7 @@ async def read_new_slices_a_straddling_batch(new_store: StoreFactory) -> None:
     a, b = ids("a"), ids("b")
     async with opened(new_store) as store:
         await store.lease(a)
-        stream, log = ids("s"), _Log()
+        stream, log = ids("s"), _ExpectedLog()
         full = log.add(a, _events(4), _T0, {b: 3})
         await store.replicated.append_replica(
             stream, a, _events(4), observed={b: 3}, timestamp_us=_T0
