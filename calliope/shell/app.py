@@ -54,7 +54,7 @@ class App:
             clock=clock,
             scope=self._scope,
         )
-        self.snapshots = SnapshotStore(store.snapshots, codec, clock, self._scope.ensure_open)
+        self.snapshots = SnapshotStore(store.snapshots, codec, clock, self._scope)
 
     def __repr__(self) -> str:
         return f"<calliope.App {self._target} replica={self._store_replica()} {self._scope.state}>"
@@ -84,6 +84,9 @@ class App:
             self._scope.state = "closed"
             await asyncio.shield(self._store.aclose())
             raise
+        if self._scope.state != "opening":  # closed while it was opening
+            await asyncio.shield(self._store.aclose())
+            raise AppClosedError(f"the app on {self._target} was closed while it opened")
         self._scope.state = "open"
         return self
 

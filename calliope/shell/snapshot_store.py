@@ -10,6 +10,7 @@ from calliope.core.snapshot import Snapshot
 from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import CodecPort, SnapshotPort, SnapshotRecord
 from calliope.shell.records import from_timestamp_us, to_timestamp_us
+from calliope.shell.scope import AppScope
 
 __all__ = ["SnapshotStore"]
 
@@ -29,18 +30,19 @@ class SnapshotStore:
         port: SnapshotPort,
         codec: CodecPort,
         clock: Callable[[], Any],
-        ensure_open: Callable[[], None],
+        scope: AppScope,
     ) -> None:
         self._port = port
         self._codec = codec
         self._clock = clock
-        self._ensure_open = ensure_open
+        self._scope = scope
 
     async def save_snapshot(
         self, snapshot_id: str, state: object, *, sequence: int
     ) -> Snapshot[Any]:
-        """Durably store ``state`` as the fold of events 1..``sequence``."""
-        self._ensure_open()
+        """Durably store ``state`` as the fold of events 1..``sequence``. The
+        app's close waits for a save in progress."""
+        self._scope.ensure_open()
         validate_stream_id(snapshot_id, kind="snapshot id")
         if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
             raise InvalidArgumentError(f"sequence must be an int >= 0, got {sequence!r}")
@@ -53,14 +55,18 @@ class SnapshotStore:
             encoded.schema_version,
             encoded.data,
         )
-        await self._port.save(snapshot_id, record)
+        self._scope.begin()
+        try:
+            await self._port.save(snapshot_id, record)
+        finally:
+            self._scope.end()
         return Snapshot(
             state=state, sequence=sequence, timestamp=from_timestamp_us(record.timestamp_us)
         )
 
     async def load_snapshot(self, snapshot_id: str, state_type: type[S]) -> Snapshot[S] | None:
         """The newest intact snapshot decoded as ``state_type``, or None."""
-        self._ensure_open()
+        self._scope.ensure_open()
         validate_stream_id(snapshot_id, kind="snapshot id")
         record = await self._port.load(snapshot_id)
         if record is None:

@@ -9,18 +9,21 @@ Faults guarded here (found by trying to break the reworked app):
 * ``max_reported`` beyond what a reply can hold broke the round and left
   the persists queued behind it unanswered;
 * ``query(since={"a": 1})`` and ``persist_all(None)`` raised raw
-  AttributeError/TypeError.
+  AttributeError/TypeError;
+* an app closed while it was opening came up open afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 import calliope
 from tests.integration.conftest import OpenApp
 from tests.integration.events import ItemAdded
+from tests.integration.test_app_lifecycle import LeaseGate, wait_in_thread
 
 LIMIT = 5.0  # seconds: a guard against hangs, never a measurement
 
@@ -78,3 +81,22 @@ async def test_bad_arguments_to_replicated_calls_are_refused_clearly(open_app: O
         plain = app.journal.event_stream("p", ItemAdded)
         with pytest.raises(calliope.InvalidArgumentError, match="iterable"):
             await plain.persist_all(None)  # type: ignore[arg-type]
+
+
+async def test_an_app_closed_while_it_opens_ends_closed_and_frees_its_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = LeaseGate(monkeypatch)
+    app = calliope.open(tmp_path / "data", replica_id="solo")
+    opening = asyncio.create_task(app.__aenter__())
+    await wait_in_thread(gate.started, "taking the lease")
+    await app.aclose()  # while it opens
+    gate.proceed.set()
+    with pytest.raises(calliope.AppClosedError, match="closed while it opened"):
+        async with asyncio.timeout(LIMIT):
+            await opening
+    with pytest.raises(calliope.AppClosedError):  # no use of a closed app
+        await app.journal.event_stream("s", ItemAdded).persist(ItemAdded("x"))
+    monkeypatch.undo()
+    async with calliope.open(tmp_path / "data", replica_id="solo") as again:
+        assert again.replica_id == "solo"
