@@ -100,7 +100,7 @@ def shared_memory_backend(name: str) -> MemoryBackend:
 
 
 class MemoryEventLog:
-    """Implements :class:`calliope.shell.ports.EventLogPort` in memory."""
+    """Implements the plain and replica log ports (:mod:`calliope.shell.ports`) in memory."""
 
     def __init__(self, backend: MemoryBackend) -> None:
         self._backend = backend
