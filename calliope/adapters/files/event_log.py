@@ -98,6 +98,21 @@ def _in_range(
     return wanted, expected
 
 
+def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
+    """The packed events and their size, if packing them is surely quick
+    (few and small); None when a worker thread should do it."""
+    if len(events) == 1:  # the usual persist
+        event = events[0]
+        if not is_small(event.data):
+            return None
+        packed = pack_data((event.type_name, event.schema_version, event.data))
+        return (packed,), len(packed)
+    if len(events) > _INLINE_EVENTS or not all(is_small(e.data) for e in events):
+        return None
+    items = pack_items([(e.type_name, e.schema_version, e.data) for e in events])
+    return items, sum(map(len, items))
+
+
 def read_page(
     log: SegmentLog, position: Position | None, from_sequence: int, limit: int
 ) -> tuple[list[RecordBatch], bool, Position | None, int]:
@@ -273,15 +288,12 @@ class FileEventLog:
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
-            plain = [(e.type_name, e.schema_version, e.data) for e in events]
             items: Sequence[bytes | Sequence[bytes]]
-            if len(plain) == 1 and is_small(plain[0][2]):  # the usual persist
-                packed = pack_data(plain[0])
-                items, size = (packed,), len(packed)
-            elif len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
-                packed_items = pack_items(plain)
-                items, size = packed_items, sum(map(len, packed_items))
+            quick = _pack_quickly(events)
+            if quick is not None:
+                items, size = quick
             else:  # large: packed off the event loop, large values left uncopied
+                plain = [(e.type_name, e.schema_version, e.data) for e in events]
                 items = await asyncio.to_thread(pack_large_items, plain)
                 size = sum(len(i) if isinstance(i, bytes) else sum(map(len, i)) for i in items)
             if not entry.ready:
