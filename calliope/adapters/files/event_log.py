@@ -24,13 +24,14 @@ from calliope.adapters.files.fsutil import (
 )
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_directory, log_directory, stream_directory
-from calliope.adapters.files.reader import ReadStep, read_step
+from calliope.adapters.files.page_reads import in_range, read_page
+from calliope.adapters.files.reader import read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.packing import is_small, pack_data, pack_items, pack_large_items
 from calliope.core.replication import RecordBatch, ReplicaPage
-from calliope.errors import AppClosedError, CorruptJournalError
+from calliope.errors import AppClosedError
 from calliope.shell.ports import Durability, NewEvent
 
 __all__ = ["FileEventLog"]
@@ -77,27 +78,6 @@ class _LogHandle:
         return best[1]
 
 
-def _in_range(
-    log: SegmentLog,
-    step: ReadStep,
-    position: Position,
-    expected: int | None,
-    from_sequence: int,
-    to_sequence: int | None,
-) -> tuple[list[RecordBatch], int | None]:
-    """The step's batches cut to the range, checking that sequences follow
-    on from ``expected``; and the sequence expected next."""
-    wanted: list[RecordBatch] = []
-    for batch in step.batches:
-        if expected is not None and batch.first_sequence != expected:
-            raise _gap(log, position, expected, batch.first_sequence)
-        expected = batch.last_sequence + 1
-        part = batch.sliced(from_sequence, to_sequence)
-        if part is not None:
-            wanted.append(part)
-    return wanted, expected
-
-
 def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
     """The packed events and their size, if packing them is surely quick
     (few and small); None when a worker thread should do it."""
@@ -111,46 +91,6 @@ def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | N
         return None
     items = pack_items([(e.type_name, e.schema_version, e.data) for e in events])
     return items, sum(map(len, items))
-
-
-def read_page(
-    log: SegmentLog, position: Position | None, from_sequence: int, limit: int
-) -> tuple[list[RecordBatch], bool, Position | None, int]:
-    """Blocking: the committed batches from ``from_sequence`` on, cut to it,
-    about ``limit`` events at most (at least one batch); whether the log
-    holds more; and where the last step read started, with the first
-    sequence there (a hint for the next page)."""
-    if position is None:
-        position = log.locate(from_sequence)
-        if position is None:
-            return [], False, None, from_sequence
-    found: list[RecordBatch] = []
-    count = 0
-    expected: int | None = None
-    while True:
-        start, start_sequence = position, expected if expected is not None else from_sequence
-        step = read_step(log, position)
-        wanted, expected = _in_range(log, step, position, expected, from_sequence, None)
-        for batch in wanted:
-            if count >= limit:
-                return found, True, start, start_sequence
-            found.append(batch)
-            count += len(batch.items)
-        position = step.position
-        if step.at_end:
-            return found, False, position, expected if expected is not None else from_sequence
-        if count >= limit:
-            return found, True, position, expected if expected is not None else from_sequence
-
-
-def _gap(log: SegmentLog, position: Position, expected: int, found: int) -> CorruptJournalError:
-    path = log.path(position.segment)
-    return CorruptJournalError(
-        f"stream {log.stream_id!r} holds sequence {found} in {path} where {expected} "
-        f"belongs; restore it from a backup",
-        path=path,
-        offset=position.offset,
-    )
 
 
 class FileEventLog:
@@ -373,7 +313,7 @@ class FileEventLog:
             while True:
                 with storage_errors(f"reading stream {log.stream_id!r}"):
                     step = await pending
-                wanted, expected = _in_range(
+                wanted, expected = in_range(
                     log, step, position, expected, from_sequence, to_sequence
                 )
                 done = to_sequence is not None and expected is not None and expected > to_sequence
