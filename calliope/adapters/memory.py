@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from calliope.adapters.notify import Signal
-from calliope.adapters.packing import is_large, is_small, pack_data, repack_data
+from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import AppClosedError, ConcurrencyError, ReplicaInUseError
 from calliope.shell.ports import NewEvent, SnapshotRecord
@@ -29,7 +29,6 @@ from calliope.shell.ports import NewEvent, SnapshotRecord
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
 _BATCHES = 256
-_INLINE_EVENTS = 256  # a batch with more is stored in a worker thread
 
 
 def _stored(data: Any) -> Any:
@@ -147,7 +146,7 @@ class MemoryEventLog:
         # Stored as the file store stores it (a msgpack round trip): the same
         # data is accepted, and nothing aliases the caller's.
         plain = [(e.type_name, e.schema_version, e.data) for e in events]
-        if len(plain) <= _INLINE_EVENTS and all(is_small(item[2]) for item in plain):
+        if quick_to_pack([item[2] for item in plain]):
             items = _stored_all(plain)
         else:  # large: off the event loop (never holding the GIL long), as the file store does
             items = await asyncio.to_thread(_repacked_all, plain)

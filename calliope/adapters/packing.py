@@ -27,7 +27,9 @@ __all__ = [
     "is_small",
     "pack_chunks",
     "pack_data",
+    "INLINE_EVENTS",
     "pack_items",
+    "quick_to_pack",
     "pack_large_items",
     "repack_data",
     "unpack_data",
@@ -109,6 +111,19 @@ def _is_small_nested(data: object) -> bool:
             stack.extend(value.keys())
             stack.extend(value.values())
     return True
+
+
+INLINE_EVENTS = 256
+"""A batch with more events is packed in a worker thread, however small each."""
+
+
+def quick_to_pack(datas: Sequence[object]) -> bool:
+    """Whether the events with these plain datas surely pack quickly (few,
+    each small): on the event loop; else a worker thread packs them. The
+    one rule both adapters follow."""
+    if len(datas) == 1:
+        return is_small(datas[0])
+    return len(datas) <= INLINE_EVENTS and all(is_small(data) for data in datas)
 
 
 def pack_items(items: Sequence[tuple[str, int, Any]]) -> list[bytes]:

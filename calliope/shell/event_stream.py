@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
-from calliope.core.version_vector import VersionVector
 from calliope.errors import InvalidArgumentError, StorageError
 from calliope.shell.ports import ChangesPort, NewEvent, PlainLogPort, TypeCodec
 from calliope.shell.queries import SLICE, LiveQuery, Query, StreamSource, slices
-from calliope.shell.records import envelopes_of, from_timestamp_us, to_timestamp_us
+from calliope.shell.records import envelopes_of, to_timestamp_us
 from calliope.shell.scope import AppScope
 
 __all__ = ["EventStream"]
@@ -79,8 +77,7 @@ class EventStream(Generic[E]):
         if expected_sequence is not None:
             _check_expected(expected_sequence)
         encoded = self._codec.encode(event)
-        moment = self._clock()
-        stamp = to_timestamp_us(moment)
+        stamp = to_timestamp_us(self._clock())
         scope.begin()  # the app's close waits for this persist
         try:
             stored = await self._log.append(
@@ -94,18 +91,7 @@ class EventStream(Generic[E]):
             scope.end()
         if stored is None:  # pragma: no cover - one event always makes a batch
             raise StorageError("the journal stored nothing for a persist; report this as a bug")
-        return Envelope(
-            stream_id=self.stream_id,
-            replica_id=stored.writer,
-            sequence=stored.first_sequence,
-            # Calliope's own stored version: no re-validation needed.
-            version=VersionVector.unchecked(cast(dict[str, int], stored.version)),
-            # The stored time (a frame's events share its first one's).
-            timestamp=moment
-            if stored.timestamp_us == stamp and moment.tzinfo is datetime.UTC
-            else from_timestamp_us(stored.timestamp_us),
-            event=event,
-        )
+        return envelopes_of(self.stream_id, stored, (event,))[0]
 
     async def persist_all(
         self, events: Iterable[E], expected_sequence: int | None = None

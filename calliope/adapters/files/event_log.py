@@ -29,7 +29,7 @@ from calliope.adapters.files.reader import read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
-from calliope.adapters.packing import is_small, pack_data, pack_items, pack_large_items
+from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import AppClosedError
 from calliope.shell.ports import Durability, NewEvent
@@ -39,7 +39,6 @@ __all__ = ["FileEventLog"]
 _HINTS = 64
 _HANDLES = 128  # logs whose state (open files, hints) this process keeps
 _REPLICA_NAMES = 4096
-_INLINE_EVENTS = 256  # a batch with more is packed in a worker thread
 _QUICK_READ = 64 * 1024  # bytes appended since the last read that may be read on the loop
 _QUICK_LOGS = 16
 
@@ -80,15 +79,13 @@ class _LogHandle:
 
 def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
     """The packed events and their size, if packing them is surely quick
-    (few and small); None when a worker thread should do it."""
+    (:func:`quick_to_pack`); None when a worker thread should do it."""
+    if not quick_to_pack([event.data for event in events]):
+        return None
     if len(events) == 1:  # the usual persist
         event = events[0]
-        if not is_small(event.data):
-            return None
         packed = pack_data((event.type_name, event.schema_version, event.data))
         return (packed,), len(packed)
-    if len(events) > _INLINE_EVENTS or not all(is_small(e.data) for e in events):
-        return None
     items = pack_items([(e.type_name, e.schema_version, e.data) for e in events])
     return items, sum(map(len, items))
 
