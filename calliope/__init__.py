@@ -51,6 +51,7 @@ from calliope.errors import (
 from calliope.shell.app import App
 from calliope.shell.app import open_app as open
 from calliope.shell.event_stream import EventStream
+from calliope.shell.ports import RepairReport
 from calliope.shell.queries import LiveQuery, Query
 from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_stream import ReplicatedEventStream
@@ -74,6 +75,7 @@ __all__ = [
     "ConcurrencyError",
     "ConcurrentVersions",
     "PersistReply",
+    "RepairReport",
     "ReplicatedEventStream",
     "ReplicatedLiveQuery",
     "ReplicatedQuery",

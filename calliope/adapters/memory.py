@@ -24,7 +24,7 @@ from calliope.adapters.notify import Signal
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import AppClosedError, ConcurrencyError, ReplicaInUseError
-from calliope.shell.ports import NewEvent, SnapshotRecord
+from calliope.shell.ports import NewEvent, RepairReport, SnapshotRecord
 
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
@@ -176,6 +176,14 @@ class MemoryEventLog:
     async def last_sequence(self, stream_id: str) -> int:
         with self._backend.lock:
             return self._backend.log(stream_id).last_sequence
+
+    async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
+        """Nothing in memory is ever damaged: reports the log as it is."""
+        if replica_id is None:
+            last = await self.last_sequence(stream_id)
+        else:
+            last = (await self.replica_version(stream_id, replica_id)).get(replica_id, 0)
+        return RepairReport(stream_id, replica_id, last)
 
     def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None

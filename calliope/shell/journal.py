@@ -7,7 +7,7 @@ from typing import Any, TypeVar, overload
 
 from calliope.core.ids import validate_replica_id, validate_stream_id
 from calliope.shell.event_stream import EventStream
-from calliope.shell.ports import CodecPort, StorePort
+from calliope.shell.ports import CodecPort, RepairReport, StorePort
 from calliope.shell.replicated_stream import ReplicatedEventStream
 from calliope.shell.scope import AppScope
 
@@ -54,6 +54,29 @@ class Journal:
             clock=self._clock,
             scope=self._scope,
         )
+
+    async def repair(self, stream_id: str, *, replica_id: str | None = None) -> RepairReport:
+        """Make a damaged stream readable and writable again, losing what is
+        damaged: the plain stream ``stream_id``, or with ``replica_id`` that
+        replica's log of the replicated stream.
+
+        Use it when a query or persist raised ``CorruptJournalError`` and no
+        backup or replica can restore the file it names. The log keeps its
+        intact prefix (from sequence 1, up to the first damaged batch); the
+        rest is moved aside beside it, never deleted (``RepairReport`` lists
+        the files), and logged at error level. The events there are lost and
+        the stream's next event takes the sequence after the prefix, so
+        readers that saw the lost events must be told. On an intact stream
+        it does nothing. O(size of the log).
+        """
+        validate_stream_id(stream_id)
+        if replica_id is not None:
+            validate_replica_id(replica_id)
+        self._scope.begin()
+        try:
+            return await self._store.plain.repair(stream_id, replica_id)
+        finally:
+            self._scope.end()
 
     @overload
     def replicated_event_stream(

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
+import attrs
+
 from calliope.core.replication import RecordBatch, ReplicaPage
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "PlainLogPort",
     "RecordBatch",
     "ReplicaLogPort",
+    "RepairReport",
     "ReplicaPage",
     "SnapshotPort",
     "SnapshotRecord",
@@ -64,6 +67,28 @@ class Watcher(Protocol):
         called (at the latest after the adapter's polling interval)."""
 
 
+@attrs.frozen
+class RepairReport:
+    """What ``app.journal.repair`` did to one log.
+
+    ``last_sequence`` is the last sequence the log holds now (the next event
+    takes the one after it); ``moved_aside`` lists the files that now hold
+    what was cut off (nothing is deleted), ``bytes_moved`` their size. An
+    intact log is left as it was: nothing moved.
+    """
+
+    stream_id: str
+    replica_id: str | None
+    last_sequence: int
+    moved_aside: tuple[str, ...] = ()
+    bytes_moved: int = 0
+
+    @property
+    def repaired(self) -> bool:
+        """Whether anything was moved aside."""
+        return bool(self.moved_aside)
+
+
 class PlainLogPort(Protocol):
     """Plain streams: one append-only log per stream id, any writer.
 
@@ -99,6 +124,13 @@ class PlainLogPort(Protocol):
 
     async def last_sequence(self, stream_id: str) -> int:
         """The last committed sequence of the log (0 if empty)."""
+        ...
+
+    async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
+        """Make a damaged log (the plain one for ``replica_id`` None, else
+        that replica's) readable and writable again: keep its intact prefix
+        and move the rest aside, never deleting it. Nothing to do for an
+        intact log. O(size of the log)."""
         ...
 
 

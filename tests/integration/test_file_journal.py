@@ -39,6 +39,11 @@ def segments(root: Path, stream_id: str) -> list[Path]:
     return sorted(log_dir(root, stream_id).glob("*.seg"))
 
 
+def lock_file(root: Path, stream_id: str) -> Path:
+    """The log's lock file, which holds its committed extent."""
+    return log_dir(root, stream_id) / "lock"
+
+
 async def read_all(root: Path, stream_id: str) -> list[calliope.Envelope[ItemAdded]]:
     async with calliope.open(root, replica_id="reader") as app:
         return await app.journal.event_stream(stream_id, ItemAdded).query().to_list()
@@ -100,7 +105,7 @@ async def write(root: Path, stream_id: str, count: int, **options: object) -> No
             await stream.persist(ItemAdded(str(n)))
 
 
-async def test_a_torn_tail_is_cut_and_writing_continues(
+async def test_a_torn_tail_is_moved_aside_and_writing_continues(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = tmp_path / "data"
@@ -108,15 +113,18 @@ async def test_a_torn_tail_is_cut_and_writing_continues(
     (segment,) = segments(root, "s")
     intact = segment.stat().st_size
     frame = segment.read_bytes()[-40:]
+    torn = frame[: len(frame) // 2]
     with segment.open("ab") as handle:
-        handle.write(frame[: len(frame) // 2])  # half a frame: a write torn by a crash
-    assert [e.sequence for e in await read_all(root, "s")] == [1, 2, 3, 4, 5]
+        handle.write(torn)  # half a frame: a write torn by a crash
     with caplog.at_level(logging.WARNING, logger="calliope.files"):
+        assert [e.sequence for e in await read_all(root, "s")] == [1, 2, 3, 4, 5]
         async with calliope.open(root, replica_id="writer") as app:
             stream = app.journal.event_stream("s", ItemAdded)
             envelope = await stream.persist(ItemAdded("after"))
     assert envelope.sequence == 6
-    assert "incomplete tail" in caplog.text
+    assert f"moved {len(torn)} bytes at byte offset {intact}" in caplog.text
+    (aside,) = segment.parent.glob("*.aside")
+    assert aside.read_bytes() == torn  # moved, never deleted
     assert [e.event.sku for e in await read_all(root, "s")] == ["0", "1", "2", "3", "4", "after"]
     assert segment.stat().st_size > intact
 
@@ -127,11 +135,15 @@ async def test_a_torn_batch_is_never_partly_visible(tmp_path: Path) -> None:
         stream = app.journal.event_stream("s", ItemAdded)
         await stream.persist(ItemAdded("single"))
         size_before_batch = segments(root, "s")[0].stat().st_size
+        extent_before_batch = lock_file(root, "s").read_bytes()
         await stream.persist_all([ItemAdded("a"), ItemAdded("b"), ItemAdded("c")])
     (segment,) = segments(root, "s")
     data = segment.read_bytes()
     for cut in (size_before_batch + 5, (size_before_batch + len(data)) // 2, len(data) - 1):
-        segment.write_bytes(data[:cut])  # the batch's write torn at various points
+        # The batch's write torn at various points by a crash, so before the
+        # writer recorded its committed extent (extent.py).
+        segment.write_bytes(data[:cut])
+        lock_file(root, "s").write_bytes(extent_before_batch)
         assert [e.event.sku for e in await read_all(root, "s")] == ["single"]
     async with calliope.open(root, replica_id="writer") as app:
         await app.journal.event_stream("s", ItemAdded).persist(ItemAdded("next"))
@@ -335,7 +347,7 @@ async def test_damage_at_the_end_of_an_earlier_segment_is_an_error(tmp_path: Pat
     data = bytearray(first.read_bytes())
     data[-3] ^= 0xFF  # the seal
     first.write_bytes(bytes(data))
-    with pytest.raises(calliope.CorruptJournalError, match="without the seal"):
+    with pytest.raises(calliope.CorruptJournalError, match="damaged at byte offset"):
         await read_all(root, "s")
 
 

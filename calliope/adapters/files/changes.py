@@ -18,6 +18,7 @@ import os
 from collections.abc import AsyncIterator
 
 from calliope.adapters.files.batch_format import SEAL
+from calliope.adapters.files.extent import Extent, read_extent
 from calliope.adapters.files.layout import stream_directory
 from calliope.adapters.notify import Signal
 
@@ -32,9 +33,14 @@ class _LogProbe:
     empty, or once the last segment ends in its seal: the writer seals a
     segment before it creates the next, so nothing is missed, and a roll
     costs one listing per look until the new segment is there.
+
+    Readers deliver nothing past the log's committed extent (extent.py),
+    which the writer records just after its fsync, so a size seen to grow
+    before the extent caught up is news only once it has: while the segment
+    is larger than the extent, every look also reads the extent.
     """
 
-    __slots__ = ("directory", "last", "path", "sealed", "size")
+    __slots__ = ("committed", "directory", "last", "path", "pending", "sealed", "size")
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -42,6 +48,8 @@ class _LogProbe:
         self.path = ""  # of the last segment
         self.size = -1
         self.sealed = False
+        self.committed: Extent | None = None
+        self.pending = False  # the segment held more than the extent when last seen
 
     def changed(self) -> bool:
         """Blocking: whether the log changed since the last look."""
@@ -60,11 +68,24 @@ class _LogProbe:
         except FileNotFoundError:
             self.last, self.size, self.sealed = None, -1, False
             return True
-        if size == self.size:
+        if size == self.size and not self.pending:
             return moved
+        grown = size != self.size
         self.size = size
-        self.sealed = _ends_in_seal(path, size)
-        return True
+        if grown:
+            self.sealed = _ends_in_seal(path, size)
+        extent = read_extent(self.directory)
+        stem = (self.last or "")[: -len(".seg")]
+        segment = int(stem) if stem.isdigit() else 0
+        self.pending = (
+            extent is not None
+            and not self.sealed
+            and (extent.segment < segment or (extent.segment == segment and extent.end < size))
+        )
+        if extent != self.committed:
+            self.committed = extent
+            return True
+        return moved or (grown and extent is None)  # a log without an extent: as before
 
     def _last_segment(self) -> str | None:
         try:

@@ -31,8 +31,8 @@ from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
 from calliope.core.replication import RecordBatch, ReplicaPage
-from calliope.errors import AppClosedError
-from calliope.shell.ports import Durability, NewEvent
+from calliope.errors import AppClosedError, CorruptJournalError
+from calliope.shell.ports import Durability, NewEvent, RepairReport
 
 __all__ = ["FileEventLog"]
 
@@ -177,6 +177,28 @@ class FileEventLog:
             if not os.path.exists(id_path):
                 private_makedirs(directory)
                 write_file_atomically(id_path, replica_id.encode("utf-8"))
+            self._check_not_observed_beyond(stream_id, replica_id)
+
+    def _check_not_observed_beyond(self, stream_id: str, replica_id: str) -> None:
+        """A replica never takes a sequence another replica has observed:
+        its log must hold every event of it that the other replicas' last
+        versions name, or it lost acknowledged events (blocking; O(replicas))."""
+        own = self._segment_log(stream_id, replica_id)
+        held = own.peek_last()
+        for other in self._replica_ids(stream_id):
+            if other == replica_id:
+                continue
+            seen = self._segment_log(stream_id, other).peek_last_version().get(replica_id, 0)
+            if seen > held:
+                raise CorruptJournalError(
+                    f"replica {other!r} of stream {stream_id!r} has observed events of replica "
+                    f"{replica_id!r} up to sequence {seen}, but its log in {own.directory} holds "
+                    f"only {held}: it lost acknowledged events, and new ones would take "
+                    f"sequence numbers others have already seen. Restore that log from a "
+                    f"backup, or write this stream under a new replica_id",
+                    path=own.directory,
+                    offset=0,
+                )
 
     def _replica_ids(self, stream_id: str) -> list[str]:
         """The replicas with a log in this replicated stream (blocking).
@@ -428,6 +450,25 @@ class FileEventLog:
             if len(self._replica_lists) > _HANDLES:
                 self._replica_lists.popitem(last=False)
         return replicas
+
+    async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
+        """Keep the log's intact prefix and move the rest aside (repair.py),
+        waiting for appends in flight. O(size of the log)."""
+        entry = self._log(stream_id, replica_id)
+        entry.users += 1
+        try:
+            with storage_errors(f"repairing stream {stream_id!r}"):
+                repaired = await asyncio.to_thread(entry.log.repair)
+        finally:
+            entry.users -= 1
+        entry.hints.clear()
+        return RepairReport(
+            stream_id,
+            replica_id,
+            repaired.last_sequence,
+            tuple(repaired.moved_aside),
+            repaired.bytes_moved,
+        )
 
     async def aclose(self) -> None:
         """Let queued appends finish, refuse new ones, close every file."""

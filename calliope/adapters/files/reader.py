@@ -6,6 +6,7 @@ import os
 from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import decode_batch
+from calliope.adapters.files.extent import read_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_frames import check_damage, read_window
@@ -25,70 +26,160 @@ class ReadStep(NamedTuple):
     at_end: bool
 
 
-def read_step(log: SegmentLog, position: Position) -> ReadStep:
-    """Read the batches at ``position`` (blocking; no lock taken).
+def read_step(log: SegmentLog, position: Position, *, settle: bool = True) -> ReadStep:
+    """Read the committed batches at ``position`` (blocking; no lock taken).
 
-    Moves to the next segment after a seal. At the end of the last segment,
-    stops before an incomplete or bad frame (raising if intact data follows
-    it: damage). A segment with a later one after it is finished, so it must
-    end in its seal: anything else there is damage.
+    Only frames up to the log's committed extent are read (extent.py): a
+    frame past it may still wait for its fsync, so it is not delivered yet.
+    Anything unusable up to the extent is damage to acknowledged data
+    (CorruptJournalError): a bad frame, a file shorter than its committed
+    end, a missing segment, a finished segment without its seal. Moves to
+    the next segment after a seal. A log without an extent (written by an
+    older Calliope) is read as before: up to the first unusable frame of its
+    last segment.
+
+    A reader at the committed end that finds more bytes past it, while no
+    writer is busy, settles the log (``SegmentLog.settle``: a dead writer's
+    intact frames are committed, a torn end moved aside) and reads again.
     """
+    extent = read_extent(log.directory)
+    if extent is None:
+        return _legacy_step(log, position)
+    committed = extent.committed_end(position.segment)
+    if committed == 0 or (committed is not None and position.offset >= committed):
+        return ReadStep([], position, True)  # nothing (more) committed here yet
+    try:
+        fd = os.open(log.path(position.segment), os.O_RDONLY)
+    except FileNotFoundError:
+        raise _damaged(log, position, "the segment file is missing") from None
+    try:
+        size = os.fstat(fd).st_size
+        end = size if committed is None else committed
+        if size < end:
+            raise _damaged(log, position, f"the file ends at offset {size}, before {end}")
+        found = _frames(log, fd, position, end)
+    finally:
+        os.close(fd)
+    here = Position(position.segment, found.offset)
+    if found.sealed:
+        after = _segment_after(log, position.segment)
+        if after is not None:
+            return ReadStep(found.batches, Position(after, SEGMENT_HEADER_SIZE), False)
+        if committed is None:  # the extent lies in a later segment
+            raise _damaged(log, here, "the segment after this one is missing")
+        return ReadStep(found.batches, here, not found.batches)  # the next is being created
+    at_committed_end = found.reached and found.stop is Stop.END
+    if found.batches and not at_committed_end:
+        return ReadStep(found.batches, here, False)  # more to read (or damage, next step)
+    if at_committed_end:
+        if committed is None:
+            raise _unsealed(log, here)
+        if settle and size > end and log.settle():
+            if found.batches:
+                return ReadStep(found.batches, here, False)
+            return read_step(log, position, settle=False)
+        return ReadStep(found.batches, here, True)
+    raise _damaged(log, here, "the frame there is unusable")
+
+
+def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
+    """:func:`read_step` for a log without a committed extent."""
     try:
         fd = os.open(log.path(position.segment), os.O_RDONLY)
     except FileNotFoundError:
         return ReadStep([], position, True)
     try:
-        step, stop = _step(log, fd, position)
+        step, stop = _legacy_frames(log, fd, position)
         if step is not None:
             return step
         # Nothing more here. If a later segment exists, this one was sealed
         # before it was created: read again, and the seal must be here now.
-        if not [s for s in log.segments() if s > position.segment]:
+        if _segment_after(log, position.segment) is None:
             if stop is not Stop.END:
                 check_damage(fd, log.path(position.segment), position.offset)
             return ReadStep([], position, True)
-        step, _ = _step(log, fd, position)
+        step, _ = _legacy_frames(log, fd, position)
         if step is not None:
             return step
-        path = log.path(position.segment)
-        raise CorruptJournalError(
-            f"journal file {path} ends at byte offset {position.offset} without the seal "
-            f"that must close it, although a later segment exists: data after that offset is "
-            f"damaged or lost. Restore the file from a backup or a replica",
-            path=path,
-            offset=position.offset,
-        )
+        raise _unsealed(log, position)
     finally:
         os.close(fd)
 
 
-def _step(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None, Stop]:
-    """The batches at ``position`` and where to go next (None if there is
-    nothing usable there yet), and why parsing stopped."""
-    parsed, at_eof = read_window(fd, position.offset)
+def _legacy_frames(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None, Stop]:
+    found = _frames(log, fd, position, None)
+    here = Position(position.segment, found.offset)
+    if found.sealed:
+        after = _segment_after(log, position.segment)
+        if after is not None:
+            return ReadStep(found.batches, Position(after, SEGMENT_HEADER_SIZE), False), found.stop
+        # Sealed, but the next segment is not created yet (or its creator
+        # died): stay at the seal, to read it again next time.
+        return ReadStep(found.batches, here, not found.batches), found.stop
+    if not found.batches:
+        return None, found.stop
+    # Read to the end of the last segment: the reader is at the end now, no
+    # second look needed (a later segment would start right after it).
+    at_end = (
+        found.reached
+        and found.stop is Stop.END
+        and not os.path.exists(log.path(found.batches[-1].last_sequence + 1))
+    )
+    return ReadStep(found.batches, here, at_end), found.stop
+
+
+class _Frames(NamedTuple):
+    batches: list[RecordBatch]
+    offset: int  # just past the last batch (where the seal is, if sealed)
+    sealed: bool  # the seal follows the batches
+    stop: Stop
+    reached: bool  # the read reached the end asked for
+
+
+def _frames(log: SegmentLog, fd: int, position: Position, end: int | None) -> _Frames:
+    """The batches at ``position``, up to ``end`` (None: the end of the file)."""
+    parsed, reached = read_window(fd, position.offset, end)
     batches: list[RecordBatch] = []
     offset = position.offset
     for payload in parsed.payloads:
         batch = decode_batch(payload)
-        if batch is None:  # the seal: the log goes on in the next segment
-            later = [s for s in log.segments() if s > position.segment]
-            if later:
-                return ReadStep(
-                    batches, Position(later[0], SEGMENT_HEADER_SIZE), False
-                ), parsed.stop
-            # Sealed, but the next segment is not created yet (or its creator
-            # died): stay at the seal, to read it again next time.
-            return ReadStep(batches, Position(position.segment, offset), not batches), parsed.stop
+        if batch is None:
+            return _Frames(batches, offset, True, parsed.stop, reached)
+        if offset == SEGMENT_HEADER_SIZE and batch.first_sequence != position.segment:
+            raise _damaged(
+                log,
+                position,
+                f"its first batch holds sequence {batch.first_sequence}, not {position.segment}",
+            )
         offset += FRAME_HEADER + len(payload)
         batches.append(batch)
-    if batches:
-        # Read to the end of the last segment: the reader is at the end now,
-        # no second look needed (a later segment means it must read on).
-        # A later segment would start right after the last batch read.
-        at_end = (
-            at_eof
-            and parsed.stop is Stop.END
-            and not os.path.exists(log.path(batches[-1].last_sequence + 1))
-        )
-        return ReadStep(batches, Position(position.segment, offset), at_end), parsed.stop
-    return None, parsed.stop
+    return _Frames(batches, offset, False, parsed.stop, reached)
+
+
+def _segment_after(log: SegmentLog, segment: int) -> int | None:
+    later = [s for s in log.segments() if s > segment]
+    return later[0] if later else None
+
+
+def _damaged(log: SegmentLog, position: Position, what: str) -> CorruptJournalError:
+    path = log.path(position.segment)
+    return CorruptJournalError(
+        f"journal file {path} (stream {log.stream_id!r}) is damaged at byte offset "
+        f"{position.offset}, inside what was committed: {what}. Nothing is skipped: "
+        f"restore the file from a backup or a replica, or call "
+        f"app.journal.repair({log.stream_id!r}) (with replica_id= for a replicated "
+        f"stream) to move the damaged part aside, losing its events",
+        path=path,
+        offset=position.offset,
+    )
+
+
+def _unsealed(log: SegmentLog, position: Position) -> CorruptJournalError:
+    path = log.path(position.segment)
+    return CorruptJournalError(
+        f"journal file {path} ends at byte offset {position.offset} without the seal "
+        f"that must close it, although a later segment exists: data after that offset is "
+        f"damaged or lost. Restore the file from a backup or a replica",
+        path=path,
+        offset=position.offset,
+    )

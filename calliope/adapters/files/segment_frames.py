@@ -49,24 +49,27 @@ def pread_all(fd: int, size: int, offset: int) -> bytes:
     return b"".join(pieces)
 
 
-def read_window(fd: int, offset: int) -> tuple[Parsed, bool]:
-    """Parse the frames from ``offset``; True if the read reached EOF.
+def read_window(fd: int, offset: int, end: int | None = None) -> tuple[Parsed, bool]:
+    """Parse the frames from ``offset`` up to ``end`` (None: the end of the
+    file); True if the read reached ``end`` (or the end of the file).
 
     The window grows to hold a frame larger than it; it never asks for
-    more than the file holds (a large idle buffer is costly to allocate).
+    more than there is to read (a large idle buffer is costly to allocate).
     """
-    remaining = os.fstat(fd).st_size - offset
+    size = os.fstat(fd).st_size
+    stop = size if end is None else min(end, size)
+    remaining = stop - offset
     if remaining <= 0:
         return _NOTHING, True
-    window = min(_WINDOW, remaining + 1)  # +1: a short read means EOF
+    window = min(_WINDOW, remaining)
     while True:
         data = pread_all(fd, window, offset)
         parsed = parse_frames(data)
-        at_eof = len(data) < window
-        if parsed.payloads or at_eof or parsed.stop is not Stop.INCOMPLETE:
-            return parsed, at_eof
+        reached = len(data) >= remaining or len(data) < window
+        if parsed.payloads or reached or parsed.stop is not Stop.INCOMPLETE:
+            return parsed, reached
         needed = frame_length(data[:FRAME_HEADER])
-        window = max(window * 2, FRAME_HEADER + (needed or 0))
+        window = min(max(window * 2, FRAME_HEADER + (needed or 0)), remaining)
 
 
 def check_damage(fd: int, path: str, offset: int) -> None:

@@ -21,12 +21,14 @@ import struct
 from calliope.adapters.files.framing import SEGMENT_HEADER_SIZE
 from calliope.adapters.files.segment_files import Position, SegmentFiles
 from calliope.adapters.files.segment_frames import batch_at
+from calliope.errors import CorruptJournalError
 
 __all__ = ["add_index_entry", "indexed_start", "locate", "read_index", "trim_index"]
 
 logger = logging.getLogger("calliope.files")
 
 _INDEX_ENTRY = struct.Struct("<QQ")
+_FAR = 1 << 62  # no real offset or sequence gets here: an entry naming one is garbage
 
 
 def read_index(files: SegmentFiles, segment: int) -> list[tuple[int, int]]:
@@ -40,7 +42,7 @@ def read_index(files: SegmentFiles, segment: int) -> list[tuple[int, int]]:
     return sorted(
         (sequence, offset)
         for sequence, offset in _INDEX_ENTRY.iter_unpack(raw[:usable])
-        if offset >= SEGMENT_HEADER_SIZE
+        if SEGMENT_HEADER_SIZE <= offset < _FAR and 1 <= sequence < _FAR  # else garbage
     )
 
 
@@ -66,6 +68,17 @@ def locate(files: SegmentFiles, sequence: int) -> Position | None:
     segments = files.segments()
     if not segments:
         return None
+    if segments[0] != 1:
+        path = files.path(1)
+        raise CorruptJournalError(
+            f"journal file {path} (stream {files.stream_id!r}) is missing: it held the "
+            f"log's first events, and later segments exist, so reading from sequence "
+            f"{sequence} cannot start at {segments[0]}. Restore it from a backup or a "
+            f"replica, or call app.journal.repair({files.stream_id!r}) to move the rest "
+            f"aside, losing every event",
+            path=path,
+            offset=0,
+        )
     segment = segments[max(bisect.bisect_right(segments, sequence) - 1, 0)]
     try:
         fd = os.open(files.path(segment), os.O_RDONLY)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from calliope.adapters.files.repair import Repaired
 from calliope.adapters.files.segment_files import Position, SegmentFiles
 from calliope.adapters.files.segment_index import locate
 from calliope.adapters.files.segment_writer import AppendRequest, AppendResult, SegmentWriter
-from calliope.adapters.files.tail_recovery import peek_tail
+from calliope.adapters.files.tail_recovery import peek_last, peek_last_version
 from calliope.shell.ports import Durability
 
 __all__ = ["SegmentLog"]
@@ -70,13 +71,11 @@ class SegmentLog:
 
     def peek_last(self) -> int:
         """The last committed sequence, read without the lock (0 if empty)."""
-        tail = peek_tail(self._files)
-        return 0 if tail is None else tail.last_sequence
+        return peek_last(self._files)
 
     def peek_last_version(self) -> dict[str, int]:
         """The version of the last committed event, read without the lock."""
-        tail = peek_tail(self._files)
-        return {} if tail is None else tail.last_version
+        return peek_last_version(self._files)
 
     def try_append(self, requests: Sequence[AppendRequest]) -> list[AppendResult] | None:
         """Append if the lock is free right now; None (nothing done) if another
@@ -87,6 +86,15 @@ class SegmentLog:
         """Append each request atomically, waiting for the lock: one write and
         one fsync for all of them."""
         return self._writer.append(requests)
+
+    def repair(self) -> Repaired:
+        """Keep the intact prefix, move the rest aside (repair.py)."""
+        return self._writer.repair()
+
+    def settle(self) -> bool:
+        """Commit what a dead writer left past the committed extent, if no
+        writer is busy (see :meth:`SegmentWriter.settle`); True if done."""
+        return self._writer.settle()
 
     def close(self) -> None:
         """Close the writer's files (they reopen on the next append)."""

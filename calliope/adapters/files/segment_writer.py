@@ -7,8 +7,10 @@ stay contiguous and ``expected_sequence`` holds across processes.
 Contract: each request is all-or-nothing, checked in order; the accepted
 ones are written with one write and one fsync (``durability="fsync"``),
 consecutive requests of one writer sharing a frame. A failed write leaves no
-partial frame behind (StorageError). A full segment is sealed and the log
-continues in a new one. The methods block.
+partial frame behind (StorageError). Only after the fsync does the writer
+record the log's committed extent in the lock file (extent.py), and readers
+deliver nothing past it. A full segment is sealed and the log continues in
+a new one. The methods block.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import SEAL, batch_frame_parts
+from calliope.adapters.files.extent import lock_path, write_extent
 from calliope.adapters.files.fsutil import private_makedirs
+from calliope.adapters.files.repair import Repaired, repair_log
 from calliope.adapters.files.segment_files import SegmentFiles
 from calliope.adapters.files.segment_index import add_index_entry
 from calliope.adapters.files.tail_recovery import Tail, next_segment, refresh_tail
@@ -113,21 +118,25 @@ class SegmentWriter:
         self._index_every = index_every
         self._lock_fd: int | None = None
         self._tail: Tail | None = None
+        # One thread at a time uses the lock file and the tail: flock is
+        # held per open file, so it does not keep this process's threads apart.
+        self._busy = threading.Lock()
 
     def _lock(self) -> int:
         if self._lock_fd is None:
             directory = self._files.directory
             private_makedirs(directory)
-            self._lock_fd = os.open(os.path.join(directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_fd = os.open(lock_path(directory), os.O_RDWR | os.O_CREAT, 0o600)
         return self._lock_fd
 
     def close(self) -> None:
-        if self._tail is not None:
-            os.close(self._tail.fd)
-            self._tail = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        with self._busy:
+            if self._tail is not None:
+                os.close(self._tail.fd)
+                self._tail = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def try_append(self, requests: Sequence[AppendRequest]) -> list[AppendResult] | None:
         """Append at once if that is quick: None (nothing done) if it would
@@ -140,26 +149,73 @@ class SegmentWriter:
             return None
         if sum(request.size for request in requests) > _QUICK_BYTES:
             return None
-        lock = self._lock_fd
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not self._busy.acquire(blocking=False):
             return None
         try:
-            grown = os.fstat(tail.fd).st_size - tail.end
-        except OSError:
-            grown = _QUICK_BYTES + 1
-        if grown > _QUICK_BYTES or tail.sealed:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            return None
-        return self._append_then_unlock(lock, requests)
+            lock = self._lock_fd
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            try:
+                grown = os.fstat(tail.fd).st_size - tail.end
+            except OSError:
+                grown = _QUICK_BYTES + 1
+            if grown > _QUICK_BYTES or tail.sealed:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                return None
+            return self._append_then_unlock(lock, requests)
+        finally:
+            self._busy.release()
 
     def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Append each request atomically, waiting for the lock: one write and
         one fsync for all of them."""
-        lock = self._lock()
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return self._append_then_unlock(lock, requests)
+        with self._busy:
+            lock = self._lock()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._append_then_unlock(lock, requests)
+
+    def repair(self) -> Repaired:
+        """Keep the log's intact prefix and move the rest aside, waiting for
+        the lock (repair.py). O(size of the log)."""
+        with self._busy:
+            lock = self._lock()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._forget_tail()
+                return repair_log(self._files, lock)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def settle(self) -> bool:
+        """If nobody is writing the log right now, do what a writer does
+        before it appends: commit the intact frames a dead writer left past
+        the committed extent (fsync, then record it), move a torn end aside,
+        or raise CorruptJournalError for damage to acknowledged data. False
+        (nothing done) if a writer is busy or the lock file cannot be opened
+        for writing (a read-only store). O(bytes past the extent)."""
+        if not self._busy.acquire(blocking=False):
+            return False
+        try:
+            try:
+                lock = self._lock()
+            except PermissionError:
+                return False
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            try:
+                self._append_locked([])
+            except BaseException:
+                self._forget_tail()
+                raise
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            return True
+        finally:
+            self._busy.release()
 
     def _append_then_unlock(
         self, lock: int, requests: Sequence[AppendRequest]
@@ -182,10 +238,12 @@ class SegmentWriter:
         """Check each request in order; write the accepted ones, consecutive
         requests of one writer sharing a frame (still all-or-nothing each:
         a frame is all-or-nothing), with one write and one fsync."""
+        lock = self._lock()
         tail, self._tail = self._tail, None  # refresh_tail closes it if it fails
-        tail = self._tail = refresh_tail(self._files, tail)
+        tail = self._tail = refresh_tail(self._files, tail, lock)
         if tail.end >= self._segment_bytes:
             tail = self._tail = self._roll(tail)
+            write_extent(lock, tail.extent())  # the seal is committed: readers may cross it
         stream_id = self._files.stream_id
         results: list[AppendResult] = []
         frames: list[bytes] = []  # the parts of the frames, in order
@@ -257,6 +315,8 @@ class SegmentWriter:
             self._write(tail, frames)
             tail.last_sequence = sequence
             tail.last_version = version
+            # Only now, written and fsynced, may readers deliver it (extent.py).
+            write_extent(lock, tail.extent())
             if index_entry is not None and add_index_entry(self._files, tail.segment, index_entry):
                 tail.index_offset = index_entry[1]
         return results

@@ -5,13 +5,27 @@ reads only what grew since it last looked (another process rolling to a new
 segment first seals this one, so a changed size is the only signal
 needed). It starts from the last verified index entry of the last segment.
 
-Contract: batches must follow one another (a gap is CorruptJournalError).
-Under the lock (``refresh_tail``), an incomplete or bad frame at the very
-end of the last segment, with nothing intact after it, is cut: a write that
-died mid-way, never acknowledged; the cut is logged. A bad frame with
-intact data after it is damage: CorruptJournalError, never skipped.
-Without the lock (``peek_tail``), nothing is cut: an incomplete end may be
-a write in progress.
+Contract (under the lock, ``refresh_tail``):
+
+- Batches must follow one another (a gap is CorruptJournalError).
+- An unusable frame (bad or incomplete) with nothing durable saying it was
+  acknowledged is a write that died mid-way: the bytes from it to the end of
+  the segment are *moved aside* into a ``.aside`` file beside the segment
+  (never deleted) and the move is logged at error level with file, offset
+  and size. It is never told apart from damage by what follows it: a torn
+  write of a large frame may well hold bytes that look like a frame.
+- Durable evidence that the bytes were acknowledged makes it a
+  CorruptJournalError until the user repairs the log explicitly
+  (``app.journal.repair``): the log's committed extent (extent.py) covering
+  them, or an index entry naming a frame inside them. Files holding less
+  than the extent says (a truncated or deleted segment) are also
+  CorruptJournalError: nothing acknowledged vanishes, no sequence is given
+  out twice.
+- Intact frames past the extent (a writer died between its write and
+  recording the extent) are fsynced, then the extent is recorded again.
+
+Without the lock (``peek_tail``), nothing is cut or moved: an incomplete end
+may be a write in progress.
 """
 
 from __future__ import annotations
@@ -21,13 +35,24 @@ import logging
 import os
 
 from calliope.adapters.files.batch_format import decode_batch
+from calliope.adapters.files.extent import Extent, read_extent, read_extent_fd, write_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
+from calliope.adapters.files.fsutil import fsync_directory
 from calliope.adapters.files.segment_files import SegmentFiles, create_segment
-from calliope.adapters.files.segment_frames import check_damage, read_window
-from calliope.adapters.files.segment_index import indexed_start, trim_index
+from calliope.adapters.files.segment_frames import check_damage, pread_all, read_window
+from calliope.adapters.files.segment_index import indexed_start, read_index, trim_index
 from calliope.errors import CorruptJournalError
 
-__all__ = ["Tail", "next_segment", "peek_tail", "refresh_tail"]
+__all__ = [
+    "Tail",
+    "catch_up",
+    "damaged",
+    "move_aside",
+    "next_segment",
+    "peek_last",
+    "peek_last_version",
+    "refresh_tail",
+]
 
 logger = logging.getLogger("calliope.files")
 
@@ -46,23 +71,37 @@ class Tail:
         self.index_offset = end
         self.sealed = False
 
+    def extent(self) -> Extent:
+        return Extent(self.segment, self.end, self.last_sequence)
 
-def refresh_tail(files: SegmentFiles, tail: Tail | None) -> Tail:
+
+def refresh_tail(files: SegmentFiles, tail: Tail | None, lock_fd: int) -> Tail:
     """Catch ``tail`` (None: not loaded yet) up with the files: appends and
-    rolls by others, a torn end (cut). Call under the lock. Returns the tail
-    to write at, perhaps a new one; on error, the tail's file is closed (load
-    it afresh next time)."""
+    rolls by others, a torn end (moved aside). Call under the lock, whose
+    file is ``lock_fd``. Returns the tail to write at, perhaps a new one; on
+    error, the tail's file is closed (load it afresh next time).
+
+    O(1) when nothing changed since this writer's last append; else
+    O(what others appended).
+    """
     while True:
+        known = tail is not None  # a tail kept from our last append is settled
         if tail is None:
             tail = _load_tail(files)
         try:
             size = os.fstat(tail.fd).st_size
-            if size != tail.end:
-                _catch_up(files, tail.fd, tail, size, cut=True)
+            if known and size == tail.end and not tail.sealed:
+                return tail
+            extent = read_extent_fd(lock_fd)
+            if size != tail.end and not catch_up(files, tail.fd, tail, size):
+                _recover(files, tail, size, extent)
             if not tail.sealed:
+                _settle(files, tail, lock_fd, extent)
                 return tail
             # Someone rolled (or died between sealing and creating the next).
             if not [s for s in files.segments() if s > tail.segment]:
+                if extent is not None and extent.segment > tail.segment:
+                    raise _lost(files, tail, extent)
                 return next_segment(files, tail)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -82,16 +121,36 @@ def next_segment(files: SegmentFiles, tail: Tail) -> Tail:
     return rolled
 
 
-def peek_tail(files: SegmentFiles) -> Tail | None:
-    """The end of the log as its files show it now, read without the lock
-    (None if the log is empty). The result's file is closed."""
+def peek_last(files: SegmentFiles) -> int:
+    """The last committed sequence, read without the lock (0: empty log).
+    O(1) from the committed extent; a log without one is scanned from its
+    last index entry."""
+    extent = read_extent(files.directory)
+    if extent is not None:
+        return extent.last_sequence
     segments = files.segments()
-    if not segments:
-        return None
-    tail = _scan(files, segments[-1])
-    if tail.last_sequence and not tail.last_version and len(segments) > 1:
-        tail.last_version = _scan(files, segments[-2]).last_version
-    return tail
+    return _scan(files, segments[-1], None).last_sequence if segments else 0
+
+
+def peek_last_version(files: SegmentFiles) -> dict[str, int]:
+    """The version of the last committed event, read without the lock ({}:
+    empty log). O(bytes after the last index entry of the last segment)."""
+    extent = read_extent(files.directory)
+    segments = files.segments()
+    if extent is not None:
+        if extent.last_sequence == 0:
+            return {}
+        last, limit = extent.segment, extent.end
+    elif segments:
+        last, limit = segments[-1], None
+    else:
+        return {}
+    tail = _scan(files, last, limit)
+    if tail.last_sequence and not tail.last_version:  # nothing in it yet: the previous one
+        earlier = [s for s in segments if s < last]
+        if earlier:
+            tail.last_version = _scan(files, earlier[-1], None).last_version
+    return tail.last_version
 
 
 def _load_tail(files: SegmentFiles) -> Tail:
@@ -104,27 +163,42 @@ def _load_tail(files: SegmentFiles) -> Tail:
     start, first = indexed_start(files, fd, last, None)
     tail = Tail(last, fd, start.offset, first - 1)
     if start.offset == SEGMENT_HEADER_SIZE and len(segments) > 1:
-        tail.last_version = _scan(files, segments[-2]).last_version
+        tail.last_version = _scan(files, segments[-2], None).last_version
     return tail
 
 
-def _scan(files: SegmentFiles, segment: int) -> Tail:
-    """The end of one segment, read without the lock (its file closed)."""
-    fd = os.open(files.path(segment), os.O_RDONLY)
+def _scan(files: SegmentFiles, segment: int, limit: int | None) -> Tail:
+    """The end of one segment, read without the lock (its file closed):
+    up to ``limit`` (its committed end), or to the first unusable frame."""
+    path = files.path(segment)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        if limit is None:
+            raise
+        raise damaged(files, segment, SEGMENT_HEADER_SIZE, "the file is missing") from None
     try:
         start, first = indexed_start(files, fd, segment, None)
         tail = Tail(segment, -1, start.offset, first - 1)
-        _catch_up(files, fd, tail, os.fstat(fd).st_size, cut=False)
+        size = os.fstat(fd).st_size
+        end = size if limit is None else limit
+        if size < end:
+            raise damaged(files, segment, size, f"the file ends there, before offset {end}")
+        if not catch_up(files, fd, tail, end):
+            if limit is not None:
+                raise damaged(files, segment, tail.end, "the frame there is unusable")
+            check_damage(fd, path, tail.end)  # a log without an extent: as before
     finally:
         os.close(fd)
     return tail
 
 
-def _catch_up(files: SegmentFiles, fd: int, tail: Tail, size: int, *, cut: bool) -> None:
-    """Read the batches after ``tail.end``: raise on damage or a gap; cut an
-    unusable end if ``cut`` (only under the lock)."""
-    while tail.end < size and not tail.sealed:
-        parsed, at_eof = read_window(fd, tail.end)
+def catch_up(files: SegmentFiles, fd: int, tail: Tail, end: int) -> bool:
+    """Read the batches between ``tail.end`` and ``end`` (raising on a gap).
+    True if they end cleanly there or at a seal; False if an unusable frame
+    starts at ``tail.end``. O(bytes read)."""
+    while tail.end < end and not tail.sealed:
+        parsed, reached = read_window(fd, tail.end, end)
         offset = tail.end
         for payload in parsed.payloads:
             batch = decode_batch(payload)
@@ -141,25 +215,124 @@ def _catch_up(files: SegmentFiles, fd: int, tail: Tail, size: int, *, cut: bool)
         tail.end = offset
         if tail.sealed or parsed.stop is Stop.END:
             continue
-        if parsed.stop is Stop.INCOMPLETE and not at_eof:
+        if parsed.stop is Stop.INCOMPLETE and not reached:
             continue  # the window ended inside a frame: read on
-        check_damage(fd, files.path(tail.segment), tail.end)
-        if cut:
-            _cut(files, fd, tail, size)
-        return
+        return False
+    return True
 
 
-def _cut(files: SegmentFiles, fd: int, tail: Tail, size: int) -> None:
-    logger.warning(
-        "cutting an incomplete tail of %d bytes from %s at offset %d "
-        "(a write that never completed, so was never acknowledged)",
-        size - tail.end,
-        files.path(tail.segment),
-        tail.end,
+def _recover(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) -> None:
+    """An unusable frame starts at ``tail.end``: an error if anything durable
+    says it was acknowledged, else a write that died mid-way, moved aside."""
+    evidence = _evidence(files, tail, size, extent)
+    if evidence is not None:
+        raise damaged(files, tail.segment, tail.end, evidence)
+    move_aside(files, tail.fd, tail.segment, tail.end, "an incomplete or damaged last write")
+
+
+def _evidence(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) -> str | None:
+    """What says the bytes from ``tail.end`` on were acknowledged, if anything."""
+    if extent is not None and (
+        extent.segment > tail.segment or (extent.segment == tail.segment and extent.end > tail.end)
+    ):
+        return (
+            f"the log's committed extent says it was written and fsynced up to sequence "
+            f"{extent.last_sequence}"
+        )
+    named = [o for _, o in read_index(files, tail.segment) if tail.end <= o < size]
+    if named:
+        return f"its index names a batch at offset {named[0]}, past the damage"
+    return None
+
+
+def _settle(files: SegmentFiles, tail: Tail, lock_fd: int, extent: Extent | None) -> None:
+    """Check that the files hold everything the extent says was committed;
+    make durable and record what they hold past it (a writer died before
+    recording it, or the log predates extents)."""
+    if extent is not None:
+        if extent.segment > tail.segment or (
+            extent.segment == tail.segment and extent.end > tail.end
+        ):
+            raise _lost(files, tail, extent)
+        if extent == tail.extent():
+            return
+    os.fdatasync(tail.fd)
+    write_extent(lock_fd, tail.extent())
+
+
+def move_aside(files: SegmentFiles, fd: int, segment: int, start: int, why: str) -> str:
+    """Move the bytes of ``segment`` from ``start`` to its end into a new
+    ``.aside`` file beside it (fsynced), then cut the segment there; log it
+    at error level. Nothing is deleted. Returns the new file's path.
+    O(bytes moved)."""
+    path = files.path(segment)
+    size = os.fstat(fd).st_size
+    aside = _aside_path(path, start)
+    out = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        position = start
+        while position < size:
+            piece = pread_all(fd, min(size - position, 1 << 20), position)
+            if not piece:
+                break
+            os.write(out, piece)
+            position += len(piece)
+        os.fsync(out)
+    finally:
+        os.close(out)
+    fsync_directory(files.directory)
+    logger.error(
+        "moved %d bytes at byte offset %d of %s (stream %r) aside to %s: %s; "
+        "nothing there was acknowledged",
+        size - start,
+        start,
+        path,
+        files.stream_id,
+        aside,
+        why,
     )
-    os.ftruncate(fd, tail.end)
+    os.ftruncate(fd, start)
     os.fsync(fd)
-    trim_index(files, tail.segment, tail.end)
+    trim_index(files, segment, start)
+    return aside
+
+
+def _aside_path(path: str, start: int) -> str:
+    base = f"{path[: -len('.seg')]}.{start}"
+    candidate, number = f"{base}.aside", 1
+    while os.path.exists(candidate):
+        number += 1
+        candidate = f"{base}.{number}.aside"
+    return candidate
+
+
+def damaged(files: SegmentFiles, segment: int, offset: int, evidence: str) -> CorruptJournalError:
+    """The error for damage to acknowledged data of ``segment`` at ``offset``."""
+    path = files.path(segment)
+    return CorruptJournalError(
+        f"journal file {path} (stream {files.stream_id!r}) is damaged at byte offset "
+        f"{offset}: {evidence}. Those events were acknowledged, so Calliope will not cut "
+        f"them or give their sequence numbers to new events. Restore the file from a "
+        f"backup or a replica, or call app.journal.repair({files.stream_id!r}) (with "
+        f"replica_id= for a replicated stream) to move the damaged part aside, losing "
+        f"its events",
+        path=path,
+        offset=offset,
+    )
+
+
+def _lost(files: SegmentFiles, tail: Tail, extent: Extent) -> CorruptJournalError:
+    if extent.segment > tail.segment:
+        what = f"segment {files.path(extent.segment)} is missing"
+    else:
+        what = f"the file ends at offset {tail.end}, before its committed end {extent.end}"
+    return damaged(
+        files,
+        extent.segment,
+        min(tail.end, extent.end) if extent.segment == tail.segment else SEGMENT_HEADER_SIZE,
+        f"{what}, although events up to sequence {extent.last_sequence} were committed "
+        f"(the files hold {tail.last_sequence})",
+    )
 
 
 def _gap(

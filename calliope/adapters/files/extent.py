@@ -1,0 +1,116 @@
+"""A log's committed extent: how far its writers have made it durable.
+
+Every log directory has a ``lock`` file (writers ``flock`` it, see
+segment_writer.py). Its first 32 bytes hold the *committed extent*: the
+segment and byte offset up to which the log's frames are on disk, and the
+last sequence there::
+
+    magic          4 bytes  b"CEXT"
+    segment        8 bytes  little-endian u64, the segment's first sequence
+    end            8 bytes  little-endian u64, the offset just past the last
+                            committed frame of that segment
+    last_sequence  8 bytes  little-endian u64
+    crc            4 bytes  little-endian CRC-32 of the 28 bytes before it
+
+Contract:
+
+- A writer records the extent, under the lock, only *after* the frames up to
+  it were written and fsynced (``durability="fsync"``) and before it
+  acknowledges them. So everything up to the extent was acknowledged or
+  could have been, and nothing past it was: readers deliver frames up to the
+  extent and never past it (a frame past it may still be waiting for its
+  fsync), and damage up to the extent is damage to acknowledged data,
+  never a torn write.
+- The record is not fsynced itself: after a power loss it may be older than
+  the segments (never newer, since it is written after their fsync). An
+  older extent only means less evidence; the writer that next takes the
+  lock makes what lies past it durable and records it again.
+- A log written by an older Calliope has an empty ``lock`` file: no extent
+  (:data:`None`); readers then trust every intact frame, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from typing import NamedTuple
+
+__all__ = ["Extent", "lock_path", "read_extent", "write_extent"]
+
+_MAGIC = b"CEXT"
+_BODY = struct.Struct("<4sQQQ")
+_CRC = struct.Struct("<I")
+SIZE = _BODY.size + _CRC.size
+_RETRIES = 3  # a record read while it is being rewritten fails its check: look again
+
+
+class Extent(NamedTuple):
+    """Frames up to ``end`` of ``segment`` are committed; the last holds
+    ``last_sequence``. Segments before ``segment`` are committed whole."""
+
+    segment: int
+    end: int
+    last_sequence: int
+
+    def committed_end(self, segment: int) -> int | None:
+        """How far the frames of ``segment`` are committed: ``end`` for the
+        extent's own segment, None (all of it) for an earlier one, 0 (none
+        of it) for a later one."""
+        if segment < self.segment:
+            return None
+        return self.end if segment == self.segment else 0
+
+
+def lock_path(directory: str) -> str:
+    """The lock file of the log in ``directory`` (it holds the extent)."""
+    return os.path.join(directory, "lock")
+
+
+def encode_extent(extent: Extent) -> bytes:
+    body = _BODY.pack(_MAGIC, *extent)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def decode_extent(record: bytes) -> Extent | None:
+    """The extent in ``record``, or None if it is not a whole, intact one."""
+    if len(record) < SIZE:
+        return None
+    body = record[: _BODY.size]
+    (crc,) = _CRC.unpack_from(record, _BODY.size)
+    if zlib.crc32(body) != crc:
+        return None
+    magic, segment, end, last_sequence = _BODY.unpack(body)
+    if magic != _MAGIC:
+        return None
+    return Extent(segment, end, last_sequence)
+
+
+def write_extent(fd: int, extent: Extent) -> None:
+    """Record ``extent`` in the open lock file ``fd`` (no fsync: see the
+    module's contract). Call under the lock, after the fsync of the frames."""
+    os.pwrite(fd, encode_extent(extent), 0)
+
+
+def read_extent_fd(fd: int) -> Extent | None:
+    """The extent recorded in the open lock file ``fd`` (None: none)."""
+    record = os.pread(fd, SIZE, 0)
+    for _ in range(_RETRIES):
+        extent = decode_extent(record)
+        if extent is not None or len(record) < SIZE:
+            return extent
+        record = os.pread(fd, SIZE, 0)  # perhaps caught mid-rewrite
+    return decode_extent(record)
+
+
+def read_extent(directory: str) -> Extent | None:
+    """The extent of the log in ``directory``, read without the lock (None:
+    no log there, or one written before extents were recorded)."""
+    try:
+        fd = os.open(lock_path(directory), os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return read_extent_fd(fd)
+    finally:
+        os.close(fd)

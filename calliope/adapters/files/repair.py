@@ -1,0 +1,98 @@
+"""Repairing a damaged log, when the user asks for it: losing what is damaged.
+
+Damage to acknowledged data is a CorruptJournalError until the user
+repairs the log explicitly. Repair keeps the longest intact prefix of the
+log (from sequence 1, batches following one another, every finished
+segment ending in its seal) and moves everything after it aside: the rest
+of the segment where the damage starts into a ``.aside`` file, and every
+later segment (and its index) renamed to ``.aside``. Nothing is deleted.
+The committed extent is then recorded for what remains, so the log is
+readable and writable again; its next event takes the sequence after the
+intact prefix.
+
+Contract: call under the log's lock (segment_writer.py). O(size of the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import NamedTuple
+
+from calliope.adapters.files.extent import write_extent
+from calliope.adapters.files.framing import SEGMENT_HEADER_SIZE
+from calliope.adapters.files.fsutil import fsync_directory
+from calliope.adapters.files.segment_files import SegmentFiles
+from calliope.adapters.files.tail_recovery import Tail, catch_up, move_aside
+from calliope.errors import CorruptJournalError
+
+__all__ = ["Repaired", "repair_log"]
+
+logger = logging.getLogger("calliope.files")
+
+
+class Repaired(NamedTuple):
+    """What a repair kept and moved aside."""
+
+    last_sequence: int  # the last sequence the log holds now
+    moved_aside: list[str]  # the files that now hold what was moved
+    bytes_moved: int
+
+
+def repair_log(files: SegmentFiles, lock_fd: int) -> Repaired:
+    """Keep the intact prefix of the log, move the rest aside, record the
+    extent of what remains (see the module's contract)."""
+    moved: list[str] = []
+    count = 0
+    kept = Tail(1, -1, SEGMENT_HEADER_SIZE, 0)
+    segments = files.segments()
+    for index, segment in enumerate(segments):
+        if segment != kept.last_sequence + 1 or (index and not kept.sealed):
+            for later in segments[index:]:  # a segment missing before it, or no seal
+                count += _rename_aside(files, later, moved)
+            break
+        fd = os.open(files.path(segment), os.O_RDWR)
+        try:
+            tail = Tail(segment, fd, SEGMENT_HEADER_SIZE, segment - 1)
+            size = os.fstat(fd).st_size
+            try:
+                intact = size >= SEGMENT_HEADER_SIZE and catch_up(files, fd, tail, size)
+            except CorruptJournalError:  # a batch out of sequence: keep what precedes it
+                intact = False
+            if not intact and size > tail.end:
+                count += size - tail.end
+                moved.append(move_aside(files, fd, segment, tail.end, "a repair asked for"))
+            kept = tail
+            kept.fd = -1
+        finally:
+            os.close(fd)
+        if not intact:
+            for later in segments[index + 1 :]:
+                count += _rename_aside(files, later, moved)
+            break
+    write_extent(lock_fd, kept.extent())
+    os.fsync(lock_fd)
+    if moved:
+        logger.error(
+            "repaired stream %r in %s: kept sequences 1..%d, moved %d bytes aside to %s",
+            files.stream_id,
+            files.directory,
+            kept.last_sequence,
+            count,
+            ", ".join(moved),
+        )
+    return Repaired(kept.last_sequence, moved, count)
+
+
+def _rename_aside(files: SegmentFiles, segment: int, moved: list[str]) -> int:
+    """Rename a whole segment (and its index) aside; its size in bytes."""
+    path = files.path(segment)
+    size = os.stat(path).st_size
+    aside = f"{path[: -len('.seg')]}.aside"
+    os.rename(path, aside)
+    index = files.index_path(segment)
+    if os.path.exists(index):
+        os.rename(index, f"{index}.aside")
+    fsync_directory(files.directory)
+    moved.append(aside)
+    return size
