@@ -9,11 +9,11 @@ the event loop when little is to be read.
 
 from __future__ import annotations
 
+from calliope.adapters.files.damage import out_of_sequence
 from calliope.adapters.files.reader import ReadStep, read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.core.replication import RecordBatch
-from calliope.errors import CorruptJournalError
 
 __all__ = ["in_range", "read_page"]
 
@@ -31,7 +31,9 @@ def in_range(
     wanted: list[RecordBatch] = []
     for batch in step.batches:
         if expected is not None and batch.first_sequence != expected:
-            raise _gap(log, position, expected, batch.first_sequence)
+            raise out_of_sequence(
+                log.files, position.segment, position.offset, expected, batch.first_sequence
+            )
         expected = batch.last_sequence + 1
         part = batch.sliced(from_sequence, to_sequence)
         if part is not None:
@@ -67,13 +69,3 @@ def read_page(
             return found, False, position, expected if expected is not None else from_sequence
         if count >= limit:
             return found, True, position, expected if expected is not None else from_sequence
-
-
-def _gap(log: SegmentLog, position: Position, expected: int, found: int) -> CorruptJournalError:
-    path = log.path(position.segment)
-    return CorruptJournalError(
-        f"stream {log.stream_id!r} holds sequence {found} in {path} where {expected} "
-        f"belongs; restore it from a backup",
-        path=path,
-        offset=position.offset,
-    )

@@ -6,13 +6,13 @@ import os
 from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import decode_batch
+from calliope.adapters.files.damage import damaged, unsealed
 from calliope.adapters.files.extent import read_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_frames import check_damage, read_window
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.core.replication import RecordBatch
-from calliope.errors import CorruptJournalError
 
 __all__ = ["ReadStep", "read_step"]
 
@@ -51,12 +51,19 @@ def read_step(log: SegmentLog, position: Position, *, settle: bool = True) -> Re
     try:
         fd = os.open(log.path(position.segment), os.O_RDONLY)
     except FileNotFoundError:
-        raise _damaged(log, position, "the segment file is missing") from None
+        raise damaged(
+            log.files, position.segment, position.offset, "the segment file is missing"
+        ) from None
     try:
         size = os.fstat(fd).st_size
         end = size if committed is None else committed
         if size < end:
-            raise _damaged(log, position, f"the file ends at offset {size}, before {end}")
+            raise damaged(
+                log.files,
+                position.segment,
+                position.offset,
+                f"the file ends at offset {size}, before {end}",
+            )
         found = _frames(log, fd, position, end)
     finally:
         os.close(fd)
@@ -66,20 +73,22 @@ def read_step(log: SegmentLog, position: Position, *, settle: bool = True) -> Re
         if after is not None:
             return ReadStep(found.batches, Position(after, SEGMENT_HEADER_SIZE), False)
         if committed is None:  # the extent lies in a later segment
-            raise _damaged(log, here, "the segment after this one is missing")
+            raise damaged(
+                log.files, here.segment, here.offset, "the segment after this one is missing"
+            )
         return ReadStep(found.batches, here, not found.batches)  # the next is being created
     at_committed_end = found.reached and found.stop is Stop.END
     if found.batches and not at_committed_end:
         return ReadStep(found.batches, here, False)  # more to read (or damage, next step)
     if at_committed_end:
         if committed is None:
-            raise _unsealed(log, here)
+            raise unsealed(log.files, here.segment, here.offset)
         if settle and size > end and log.settle():
             if found.batches:
                 return ReadStep(found.batches, here, False)
             return read_step(log, position, settle=False)
         return ReadStep(found.batches, here, True)
-    raise _damaged(log, here, "the frame there is unusable")
+    raise damaged(log.files, here.segment, here.offset, "the frame there is unusable")
 
 
 def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
@@ -101,7 +110,7 @@ def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
         step, _ = _legacy_frames(log, fd, position)
         if step is not None:
             return step
-        raise _unsealed(log, position)
+        raise unsealed(log.files, position.segment, position.offset)
     finally:
         os.close(fd)
 
@@ -146,9 +155,10 @@ def _frames(log: SegmentLog, fd: int, position: Position, end: int | None) -> _F
         if batch is None:
             return _Frames(batches, offset, True, parsed.stop, reached)
         if offset == SEGMENT_HEADER_SIZE and batch.first_sequence != position.segment:
-            raise _damaged(
-                log,
-                position,
+            raise damaged(
+                log.files,
+                position.segment,
+                position.offset,
                 f"its first batch holds sequence {batch.first_sequence}, not {position.segment}",
             )
         offset += FRAME_HEADER + len(payload)
@@ -159,27 +169,3 @@ def _frames(log: SegmentLog, fd: int, position: Position, end: int | None) -> _F
 def _segment_after(log: SegmentLog, segment: int) -> int | None:
     later = [s for s in log.segments() if s > segment]
     return later[0] if later else None
-
-
-def _damaged(log: SegmentLog, position: Position, what: str) -> CorruptJournalError:
-    path = log.path(position.segment)
-    return CorruptJournalError(
-        f"journal file {path} (stream {log.stream_id!r}) is damaged at byte offset "
-        f"{position.offset}, inside what was committed: {what}. Nothing is skipped: "
-        f"restore the file from a backup or a replica, or call "
-        f"app.journal.repair({log.stream_id!r}) (with replica_id= for a replicated "
-        f"stream) to move the damaged part aside, losing its events",
-        path=path,
-        offset=position.offset,
-    )
-
-
-def _unsealed(log: SegmentLog, position: Position) -> CorruptJournalError:
-    path = log.path(position.segment)
-    return CorruptJournalError(
-        f"journal file {path} ends at byte offset {position.offset} without the seal "
-        f"that must close it, although a later segment exists: data after that offset is "
-        f"damaged or lost. Restore the file from a backup or a replica",
-        path=path,
-        offset=position.offset,
-    )

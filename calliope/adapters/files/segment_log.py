@@ -51,6 +51,10 @@ class SegmentLog:
         )
 
     @property
+    def files(self) -> SegmentFiles:
+        return self._files
+
+    @property
     def directory(self) -> str:
         return self._files.directory
 

@@ -35,6 +35,7 @@ import logging
 import os
 
 from calliope.adapters.files.batch_format import decode_batch
+from calliope.adapters.files.damage import damaged, out_of_sequence
 from calliope.adapters.files.extent import Extent, read_extent, read_extent_fd, write_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.fsutil import fsync_directory
@@ -46,7 +47,6 @@ from calliope.errors import CorruptJournalError
 __all__ = [
     "Tail",
     "catch_up",
-    "damaged",
     "move_aside",
     "next_segment",
     "peek_last",
@@ -206,7 +206,7 @@ def catch_up(files: SegmentFiles, fd: int, tail: Tail, end: int) -> bool:
                 tail.sealed = True
                 break
             if batch.first_sequence != tail.last_sequence + 1:
-                raise _gap(
+                raise out_of_sequence(
                     files, tail.segment, offset, tail.last_sequence + 1, batch.first_sequence
                 )
             tail.last_sequence = batch.last_sequence
@@ -306,21 +306,6 @@ def _aside_path(path: str, start: int) -> str:
     return candidate
 
 
-def damaged(files: SegmentFiles, segment: int, offset: int, evidence: str) -> CorruptJournalError:
-    """The error for damage to acknowledged data of ``segment`` at ``offset``."""
-    path = files.path(segment)
-    return CorruptJournalError(
-        f"journal file {path} (stream {files.stream_id!r}) is damaged at byte offset "
-        f"{offset}: {evidence}. Those events were acknowledged, so Calliope will not cut "
-        f"them or give their sequence numbers to new events. Restore the file from a "
-        f"backup or a replica, or call app.journal.repair({files.stream_id!r}) (with "
-        f"replica_id= for a replicated stream) to move the damaged part aside, losing "
-        f"its events",
-        path=path,
-        offset=offset,
-    )
-
-
 def _lost(files: SegmentFiles, tail: Tail, extent: Extent) -> CorruptJournalError:
     if extent.segment > tail.segment:
         what = f"segment {files.path(extent.segment)} is missing"
@@ -332,16 +317,4 @@ def _lost(files: SegmentFiles, tail: Tail, extent: Extent) -> CorruptJournalErro
         min(tail.end, extent.end) if extent.segment == tail.segment else SEGMENT_HEADER_SIZE,
         f"{what}, although events up to sequence {extent.last_sequence} were committed "
         f"(the files hold {tail.last_sequence})",
-    )
-
-
-def _gap(
-    files: SegmentFiles, segment: int, offset: int, expected: int, found: int
-) -> CorruptJournalError:
-    path = files.path(segment)
-    return CorruptJournalError(
-        f"journal file {path} holds sequence {found} at byte offset {offset} where "
-        f"{expected} belongs (stream {files.stream_id!r}); restore it from a backup",
-        path=path,
-        offset=offset,
     )
