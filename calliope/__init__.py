@@ -54,6 +54,7 @@ from calliope.shell.event_stream import EventStream
 from calliope.shell.queries import LiveQuery, Query
 from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_stream import ReplicatedEventStream
+from calliope.shell.skipped import SkippedEvent
 
 __all__ = [
     "CRDT",
@@ -86,6 +87,7 @@ __all__ = [
     "LiveQuery",
     "Query",
     "ReplicaInUseError",
+    "SkippedEvent",
     "Snapshot",
     "StorageError",
     "UnknownEventTypeError",
