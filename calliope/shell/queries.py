@@ -143,20 +143,22 @@ class Query(Generic[E]):
         :func:`calliope.aggregate`, without building envelopes. O(events);
         other tasks run every ``SLICE`` events. With a skipping policy it folds
         only the events that can be decoded."""
-        decode = self._source.codec.decode
-        skip = self._policy.skip
+        source, policy = self._source, self._policy
+        decode = source.codec.decode
         state = init
         async for batches in self._batches():
             for part in slices(batches):
-                for index, (name, version, data) in enumerate(part.items):
-                    try:
-                        event = decode(name, version, data)
-                    except EventDecodingError as error:
-                        if not skip:
-                            raise
-                        self._policy.skipped(self._source.stream_id, part, index, error)
-                        continue
-                    state = update_state(state, event)
+                if policy.skip:
+                    for index, (name, version, data) in enumerate(part.items):
+                        try:
+                            event = decode(name, version, data)
+                        except EventDecodingError as error:
+                            policy.skipped(source.stream_id, part, index, error)
+                            continue
+                        state = update_state(state, event)
+                else:
+                    for name, version, data in part.items:
+                        state = update_state(state, decode(name, version, data))
                 await asyncio.sleep(0)
         return state
 

@@ -139,16 +139,18 @@ class ReplicatedQuery(Generic[E]):
         async for released in self._delivered():
             newest: dict[str, int] = {}  # per writer, the last event released
             for batch, start, stop in released:
-                for index in range(start, stop):
-                    name, schema, data = batch.items[index]
-                    try:
-                        event = decode(name, schema, data)
-                    except EventDecodingError as error:
-                        if not policy.skip:
-                            raise
-                        policy.skipped(source.stream_id, batch, index, error)
-                        continue
-                    state = update_state(state, event)
+                if not policy.skip:
+                    for name, schema, data in batch.items[start:stop]:
+                        state = update_state(state, decode(name, schema, data))
+                else:
+                    for index in range(start, stop):
+                        name, schema, data = batch.items[index]
+                        try:
+                            event = decode(name, schema, data)
+                        except EventDecodingError as error:
+                            policy.skipped(source.stream_id, batch, index, error)
+                            continue  # observed below all the same
+                        state = update_state(state, event)
                 newest[batch.writer] = batch.version[batch.writer] + stop - 1
                 done += stop - start
                 if done >= SLICE:  # other tasks run every SLICE events
