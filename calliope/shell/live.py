@@ -60,8 +60,8 @@ class LiveLifecycle:
 
     def fail(self, error: Exception) -> None:
         """Remember the first error a step raised: :meth:`check_failed` raises
-        it again from then on."""
-        if self._failure is None:
+        it again from then on (until closed)."""
+        if self._failure is None and not self.closed:
             self._failure = error
             self._failure_tb = error.__traceback__
 
@@ -109,6 +109,7 @@ class LiveLifecycle:
         """Mark closed (waking a waiting consumer), let a read step in
         progress finish, and release the watcher. Idempotent."""
         self._closed.set()
+        self._failure = self._failure_tb = None  # closed ends iteration; free its frames
         self._scope.release(self._owner)
         while self._reading:
             if self._read_done is None:
