@@ -55,6 +55,7 @@ from calliope.shell.ports import RepairReport
 from calliope.shell.queries import LiveQuery, Query
 from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_stream import ReplicatedEventStream
+from calliope.shell.skipped import SkippedEvent
 
 __all__ = [
     "CRDT",
@@ -88,6 +89,7 @@ __all__ = [
     "LiveQuery",
     "Query",
     "ReplicaInUseError",
+    "SkippedEvent",
     "Snapshot",
     "StorageError",
     "UnknownEventTypeError",

@@ -12,6 +12,7 @@ from calliope.shell.ports import ChangesPort, NewEvent, PlainLogPort, TypeCodec
 from calliope.shell.queries import SLICE, LiveQuery, Query, StreamSource, slices
 from calliope.shell.records import envelopes_of, to_timestamp_us
 from calliope.shell.scope import AppScope
+from calliope.shell.skipped import OnSkip, Undecodable, policy_of
 
 __all__ = ["EventStream"]
 
@@ -52,13 +53,34 @@ class EventStream(Generic[E]):
         kind = getattr(self.event_type, "__name__", self.event_type)
         return f"EventStream({self.stream_id!r}, {kind})"
 
-    def query(self, from_sequence: int = 1, to_sequence: int | None = None) -> Query[E]:
-        """Events ``from_sequence..to_sequence``, both inclusive (None: to the end)."""
-        return Query(self._source, from_sequence, to_sequence)
+    def query(
+        self,
+        from_sequence: int = 1,
+        to_sequence: int | None = None,
+        *,
+        undecodable: Undecodable = "raise",
+        on_skip: OnSkip | None = None,
+    ) -> Query[E]:
+        """Events ``from_sequence..to_sequence``, both inclusive (None: to the end).
 
-    def live_query(self, from_sequence: int = 1) -> LiveQuery[E]:
-        """Events from ``from_sequence`` on: catch-up first, then new ones as written."""
-        return LiveQuery(self._source, from_sequence)
+        An event this handle cannot decode raises
+        :class:`calliope.EventDecodingError` (``undecodable="raise"``); with
+        ``undecodable="skip"`` it is left out, logged at WARNING on the
+        "calliope" logger, and passed to ``on_skip`` as a
+        :class:`calliope.SkippedEvent`.
+        """
+        return Query(self._source, from_sequence, to_sequence, policy_of(undecodable, on_skip))
+
+    def live_query(
+        self,
+        from_sequence: int = 1,
+        *,
+        undecodable: Undecodable = "raise",
+        on_skip: OnSkip | None = None,
+    ) -> LiveQuery[E]:
+        """Events from ``from_sequence`` on: catch-up first, then new ones as
+        written. ``undecodable`` and ``on_skip`` as for :meth:`query`."""
+        return LiveQuery(self._source, from_sequence, policy_of(undecodable, on_skip))
 
     async def last_sequence(self) -> int:
         """The sequence of the stream's last event (0 when empty)."""

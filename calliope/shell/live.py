@@ -11,6 +11,11 @@ does not tear the reader out from under it: :meth:`LiveLifecycle.close`
 waits for that read step to finish (a step is bounded), and the consumer's
 next step sees the query closed and ends. So a reader is always released
 by the task that uses it, never left to the garbage collector.
+
+A step that raised (an event that cannot be decoded, a failed read) leaves
+the query failed: every later step raises the same error again until the
+query is closed. It never waits for more, nor goes on past what it could
+not yield.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from types import TracebackType
 
 from calliope.shell.ports import Watcher
 from calliope.shell.scope import AppScope, Closable
@@ -45,10 +51,26 @@ class LiveLifecycle:
         self._closed = asyncio.Event()
         self._reading = 0
         self._read_done: asyncio.Event | None = None
+        self._failure: Exception | None = None
+        self._failure_tb: TracebackType | None = None
 
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    def fail(self, error: Exception) -> None:
+        """Remember the first error a step raised: :meth:`check_failed` raises
+        it again from then on (until closed)."""
+        if self._failure is None and not self.closed:
+            self._failure = error
+            self._failure_tb = error.__traceback__
+
+    def check_failed(self) -> None:
+        """Raise the remembered error again (with its first traceback, so
+        raising it often does not grow it), if a step failed."""
+        failure = self._failure
+        if failure is not None:
+            raise failure.with_traceback(self._failure_tb)
 
     async def watcher(self) -> Watcher:
         """The watcher, taken on first use (when the app adopts the query:
@@ -87,6 +109,7 @@ class LiveLifecycle:
         """Mark closed (waking a waiting consumer), let a read step in
         progress finish, and release the watcher. Idempotent."""
         self._closed.set()
+        self._failure = self._failure_tb = None  # closed ends iteration; free its frames
         self._scope.release(self._owner)
         while self._reading:
             if self._read_done is None:

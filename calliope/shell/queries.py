@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
-from calliope.errors import InvalidArgumentError
+from calliope.errors import EventDecodingError, InvalidArgumentError
 from calliope.shell.live import LiveLifecycle
 from calliope.shell.ports import ChangesPort, PlainLogPort, RecordBatch, TypeCodec
 from calliope.shell.records import envelopes_of
 from calliope.shell.scope import AppScope
+from calliope.shell.skipped import RAISE, UndecodablePolicy
 
 __all__ = ["LiveQuery", "Query", "StreamSource"]
 
@@ -47,10 +48,30 @@ class StreamSource:
         self.codec = codec
         self.scope = scope
 
-    def envelopes(self, batch: RecordBatch) -> list[Envelope[Any]]:
+    def envelopes(
+        self, batch: RecordBatch, policy: UndecodablePolicy = RAISE
+    ) -> list[Envelope[Any]]:
+        """The batch's events, decoded. An event that cannot be decoded raises
+        EventDecodingError, or with a skipping ``policy`` is left out and
+        reported. O(events)."""
         decode = self.codec.decode
-        events = [decode(name, version, data) for name, version, data in batch.items]
-        return envelopes_of(self.stream_id, batch, events)
+        if not policy.skip:
+            events = [decode(name, version, data) for name, version, data in batch.items]
+            return envelopes_of(self.stream_id, batch, events)
+        decoded: list[Any] = []
+        failed: dict[int, EventDecodingError] = {}
+        for index, (name, version, data) in enumerate(batch.items):
+            try:
+                decoded.append(decode(name, version, data))
+            except EventDecodingError as error:
+                decoded.append(None)
+                failed[index] = error
+        envelopes = envelopes_of(self.stream_id, batch, decoded)
+        if not failed:
+            return envelopes
+        for index, problem in failed.items():
+            policy.skipped(self.stream_id, batch, index, problem)
+        return [envelope for index, envelope in enumerate(envelopes) if index not in failed]
 
 
 SLICE = 1024
@@ -82,13 +103,22 @@ class Query(Generic[E]):
     """Events ``from_sequence..to_sequence`` (inclusive) as they are now.
 
     Iterate it (``async for envelope in query``) or fold it with
-    :meth:`aggregate`. Each iteration reads the stream again.
+    :meth:`aggregate`. Each iteration reads the stream again. An event that
+    cannot be decoded raises EventDecodingError, or with a skipping
+    ``policy`` is left out and reported (see :mod:`calliope.shell.skipped`).
     """
 
-    def __init__(self, source: StreamSource, from_sequence: int, to_sequence: int | None) -> None:
+    def __init__(
+        self,
+        source: StreamSource,
+        from_sequence: int,
+        to_sequence: int | None,
+        policy: UndecodablePolicy = RAISE,
+    ) -> None:
         self._source = source
         self._from = _check_sequence("from_sequence", from_sequence, 1)
         self._to = None if to_sequence is None else _check_sequence("to_sequence", to_sequence, 0)
+        self._policy = policy
 
     async def _batches(self) -> AsyncIterator[list[RecordBatch]]:
         self._source.scope.ensure_open()
@@ -101,7 +131,7 @@ class Query(Generic[E]):
         done = 0
         async for batches in self._batches():
             for part in slices(batches):
-                for envelope in self._source.envelopes(part):
+                for envelope in self._source.envelopes(part, self._policy):
                     yield envelope
                 done += len(part.items)
                 if done >= SLICE:  # a consumer that never awaits must not hold the loop
@@ -111,13 +141,24 @@ class Query(Generic[E]):
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events (not envelopes) into a state, like
         :func:`calliope.aggregate`, without building envelopes. O(events);
-        other tasks run every ``SLICE`` events."""
-        decode = self._source.codec.decode
+        other tasks run every ``SLICE`` events. With a skipping policy it folds
+        only the events that can be decoded."""
+        source, policy = self._source, self._policy
+        decode = source.codec.decode
         state = init
         async for batches in self._batches():
             for part in slices(batches):
-                for name, version, data in part.items:
-                    state = update_state(state, decode(name, version, data))
+                if policy.skip:
+                    for index, (name, version, data) in enumerate(part.items):
+                        try:
+                            event = decode(name, version, data)
+                        except EventDecodingError as error:
+                            policy.skipped(source.stream_id, part, index, error)
+                            continue
+                        state = update_state(state, event)
+                else:
+                    for name, version, data in part.items:
+                        state = update_state(state, decode(name, version, data))
                 await asyncio.sleep(0)
         return state
 
@@ -132,11 +173,17 @@ class LiveQuery(Generic[E]):
     Use as ``async with stream.live_query() as live: async for e in live``.
     It ends on :meth:`close` (from any task), on leaving the ``async with``,
     when the iterating task is cancelled, or when the app closes (the
-    iteration ends); it leaves no task behind.
+    iteration ends); it leaves no task behind. Once a step raised (an event
+    that cannot be decoded, a failed read), every later one raises that
+    error again until closed; ``next_sequence`` then names the first event
+    of the part it could not yield.
     """
 
-    def __init__(self, source: StreamSource, from_sequence: int) -> None:
+    def __init__(
+        self, source: StreamSource, from_sequence: int, policy: UndecodablePolicy = RAISE
+    ) -> None:
         self._source = source
+        self._policy = policy
         self._next = _check_sequence("from_sequence", from_sequence, 1)
         self._buffer: deque[Envelope[E]] = deque()
         self._parts: deque[RecordBatch] = deque()  # read, not yet decoded
@@ -178,13 +225,29 @@ class LiveQuery(Generic[E]):
 
     async def __anext__(self) -> Envelope[E]:
         live = self._live
+        if live.closed:
+            await self._drop_reader()
+            raise StopAsyncIteration
+        live.check_failed()
+        try:
+            return await self._step()
+        except StopAsyncIteration:
+            raise
+        except Exception as error:
+            live.fail(error)
+            raise
+
+    async def _step(self) -> Envelope[E]:
+        live = self._live
         while not self._buffer:
             if live.closed:
                 await self._drop_reader()
                 raise StopAsyncIteration
             if self._parts:  # decoded a part at a time: the loop is never held for long
                 await asyncio.sleep(0)  # (a consumer that never awaits would hold it)
-                self._buffer.extend(self._source.envelopes(self._parts.popleft()))
+                # Taken off only once decoded: next_sequence stays honest on failure.
+                self._buffer.extend(self._source.envelopes(self._parts[0], self._policy))
+                self._parts.popleft()
                 continue
             await live.watcher()  # before reading: no append slips between
             if self._reader is None:

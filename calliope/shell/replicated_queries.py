@@ -15,6 +15,11 @@ cause, in another log, was written after the reader passed that log.
 :func:`calliope.core.replication.deliver_page` holds such an event back
 until its cause arrives; a finite query leaves it out (a later query yields
 it).
+
+An event the handle cannot decode raises EventDecodingError, or, with
+``undecodable="skip"``, is left out and reported
+(:mod:`calliope.shell.skipped`); it still counts as delivered (the handle
+observes it), so the events that follow it causally are not held back.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from calliope.core.causal_delivery import CausalBuffer
 from calliope.core.envelope import Envelope
 from calliope.core.replication import RecordBatch, StoredEvent, deliver_page
 from calliope.core.version_vector import VersionVector
+from calliope.errors import EventDecodingError
 from calliope.shell.live import LiveLifecycle
 from calliope.shell.queries import SLICE
 from calliope.shell.replica_merge import PAGE, ReplicaMerge
 from calliope.shell.replicated_source import ReplicatedSource
+from calliope.shell.skipped import RAISE, UndecodablePolicy
 
 __all__ = ["ReplicatedLiveQuery", "ReplicatedQuery"]
 
@@ -56,9 +63,15 @@ class ReplicatedQuery(Generic[E]):
     yields; the handle also observes ``since`` (the caller has those events,
     e.g. in a snapshot)."""
 
-    def __init__(self, source: ReplicatedSource[E], since: VersionVector | None) -> None:
+    def __init__(
+        self,
+        source: ReplicatedSource[E],
+        since: VersionVector | None,
+        policy: UndecodablePolicy = RAISE,
+    ) -> None:
         self._source = source
         self._since = since if since is not None else VersionVector()
+        self._policy = policy
 
     async def _delivered(self) -> AsyncIterator[list[Segment]]:
         """The deliverable events, in runs of segments in causal order."""
@@ -94,11 +107,19 @@ class ReplicatedQuery(Generic[E]):
 
     async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
         source = self._source
+        policy = self._policy
         done = 0
         async for released in self._delivered():
             for batch, start, stop in released:
                 for index in range(start, stop):
-                    envelope: Envelope[E] = source.envelope(batch, index)
+                    try:
+                        envelope: Envelope[E] = source.envelope(batch, index)
+                    except EventDecodingError as error:
+                        if not policy.skip:
+                            raise
+                        source.observe_next(batch.writer, batch.first_sequence + index)
+                        policy.skipped(source.stream_id, batch, index, error)
+                        continue
                     source.observe_next(batch.writer, envelope.sequence)
                     yield envelope
                 done += stop - start
@@ -108,16 +129,28 @@ class ReplicatedQuery(Generic[E]):
 
     async def aggregate(self, update_state: Callable[[S, E], S], init: S) -> S:
         """Fold the events in causal order into a state (without envelopes).
-        O(events); memory O(a page per replica log)."""
+        O(events); memory O(a page per replica log). With a skipping policy it
+        folds only the events that can be decoded (and observes them all)."""
         source = self._source
         decode = source.codec.decode
+        policy = self._policy
         state = init
         done = 0
         async for released in self._delivered():
             newest: dict[str, int] = {}  # per writer, the last event released
             for batch, start, stop in released:
-                for name, schema, data in batch.items[start:stop]:
-                    state = update_state(state, decode(name, schema, data))
+                if not policy.skip:
+                    for name, schema, data in batch.items[start:stop]:
+                        state = update_state(state, decode(name, schema, data))
+                else:
+                    for index in range(start, stop):
+                        name, schema, data = batch.items[index]
+                        try:
+                            event = decode(name, schema, data)
+                        except EventDecodingError as error:
+                            policy.skipped(source.stream_id, batch, index, error)
+                            continue  # observed below all the same
+                        state = update_state(state, event)
                 newest[batch.writer] = batch.version[batch.writer] + stop - 1
                 done += stop - start
                 if done >= SLICE:  # other tasks run every SLICE events
@@ -137,8 +170,14 @@ class ReplicatedLiveQuery(Generic[E]):
     :meth:`close`, on leaving ``async with``, on cancellation, or when the
     app closes (the iteration ends)."""
 
-    def __init__(self, source: ReplicatedSource[E], since: VersionVector | None) -> None:
+    def __init__(
+        self,
+        source: ReplicatedSource[E],
+        since: VersionVector | None,
+        policy: UndecodablePolicy = RAISE,
+    ) -> None:
         self._source = source
+        self._policy = policy
         since = since if since is not None else VersionVector()
         self._buffer: CausalBuffer[StoredEvent] = CausalBuffer(delivered=since)
         self._merge = ReplicaMerge(since.to_dict())
@@ -177,23 +216,46 @@ class ReplicatedLiveQuery(Generic[E]):
 
     async def __anext__(self) -> Envelope[E]:
         live = self._live
+        if live.closed:
+            raise StopAsyncIteration
+        live.check_failed()
+        try:
+            return await self._step()
+        except StopAsyncIteration:
+            raise
+        except Exception as error:  # raised again by every later step, until closed
+            live.fail(error)
+            raise
+
+    async def _step(self) -> Envelope[E]:
+        live = self._live
         source = self._source
         merge = self._merge
-        while not self._ready:
-            if live.closed:
+        while True:
+            while not self._ready:
+                if live.closed:
+                    raise StopAsyncIteration
+                if await self._next_run():
+                    continue
+                await live.watcher()  # before reading: no append slips between
+                if merge.stalled:
+                    async with live.reading():
+                        await read_more(source, merge)
+                    continue
+                await live.wait()
+                merge.reopen()
+            if live.closed:  # nothing more once closed, buffered or not
                 raise StopAsyncIteration
-            if await self._next_run():
+            batch, index = self._ready[0]  # taken off only once decoded (or skipped)
+            try:
+                envelope: Envelope[E] = source.envelope(batch, index)
+            except EventDecodingError as error:
+                if not self._policy.skip:
+                    raise
+                self._ready.popleft()
+                source.observe(batch.version_at(index))  # delivered, if not yielded
+                self._policy.skipped(source.stream_id, batch, index, error)
                 continue
-            await live.watcher()  # before reading: no append slips between
-            if merge.stalled:
-                async with live.reading():
-                    await read_more(source, merge)
-                continue
-            await live.wait()
-            merge.reopen()
-        if live.closed:  # nothing more once closed, buffered or not
-            raise StopAsyncIteration
-        batch, index = self._ready.popleft()
-        envelope: Envelope[E] = source.envelope(batch, index)
-        source.observe(envelope.version)
-        return envelope
+            self._ready.popleft()
+            source.observe(envelope.version)
+            return envelope

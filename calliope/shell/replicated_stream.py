@@ -52,6 +52,7 @@ from calliope.shell.replica_merge import PAGE
 from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_source import ReplicatedSource
 from calliope.shell.scope import AppScope
+from calliope.shell.skipped import OnSkip, Undecodable, policy_of
 
 __all__ = ["DEFAULT_MAX_REPORTED", "MAX_REPORTED", "ReplicatedEventStream"]
 
@@ -121,14 +122,36 @@ class ReplicatedEventStream(Generic[E]):
         """What this handle has observed (see the class docstring)."""
         return self._source.version
 
-    def query(self, since: VersionVector | None = None) -> ReplicatedQuery[E]:
+    def query(
+        self,
+        since: VersionVector | None = None,
+        *,
+        undecodable: Undecodable = "raise",
+        on_skip: OnSkip | None = None,
+    ) -> ReplicatedQuery[E]:
         """Every replica's events not at or below ``since`` (default: all), in
-        the deterministic causal order."""
-        return ReplicatedQuery(self._source, _since(since))
+        the deterministic causal order.
 
-    def live_query(self, since: VersionVector | None = None) -> ReplicatedLiveQuery[E]:
-        """Catch-up from ``since``, then new events from every replica."""
-        return ReplicatedLiveQuery(self._source, _since(since))
+        An event this handle cannot decode raises
+        :class:`calliope.EventDecodingError` (``undecodable="raise"``); with
+        ``undecodable="skip"`` it is left out, logged at WARNING on the
+        "calliope" logger, and passed to ``on_skip`` as a
+        :class:`calliope.SkippedEvent`. A skipped event still counts as read:
+        the handle observes its version, so the events after it are
+        delivered, and the next persist follows it.
+        """
+        return ReplicatedQuery(self._source, _since(since), policy_of(undecodable, on_skip))
+
+    def live_query(
+        self,
+        since: VersionVector | None = None,
+        *,
+        undecodable: Undecodable = "raise",
+        on_skip: OnSkip | None = None,
+    ) -> ReplicatedLiveQuery[E]:
+        """Catch-up from ``since``, then new events from every replica.
+        ``undecodable`` and ``on_skip`` as for :meth:`query`."""
+        return ReplicatedLiveQuery(self._source, _since(since), policy_of(undecodable, on_skip))
 
     async def persist(
         self, event: E, *, max_reported: int = DEFAULT_MAX_REPORTED

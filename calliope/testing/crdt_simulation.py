@@ -121,7 +121,7 @@ class Simulation(Generic[C]):
             self.story.append(f"{name}: {prepare!r} refused ({error}); skipped")
             return
         except Exception as error:
-            self._fail("prepare raised", f"{name}: {prepare!r} raised {error!r}", error)
+            self._fail("prepare raised", f"{name}: {prepare!r}", error)
         tagged = tag_operations(name, self.buffers[replica].delivered, operations)
         shown = []
         for operation in tagged:
@@ -333,7 +333,10 @@ class Simulation(Generic[C]):
         )
 
     def _fail(self, law: str, detail: str, cause: BaseException | None = None) -> NoReturn:
-        message = f"CRDT law broken: {law}\n  {detail}\n\n{self.describe()}"
+        """Raise CRDTLawViolation: the law, the detail, what was raised (if
+        anything: also chained as the cause), then the story."""
+        raised = "" if cause is None else f"\n  raised {cause!r}"
+        message = f"CRDT law broken: {law}\n  {detail}{raised}\n\n{self.describe()}"
         raise CRDTLawViolation(message) from cause
 
 

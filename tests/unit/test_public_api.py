@@ -31,6 +31,7 @@ PROMISED = {
     "Flag",
     "ORMap",
     "RGA",
+    "SkippedEvent",
 }
 
 
