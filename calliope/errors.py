@@ -21,6 +21,7 @@ __all__ = [
     "InvalidEnvelopeError",
     "InvalidOperationError",
     "InvalidStreamIdError",
+    "ReadOnlyStoreError",
     "ReplicaInUseError",
     "StorageError",
     "UnknownEventTypeError",
@@ -93,6 +94,12 @@ class ReplicaInUseError(CalliopeError):
 
 class StorageError(CalliopeError):
     """The storage itself failed or is in a state Calliope did not write."""
+
+
+class ReadOnlyStoreError(StorageError):
+    """A write (a persist, a snapshot save) on a store opened with
+    ``read_only=True``. Open it without ``read_only`` (where it may be
+    written) to write."""
 
 
 class CorruptJournalError(StorageError):

@@ -23,7 +23,13 @@ import msgpack
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
-from calliope.errors import AppClosedError, ConcurrencyError, ReplicaInUseError
+from calliope.errors import (
+    AppClosedError,
+    ConcurrencyError,
+    InvalidArgumentError,
+    ReadOnlyStoreError,
+    ReplicaInUseError,
+)
 from calliope.shell.ports import NewEvent, RepairReport, SnapshotRecord
 
 __all__ = ["MemoryStore", "shared_memory_backend"]
@@ -66,7 +72,26 @@ class MemoryBackend:
         self.signals: dict[str, Signal] = {}
         self.snapshots: dict[str, list[SnapshotRecord]] = {}
         self.leases: set[str] = set()
+        self.kinds: dict[str, bool] = {}  # stream -> replicated, once written
         self.default_replica_id = f"memory-{name}"
+
+    def check_kind(self, stream_id: str, replica_id: str | None) -> None:
+        """Refuse to write a replicated stream as plain or the reverse
+        (InvalidArgumentError naming the id and its kind), as the file store
+        does. An append records the kind in ``kinds``. O(1); under ``lock``."""
+        known = self.kinds.get(stream_id)
+        if known is None or known == (replica_id is not None):
+            return
+        kind, call, other = (
+            ("replicated", "replicated_event_stream", "plain")
+            if known
+            else ("plain", "event_stream", "replicated")
+        )
+        raise InvalidArgumentError(
+            f"stream {stream_id!r} is a {kind} stream (written with app.journal.{call}); it "
+            f"cannot also be written as a {other} stream, or it would hold two separate logs. "
+            f"Use app.journal.{call}({stream_id!r}, ...), or another id for the {other} stream"
+        )
 
     def log(self, stream_id: str, replica_id: str | None = None) -> _MemoryLog:
         """The plain log of a stream (``replica_id`` None) or a replica's log."""
@@ -101,8 +126,9 @@ def shared_memory_backend(name: str) -> MemoryBackend:
 class MemoryEventLog:
     """Implements the plain and replica log ports (:mod:`calliope.shell.ports`) in memory."""
 
-    def __init__(self, backend: MemoryBackend) -> None:
+    def __init__(self, backend: MemoryBackend, *, read_only: bool = False) -> None:
         self._backend = backend
+        self._read_only = read_only
         self.closed = False
 
     async def append(
@@ -143,6 +169,12 @@ class MemoryEventLog:
     ) -> RecordBatch | None:
         if self.closed:
             raise AppClosedError("this store is closed; open it again to write")
+        if self._read_only:
+            raise ReadOnlyStoreError(
+                f"memory://{self._backend.name} was opened with read_only=True, so writing to "
+                f"stream {stream_id!r} is refused (nothing was written); open it without "
+                f"read_only to write"
+            )
         # Stored as the file store stores it (a msgpack round trip): the same
         # data is accepted, and nothing aliases the caller's.
         plain = [(e.type_name, e.schema_version, e.data) for e in events]
@@ -153,6 +185,7 @@ class MemoryEventLog:
         if self.closed:
             raise AppClosedError("this store is closed; open it again to write")
         with self._backend.lock:
+            self._backend.check_kind(stream_id, replica_id)
             log = self._backend.log(stream_id, replica_id)
             last = log.last_sequence
             if expected_sequence is not None and expected_sequence != last:
@@ -165,6 +198,7 @@ class MemoryEventLog:
                 )
             if not items:
                 return None
+            self._backend.kinds[stream_id] = replica_id is not None
             batch = next_batch(log.version, last, writer, items, timestamp_us, observed)
             log.batches.append(batch)
             log.firsts.append(batch.first_sequence)
@@ -281,11 +315,18 @@ class _MemoryWatcher:
 class MemorySnapshots:
     """Implements :class:`calliope.shell.ports.SnapshotPort` in memory."""
 
-    def __init__(self, backend: MemoryBackend, keep: int = 3) -> None:
+    def __init__(self, backend: MemoryBackend, keep: int = 3, *, read_only: bool = False) -> None:
         self._backend = backend
         self._keep = keep
+        self._read_only = read_only
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
+        if self._read_only:
+            raise ReadOnlyStoreError(
+                f"memory://{self._backend.name} was opened with read_only=True, so saving "
+                f"snapshot {snapshot_id!r} is refused (nothing was written); open it without "
+                f"read_only to write"
+            )
         if is_large(record.data):  # packed and unpacked off the event loop
             record = record._replace(data=await asyncio.to_thread(repack_data, record.data))
         else:
@@ -303,17 +344,22 @@ class MemorySnapshots:
 
 
 class MemoryStore:
-    """Implements :class:`calliope.shell.ports.StorePort` on a named backend."""
+    """Implements :class:`calliope.shell.ports.StorePort` on a named backend.
 
-    def __init__(self, name: str, *, replica_id: str | None) -> None:
+    ``read_only``: no lease is taken, reads work, writes raise
+    :class:`calliope.ReadOnlyStoreError` (as on the file store).
+    """
+
+    def __init__(self, name: str, *, replica_id: str | None, read_only: bool = False) -> None:
         self._name = name
         self._backend = shared_memory_backend(name)
         self._replica = replica_id or self._backend.default_replica_id
+        self._read_only = read_only
         self._leased = False
         self._extra: set[str] = set()
-        self._log = MemoryEventLog(self._backend)
+        self._log = MemoryEventLog(self._backend, read_only=read_only)
         self.changes = MemoryChanges(self._backend)
-        self.snapshots = MemorySnapshots(self._backend)
+        self.snapshots = MemorySnapshots(self._backend, read_only=read_only)
 
     @property
     def plain(self) -> MemoryEventLog:
@@ -328,8 +374,9 @@ class MemoryStore:
         return self._replica
 
     async def open(self) -> None:
-        self._take(self._replica)
-        self._leased = True
+        if not self._read_only:
+            self._take(self._replica)
+            self._leased = True
 
     def _take(self, replica_id: str) -> None:
         with self._backend.lock:
@@ -341,6 +388,8 @@ class MemoryStore:
             self._backend.leases.add(replica_id)
 
     async def lease(self, replica_id: str) -> None:
+        if self._read_only:
+            return  # nothing is written, so nothing is leased
         if replica_id != self._replica and replica_id not in self._extra:
             self._take(replica_id)
             self._extra.add(replica_id)

@@ -47,14 +47,17 @@ class App:
         self._clock = clock
         self._scope = AppScope(target)
         self._closing: asyncio.Future[None] | None = None
+        checked = checked_clock(clock)
         self.journal = Journal(
             store,
             codec,
             replica_id=lambda: store.replica_id,
-            clock=clock,
+            clock=checked,
             scope=self._scope,
         )
-        self.snapshots = SnapshotStore(store.snapshots, codec, clock, self._scope)
+        self.snapshots = SnapshotStore(
+            store.snapshots, codec, checked, self._scope, plain=store.plain
+        )
 
     def __repr__(self) -> str:
         return f"<calliope.App {self._target} replica={self._store_replica()} {self._scope.state}>"
@@ -113,12 +116,38 @@ class App:
             await self._store.aclose()
 
 
+def checked_clock(clock: Callable[[], object]) -> Callable[[], datetime.datetime]:
+    """``clock`` made to return an aware UTC datetime: an aware one in
+    another zone is converted to UTC; a naive datetime or anything else
+    raises InvalidArgumentError (at its first use, before anything is
+    written), saying what a clock must return."""
+
+    def now() -> datetime.datetime:
+        moment = clock()
+        if isinstance(moment, datetime.datetime):
+            if moment.tzinfo is datetime.UTC:  # the usual case
+                return moment
+            if moment.utcoffset() is not None:
+                return moment.astimezone(datetime.UTC)
+        what = "a naive datetime" if isinstance(moment, datetime.datetime) else repr(moment)
+        raise InvalidArgumentError(
+            f"the app's clock returned {what}; a clock must return an aware UTC datetime, "
+            f"e.g. datetime.datetime.now(datetime.timezone.utc)"
+        )
+
+    return now
+
+
 def check_options(durability: object, segment_bytes: object, poll_interval: object) -> None:
     if durability not in ("fsync", "flush"):
         raise InvalidArgumentError(f'durability must be "fsync" or "flush", got {durability!r}')
     if not isinstance(segment_bytes, int) or segment_bytes < 4096:
         raise InvalidArgumentError(f"segment_bytes must be an int >= 4096, got {segment_bytes!r}")
-    if not isinstance(poll_interval, int | float) or not 0 < poll_interval <= 60:
+    if (
+        not isinstance(poll_interval, int | float)
+        or isinstance(poll_interval, bool)
+        or not 0 < poll_interval <= 60
+    ):
         raise InvalidArgumentError(
             f"poll_interval must be seconds in (0, 60], got {poll_interval!r}"
         )
@@ -132,6 +161,7 @@ def open_app(
     segment_bytes: int = 64 * 1024 * 1024,
     poll_interval: float = 0.01,
     clock: Callable[[], datetime.datetime] = utc_now,
+    read_only: bool = False,
 ) -> App:
     """Open a store; use as ``async with calliope.open(target) as app``.
 
@@ -141,13 +171,24 @@ def open_app(
 
     * ``replica_id``: this app's replica id; default: the store's own,
       created once and kept. Two live apps may not share one on one store.
+      A directory is made a store only if it is new or empty (StorageError
+      otherwise). If a store's ``calliope.json`` was lost, ``open`` refuses
+      it (StorageError naming the replica ids that used it) unless
+      ``replica_id`` is one of those ids: ``calliope.json`` is then recreated
+      with it as the default.
     * ``durability``: ``"fsync"`` (default: a write is on disk when
       ``persist`` returns) or ``"flush"`` (handed to the OS: survives a
       process crash, not a power loss).
     * ``segment_bytes``: file store segment size before rolling to a new file.
     * ``poll_interval``: how often (seconds) a live query looks for events
       written by other processes.
-    * ``clock``: returns the current UTC time (for tests).
+    * ``clock``: returns the current time as an aware datetime (for tests);
+      converted to UTC. A naive one raises InvalidArgumentError at first use.
+    * ``read_only``: inspect an existing store without writing to it (e.g. a
+      backup mounted read-only): no replica lease is taken and nothing is
+      created (a missing store is a StorageError); queries, live queries and
+      snapshot loads work, and every write raises
+      :class:`calliope.ReadOnlyStoreError`.
 
     The constructor does no I/O: the store is opened on ``async with``.
     """
@@ -156,11 +197,18 @@ def open_app(
     if replica_id is not None:
         validate_replica_id(replica_id)
     check_options(durability, segment_bytes, poll_interval)
+    if not callable(clock):
+        raise InvalidArgumentError(
+            f"clock must be a function returning an aware UTC datetime, got {clock!r}"
+        )
+    if not isinstance(read_only, bool):
+        raise InvalidArgumentError(f"read_only must be True or False, got {read_only!r}")
     store, codec, name = store_for(
         target,
         replica_id=replica_id,
         durability=durability,
         segment_bytes=segment_bytes,
         poll_interval=poll_interval,
+        read_only=read_only,
     )
     return App(store, codec, target=name, clock=clock)

@@ -20,6 +20,7 @@ def store_for(
     durability: Durability,
     segment_bytes: int,
     poll_interval: float,
+    read_only: bool = False,
 ) -> tuple[FileStore | MemoryStore, Codec, str]:
     """The (unopened) store, a fresh codec and a display name for ``target``."""
     if not isinstance(target, str | os.PathLike):
@@ -33,7 +34,7 @@ def store_for(
         name = text[len("memory://") :]
         if not name:
             raise InvalidArgumentError("a memory target needs a name: 'memory://name'")
-        return MemoryStore(name, replica_id=replica_id), codec, text
+        return MemoryStore(name, replica_id=replica_id, read_only=read_only), codec, text
     if text.startswith(("postgresql://", "postgres://")):
         raise InvalidArgumentError(
             "the PostgreSQL adapter is not available in this version of Calliope; "
@@ -46,11 +47,16 @@ def store_for(
         )
     if not text:
         raise InvalidArgumentError("calliope.open needs a non-empty directory path")
+    if "\0" in text:
+        raise InvalidArgumentError(
+            f"a directory path cannot contain a NUL character, got {text!r}; check the path"
+        )
     store = FileStore(
         text,
         replica_id=replica_id,
         durability=durability,
         segment_bytes=segment_bytes,
         poll_interval=poll_interval,
+        read_only=read_only,
     )
     return store, codec, text

@@ -31,10 +31,15 @@ from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
 from calliope.core.replication import RecordBatch, ReplicaPage
-from calliope.errors import AppClosedError, CorruptJournalError
+from calliope.errors import (
+    AppClosedError,
+    CorruptJournalError,
+    InvalidArgumentError,
+    ReadOnlyStoreError,
+)
 from calliope.shell.ports import Durability, NewEvent, RepairReport
 
-__all__ = ["FileEventLog"]
+__all__ = ["FileEventLog", "check_kind"]
 
 _HINTS = 64
 _HANDLES = 128  # logs whose state (open files, hints) this process keeps
@@ -77,6 +82,31 @@ class _LogHandle:
         return best[1]
 
 
+def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
+    """Refuse to write a stream as plain (``replica_id`` None) if its
+    directory holds replica logs, or as replicated if it holds a plain log:
+    one id must not become two separate logs. InvalidArgumentError naming
+    the id and its kind. One ``stat`` (blocking); the file journal checks
+    once per log it opens, so processes that never met agree too."""
+    replicated = replica_id is not None
+    if not os.path.isdir(os.path.join(directory, "log" if replicated else "replicas")):
+        return
+    if replicated:
+        raise InvalidArgumentError(
+            f"stream {stream_id!r} is a plain stream (written with app.journal.event_stream); "
+            f"it cannot also be written as a replicated stream, or it would hold two separate "
+            f"logs. Use app.journal.event_stream({stream_id!r}, ...), or another id for the "
+            f"replicated stream"
+        )
+    raise InvalidArgumentError(
+        f"stream {stream_id!r} is a replicated stream (written with "
+        f"app.journal.replicated_event_stream); it cannot also be written as a plain stream, "
+        f"or it would hold two separate logs. Use "
+        f"app.journal.replicated_event_stream({stream_id!r}, ...), or another id for the "
+        f"plain stream"
+    )
+
+
 def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
     """The packed events and their size, if packing them is surely quick
     (:func:`quick_to_pack`); None when a worker thread should do it."""
@@ -107,8 +137,10 @@ class FileEventLog:
         durability: Durability,
         segment_bytes: int,
         changes: FileChanges,
+        read_only: bool = False,
     ) -> None:
         self._root = root
+        self._read_only = read_only
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._changes = changes
@@ -138,6 +170,7 @@ class FileEventLog:
             stream_id=stream_id,
             durability=self._durability,
             segment_bytes=self._segment_bytes,
+            read_only=self._read_only,
         )
 
     def _log(self, stream_id: str, replica_id: str | None) -> _LogHandle:
@@ -170,8 +203,10 @@ class FileEventLog:
                 del logs[key]
 
     def _prepare(self, stream_id: str, replica_id: str | None, directory: str) -> None:
-        """Create the stream's directory and id files (blocking)."""
-        id_directory(self._root, "streams", stream_id)
+        """Create the stream's directory and id files (blocking), once per
+        log handle, after checking that the stream is not of the other kind
+        (:func:`check_kind`)."""
+        check_kind(id_directory(self._root, "streams", stream_id), stream_id, replica_id)
         if replica_id is not None:
             id_path = os.path.join(directory, "id")
             if not os.path.exists(id_path):
@@ -244,6 +279,8 @@ class FileEventLog:
         observed: Mapping[str, int] | None,
         timestamp_us: int,
     ) -> RecordBatch | None:
+        if self._read_only:
+            raise self._refused(f"writing to stream {stream_id!r}")
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
@@ -451,9 +488,17 @@ class FileEventLog:
                 self._replica_lists.popitem(last=False)
         return replicas
 
+    def _refused(self, what: str) -> ReadOnlyStoreError:
+        return ReadOnlyStoreError(
+            f"the store at {self._root} was opened with read_only=True, so {what} is refused "
+            f"(nothing was written); open it without read_only to write"
+        )
+
     async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
         """Keep the log's intact prefix and move the rest aside (repair.py),
         waiting for appends in flight. O(size of the log)."""
+        if self._read_only:
+            raise self._refused(f"repairing stream {stream_id!r}")
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:

@@ -136,6 +136,12 @@ def storage_error(action: str, error: OSError) -> StorageError:
         )
     elif error.errno == errno.ENOSPC:
         advice = "the disk is full; free space and retry"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = (
+            "this process lacks permission there, or the file system is read-only: check "
+            "the data directory's permissions and mount, or open the store with "
+            "calliope.open(path, read_only=True) to inspect a store you cannot write"
+        )
     else:
         advice = (
             "check the data directory's permissions, free space and that nothing else "

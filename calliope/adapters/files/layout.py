@@ -34,6 +34,8 @@ __all__ = [
     "FORMAT_VERSION",
     "ReplicaLease",
     "ensure_root",
+    "read_root",
+    "recorded_replica_ids",
     "id_digest",
     "id_directory",
     "log_directory",
@@ -80,39 +82,165 @@ def log_directory(root: str, stream_id: str, replica_id: str | None) -> str:
     return os.path.join(stream_directory(root, stream_id), "replicas", id_digest(replica_id))
 
 
-def ensure_root(root: str) -> str:
+def ensure_root(root: str, replica_id: str | None = None) -> str:
     """Create the data directory (0700) if needed; return its default replica id.
 
     The default replica id is created once, atomically, and kept in
     ``calliope.json``; every later open of the directory reads the same one.
+    A directory without ``calliope.json`` becomes a store only if it is
+    missing or empty: one holding other files is refused (StorageError), so
+    Calliope never writes into, say, a home directory. One holding Calliope
+    data (``streams/``, ``snapshots/``, ``replicas/``) whose ``calliope.json``
+    was deleted is refused too, since a new default id would fork a replica's
+    history; unless ``replica_id`` is given and is one the directory's
+    replica locks record (or none is recorded): ``calliope.json`` is then
+    recreated with it as the default. O(entries of the root) when
+    ``calliope.json`` is missing, else O(1).
     """
     private_makedirs(root)
     meta_path = os.path.join(root, _META)
     if not os.path.exists(meta_path):
-        meta = {"format": FORMAT_VERSION, "default_replica_id": f"replica-{uuid.uuid4().hex[:12]}"}
-        temporary = f"{meta_path}.{uuid.uuid4().hex}.tmp"
-        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
+        entries = _entries(root)
+        if _META not in entries:  # (else another process created it meanwhile)
+            default = _default_to_create(root, entries, replica_id)
+            _create_meta(root, meta_path, default)
+    return _read_meta(root, meta_path)
+
+
+def read_root(root: str) -> str:
+    """The default replica id of an existing store, creating nothing (for
+    a read-only open). StorageError if ``root`` is not a Calliope store."""
+    meta_path = os.path.join(root, _META)
+    if not os.path.exists(meta_path):
+        if not os.path.isdir(root):
+            raise StorageError(
+                f"{root} does not exist; a read_only open only inspects an existing store: "
+                f"check the path, or open without read_only=True to create a store"
+            )
+        entries = _entries(root)
+        if any(name in _DATA for name in entries):
+            raise StorageError(_missing_meta(root, entries, None))
+        raise StorageError(
+            f"{root} is not a Calliope store (it has no {_META}); a read_only open only "
+            f"inspects an existing store: check the path"
+        )
+    return _read_meta(root, meta_path)
+
+
+_DATA = ("streams", "snapshots", "replicas")
+"""Entries of a store's root that hold its data."""
+
+_IGNORED = frozenset({"lost+found"})
+"""Entries that do not make a directory non-empty (a fresh file system's)."""
+
+
+def _entries(root: str) -> list[str]:
+    """The root's entries, but for ignored ones and the temporary files of a
+    ``calliope.json`` being created by another process. O(entries)."""
+    return sorted(
+        name
+        for name in os.listdir(root)
+        if name not in _IGNORED and not (name.startswith(f"{_META}.") and name.endswith(".tmp"))
+    )
+
+
+def _default_to_create(root: str, entries: list[str], replica_id: str | None) -> str:
+    """The default replica id for a new ``calliope.json`` in ``root`` (a
+    fresh one, or ``replica_id`` if it recreates a lost one); StorageError
+    if none may be created there."""
+    if any(name in _DATA for name in entries):
+        recorded = recorded_replica_ids(root)
+        if replica_id is not None and (not recorded or replica_id in recorded):
+            return replica_id  # recreated with the replica id used before
+        raise StorageError(_missing_meta(root, entries, replica_id))
+    if entries:
+        shown = ", ".join(repr(name) for name in entries[:5])
+        more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        raise StorageError(
+            f"{root} is not empty ({shown}{more}) and is not a Calliope store (it has no "
+            f"{_META}); Calliope will not write into it. Pass a new or empty directory, or "
+            f"the directory of an existing store"
+        )
+    return f"replica-{uuid.uuid4().hex[:12]}"
+
+
+def _missing_meta(root: str, entries: list[str], replica_id: str | None) -> str:
+    """The message for a store whose ``calliope.json`` is missing."""
+    recorded = recorded_replica_ids(root)
+    data = ", ".join(f"{name}/" for name in entries if name in _DATA)
+    if recorded:
+        ids = ", ".join(repr(replica) for replica in recorded)
+        known = f"the replica ids that opened it: {ids}"
+    else:
+        known = "no replica id is recorded in replicas/"
+    refused = f" ({replica_id!r} is not one of them)" if replica_id is not None and recorded else ""
+    return (
+        f"{root} holds Calliope data ({data}) but its {_META} is missing; a new default "
+        f"replica id would fork a replica's history. Restore {_META} from a backup, or "
+        f"recreate it by opening once with the replica id used before: "
+        f"calliope.open({root!r}, replica_id=...) makes it the default ({known}{refused})"
+    )
+
+
+def recorded_replica_ids(root: str) -> list[str]:
+    """The replica ids recorded in ``replicas/*.lock`` (each holds the pid
+    and the replica id, a line each, of the last app that took it), sorted;
+    unreadable or empty lock files are skipped. O(lock files)."""
+    directory = os.path.join(root, "replicas")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    recorded = set()
+    for name in names:
+        if not name.endswith(".lock"):
+            continue
         try:
-            os.link(temporary, meta_path)  # fails if another process won the race
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-        fsync_directory(root)
+            with open(os.path.join(directory, name), "rb") as handle:
+                text = handle.read(4096).decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        # "<pid>\n<replica id>\n"; the id itself may hold a newline.
+        _, _, replica = text.partition("\n")
+        if replica.endswith("\n") and len(replica) > 1:
+            recorded.add(replica[:-1])
+    return sorted(recorded)
+
+
+def _create_meta(root: str, meta_path: str, default_replica_id: str) -> None:
+    """Write ``calliope.json`` atomically; if another process wrote it
+    first, keep theirs."""
+    meta = {"format": FORMAT_VERSION, "default_replica_id": default_replica_id}
+    temporary = f"{meta_path}.{uuid.uuid4().hex}.tmp"
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        json.dump(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(temporary, meta_path)  # fails if another process won the race
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+    fsync_directory(root)
+
+
+def _read_meta(root: str, meta_path: str) -> str:
+    """The default replica id in ``calliope.json``."""
     try:
         with open(meta_path, encoding="utf-8") as handle:
             meta = json.load(handle)
+    except PermissionError:
+        raise  # the caller says what to do about permissions
     except (OSError, ValueError) as error:
         raise StorageError(
             f"{meta_path} is unreadable ({error}); it should hold the directory's format "
             f"and default replica id. Restore it, or pass replica_id= explicitly"
         ) from error
-    if meta.get("format") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
         raise StorageError(
-            f"{root} is in data format {meta.get('format')!r}; this Calliope reads format "
+            f"{root} is in data format {found!r}; this Calliope reads format "
             f"{FORMAT_VERSION}. Use a matching Calliope version"
         )
     replica = meta.get("default_replica_id")

@@ -41,8 +41,10 @@ class SegmentLog:
         durability: Durability,
         segment_bytes: int,
         index_every: int = 64 * 1024,
+        read_only: bool = False,
     ) -> None:
         self._files = SegmentFiles(directory, stream_id)
+        self._read_only = read_only
         self._writer = SegmentWriter(
             self._files,
             durability=durability,
@@ -97,8 +99,9 @@ class SegmentLog:
 
     def settle(self) -> bool:
         """Commit what a dead writer left past the committed extent, if no
-        writer is busy (see :meth:`SegmentWriter.settle`); True if done."""
-        return self._writer.settle()
+        writer is busy (see :meth:`SegmentWriter.settle`); True if done.
+        Never on a store opened read-only: its readers leave it as it is."""
+        return not self._read_only and self._writer.settle()
 
     def close(self) -> None:
         """Close the writer's files (they reopen on the next append)."""

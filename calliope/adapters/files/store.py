@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.event_log import FileEventLog
-from calliope.adapters.files.layout import ReplicaLease, ensure_root
+from calliope.adapters.files.fsutil import storage_error
+from calliope.adapters.files.layout import ReplicaLease, ensure_root, read_root
 from calliope.adapters.files.snapshots import FileSnapshots
-from calliope.errors import AppClosedError, StorageError
-from calliope.shell.ports import Durability
+from calliope.errors import AppClosedError, ReadOnlyStoreError, StorageError
+from calliope.shell.ports import Durability, SnapshotRecord
 
-__all__ = ["FileStore"]
+__all__ = ["FileStore", "ReadOnlySnapshots"]
 
 
 class FileStore:
@@ -21,6 +23,13 @@ class FileStore:
 
     The constructor does no I/O; :meth:`open` creates the directory (0700),
     reads or creates its default replica id, and takes the replica lease.
+
+    ``read_only``: :meth:`open` only reads the default replica id of an
+    existing store (StorageError if there is none), takes no lease and
+    creates nothing; queries and snapshot loads work, every write raises
+    :class:`calliope.ReadOnlyStoreError`. For inspecting a store this
+    process cannot (or should not) write, such as a backup mounted
+    read-only.
     """
 
     def __init__(
@@ -31,8 +40,10 @@ class FileStore:
         durability: Durability,
         segment_bytes: int,
         poll_interval: float,
+        read_only: bool = False,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self.read_only = read_only
         self._requested_replica = replica_id
         self._replica: str | None = None
         self._lease: ReplicaLease | None = None
@@ -44,8 +55,12 @@ class FileStore:
             durability=durability,
             segment_bytes=segment_bytes,
             changes=self.changes,
+            read_only=read_only,
         )
-        self.snapshots = FileSnapshots(self.root)
+        snapshots = FileSnapshots(self.root)
+        self.snapshots: FileSnapshots | ReadOnlySnapshots = (
+            ReadOnlySnapshots(snapshots, self.root) if read_only else snapshots
+        )
 
     @property
     def plain(self) -> FileEventLog:
@@ -62,20 +77,22 @@ class FileStore:
         return self._replica
 
     async def open(self) -> None:
+        requested = self._requested_replica
         try:
-            default = await asyncio.to_thread(ensure_root, self.root)
+            if self.read_only:
+                default = await asyncio.to_thread(read_root, self.root)
+            else:
+                default = await asyncio.to_thread(ensure_root, self.root, requested)
         except OSError as error:
-            raise StorageError(
-                f"cannot use {self.root} as a Calliope data directory: {error.strerror or error}; "
-                f"pass the path of a directory Calliope may create or that it created"
-            ) from error
-        replica = self._requested_replica or default
-        self._lease = await _take_lease(self.root, replica)
+            raise _open_error(self.root, error) from error
+        replica = requested or default
+        if not self.read_only:
+            self._lease = await _take_lease(self.root, replica)
         self._replica = replica
 
     async def lease(self, replica_id: str) -> None:
-        if replica_id == self._replica or replica_id in self._extra_leases:
-            return
+        if replica_id == self._replica or replica_id in self._extra_leases or self.read_only:
+            return  # (read-only: nothing is written, so nothing is leased)
         async with self._leasing:  # one at a time: two first uses share one lease
             if replica_id not in self._extra_leases:
                 self._extra_leases[replica_id] = await _take_lease(self.root, replica_id)
@@ -92,13 +109,27 @@ class FileStore:
             self._extra_leases.clear()
 
 
+def _open_error(root: str, error: OSError) -> StorageError:
+    """The StorageError for an OSError raised while opening ``root``."""
+    if isinstance(error, PermissionError) or error.errno == errno.EROFS:
+        return storage_error(f"opening the Calliope data directory {root}", error)
+    return StorageError(
+        f"cannot use {root} as a Calliope data directory: {error.strerror or error}; "
+        f"pass the path of a directory Calliope may create or that it created"
+    )
+
+
 async def _take_lease(root: str, replica_id: str) -> ReplicaLease:
     """Take a replica lease in a worker thread. If the caller is cancelled
     meanwhile, the lease the thread still takes is released at once: a
-    cancelled open never leaks one."""
+    cancelled open never leaks one. An OSError becomes a StorageError."""
     taking = asyncio.ensure_future(asyncio.to_thread(ReplicaLease, root, replica_id))
     try:
         return await asyncio.shield(taking)
+    except OSError as error:
+        raise storage_error(
+            f"taking the lease of replica {replica_id!r} on {root}", error
+        ) from error
     except asyncio.CancelledError:
         # Let the thread finish (it is quick) and release what it took
         # before giving up, so the id is free as soon as the open has ended;
@@ -112,3 +143,22 @@ async def _take_lease(root: str, replica_id: str) -> ReplicaLease:
 def _release_unclaimed(taking: asyncio.Future[ReplicaLease]) -> None:
     if not taking.cancelled() and taking.exception() is None:
         taking.result().release()  # idempotent
+
+
+class ReadOnlySnapshots:
+    """The snapshot port of a store opened with ``read_only=True``: loads
+    read the store, saves raise :class:`calliope.ReadOnlyStoreError`."""
+
+    def __init__(self, snapshots: FileSnapshots, root: str) -> None:
+        self._snapshots = snapshots
+        self._root = root
+
+    async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
+        raise ReadOnlyStoreError(
+            f"the store at {self._root} was opened with read_only=True, so saving snapshot "
+            f"{snapshot_id!r} is refused (nothing was written); open it without read_only "
+            f"to write"
+        )
+
+    async def load(self, snapshot_id: str) -> SnapshotRecord | None:
+        return await self._snapshots.load(snapshot_id)

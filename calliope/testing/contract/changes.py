@@ -102,9 +102,6 @@ async def watch_ignores_other_streams(new_store: StoreFactory) -> None:
     async with opened(new_store) as watching, opened(new_store) as writing:
         busy, quiet = ids("busy"), ids("quiet")
         await writing.plain.append(quiet, "w", _events(2), expected_sequence=None, timestamp_us=_T0)
-        await writing.replicated.append_replica(
-            quiet, writing.replica_id, _events(1), observed={}, timestamp_us=_T0
-        )
         async with (
             watching.changes.watch(quiet) as quiet_watcher,
             watching.changes.watch(busy) as busy_watcher,
