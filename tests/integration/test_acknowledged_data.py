@@ -221,3 +221,19 @@ async def test_a_replica_never_reuses_a_sequence_another_replica_observed(tmp_pa
         stream = app.journal.replicated_event_stream("r", ItemAdded)
         with pytest.raises(calliope.CorruptJournalError, match="observed"):
             await stream.persist(ItemAdded("a-again"))
+
+
+async def test_a_read_only_reader_leaves_a_dead_writers_frame_alone(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 3)
+    append_unsynced_frame(root, 4)
+    (segment,) = segments(root, "s")
+    lock = log_dir(root, "s") / "lock"
+    before = segment.read_bytes(), lock.read_bytes()
+    async with calliope.open(root, read_only=True) as app:
+        stream = app.journal.event_stream("s", ItemAdded)
+        assert [e.event.sku for e in await stream.query().to_list()] == ["0000", "0001", "0002"]
+        assert await stream.last_sequence() == 3
+        with pytest.raises(calliope.ReadOnlyStoreError):
+            await app.journal.repair("s")
+    assert (segment.read_bytes(), lock.read_bytes()) == before
