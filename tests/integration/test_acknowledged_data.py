@@ -83,7 +83,7 @@ async def test_a_truncated_last_segment_is_an_error(tmp_path: Path) -> None:
     data = segment.read_bytes()
     segment.write_bytes(data[:-30])  # the last frame, acknowledged, lost its end
     await refused_everywhere(root, "s")
-    segment.write_bytes(data[:-len(data) // 3])
+    segment.write_bytes(data[: -len(data) // 3])
     await refused_everywhere(root, "s")
 
 
