@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import msgpack
@@ -237,3 +238,14 @@ async def test_a_read_only_reader_leaves_a_dead_writers_frame_alone(tmp_path: Pa
         with pytest.raises(calliope.ReadOnlyStoreError):
             await app.journal.repair("s")
     assert (segment.read_bytes(), lock.read_bytes()) == before
+
+
+async def test_a_garbage_index_entry_is_ignored(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 5)
+    index = log_dir(root, "s") / f"{1:020d}.idx"
+    with index.open("ab") as handle:  # entries naming impossible sequences and offsets
+        handle.write(struct.pack("<QQ", 3, 2**64 - 1) + struct.pack("<QQ", 2**64 - 1, 20))
+    assert await skus(root, "s") == ["0000", "0001", "0002", "0003", "0004"]
+    await write(root, "s", 1)
+    assert await last_sequence(root, "s") == 6
