@@ -249,3 +249,13 @@ async def test_a_garbage_index_entry_is_ignored(tmp_path: Path) -> None:
     assert await skus(root, "s") == ["0000", "0001", "0002", "0003", "0004"]
     await write(root, "s", 1)
     assert await last_sequence(root, "s") == 6
+
+
+async def test_a_log_behind_its_snapshot_refuses_new_events(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 10)
+    async with calliope.open(root, replica_id="writer") as app:
+        await app.snapshots.save_snapshot("s", ItemAdded("state"), sequence=10)
+    shutil.rmtree(log_dir(root, "s"))  # the log and its extent are lost; the snapshot is not
+    with pytest.raises(calliope.CorruptJournalError, match="snapshot"):
+        await write(root, "s", 1)
