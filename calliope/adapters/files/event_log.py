@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Seque
 from typing import Any
 
 from calliope.adapters.files.changes import FileChanges
+from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
 from calliope.adapters.files.fsutil import (
     private_makedirs,
     storage_error,
@@ -107,8 +108,11 @@ class FileEventLog:
         durability: Durability,
         segment_bytes: int,
         changes: FileChanges,
+        disk: Disk = OS_DISK,
     ) -> None:
         self._root = root
+        self._disk = disk
+        self._failed: FailedLogs = {}  # logs whose sync failed refuse writes till reopened
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._changes = changes
@@ -138,6 +142,8 @@ class FileEventLog:
             stream_id=stream_id,
             durability=self._durability,
             segment_bytes=self._segment_bytes,
+            disk=self._disk,
+            failed=self._failed,
         )
 
     def _log(self, stream_id: str, replica_id: str | None) -> _LogHandle:

@@ -7,6 +7,7 @@ import contextlib
 import os
 
 from calliope.adapters.files.changes import FileChanges
+from calliope.adapters.files.disk import OS_DISK, Disk
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.layout import ReplicaLease, ensure_root
 from calliope.adapters.files.snapshots import FileSnapshots
@@ -19,8 +20,10 @@ __all__ = ["FileStore"]
 class FileStore:
     """Implements :class:`calliope.shell.ports.StorePort` on a directory.
 
-    The constructor does no I/O; :meth:`open` creates the directory (0700),
-    reads or creates its default replica id, and takes the replica lease.
+    Its writers write and sync files through ``disk`` (the real calls by
+    default; tests pass one that injects faults). The constructor does no
+    I/O; :meth:`open` creates the directory (0700), reads or creates its
+    default replica id, and takes the replica lease.
     """
 
     def __init__(
@@ -31,6 +34,7 @@ class FileStore:
         durability: Durability,
         segment_bytes: int,
         poll_interval: float,
+        disk: Disk = OS_DISK,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self._requested_replica = replica_id
@@ -44,8 +48,9 @@ class FileStore:
             durability=durability,
             segment_bytes=segment_bytes,
             changes=self.changes,
+            disk=disk,
         )
-        self.snapshots = FileSnapshots(self.root)
+        self.snapshots = FileSnapshots(self.root, disk=disk)
 
     @property
     def plain(self) -> FileEventLog:
