@@ -231,6 +231,10 @@ async def test_a_failed_sync_refuses_writes_until_the_app_is_reopened(
         for _ in range(2):  # refused, and never retried into a false success
             with pytest.raises(calliope.StorageError, match=REOPEN):
                 await persist(app, items("x"))
+        for n in range(200):  # past the handles an app keeps: the failed one's is dropped
+            await app.journal.event_stream(f"other-{n}", CartEvent).last_sequence()
+        with pytest.raises(calliope.StorageError, match=REOPEN):  # still refused
+            await persist(app, items("x"))
         assert faults.calls["fdatasync"] == syncs
         assert await read(app, "cart") == numbered(first)  # the unsynced frame was cut
         if kind != "replicated":
