@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Seque
 from typing import Any
 
 from calliope.adapters.files.changes import FileChanges
+from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
 from calliope.adapters.files.fsutil import (
     private_makedirs,
     storage_error,
@@ -138,9 +139,12 @@ class FileEventLog:
         segment_bytes: int,
         changes: FileChanges,
         read_only: bool = False,
+        disk: Disk = OS_DISK,
     ) -> None:
         self._root = root
         self._read_only = read_only
+        self._disk = disk
+        self._failed: FailedLogs = {}  # logs whose sync failed refuse writes till reopened
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._changes = changes
@@ -171,6 +175,8 @@ class FileEventLog:
             durability=self._durability,
             segment_bytes=self._segment_bytes,
             read_only=self._read_only,
+            disk=self._disk,
+            failed=self._failed,
         )
 
     def _log(self, stream_id: str, replica_id: str | None) -> _LogHandle:

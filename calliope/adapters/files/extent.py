@@ -31,10 +31,13 @@ Contract:
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
 from typing import NamedTuple
+
+from calliope.adapters.files.disk import Disk
 
 __all__ = ["Extent", "lock_path", "read_extent", "write_extent"]
 
@@ -86,10 +89,12 @@ def decode_extent(record: bytes) -> Extent | None:
     return Extent(segment, end, last_sequence)
 
 
-def write_extent(fd: int, extent: Extent) -> None:
+def write_extent(disk: Disk, fd: int, extent: Extent) -> None:
     """Record ``extent`` in the open lock file ``fd`` (no fsync: see the
     module's contract). Call under the lock, after the fsync of the frames."""
-    os.pwrite(fd, encode_extent(extent), 0)
+    record = encode_extent(extent)
+    if disk.pwrite(fd, record, 0) != len(record):
+        raise OSError(errno.ENOSPC, "short write of a log's committed extent")
 
 
 def read_extent_fd(fd: int) -> Extent | None:

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 
 import aiofiles
-import aiofiles.os
 
+from calliope.adapters.files.disk import OS_DISK, Disk, sync
 from calliope.errors import StorageError
 
 __all__ = [
@@ -26,11 +26,12 @@ __all__ = [
 ]
 
 
-def fsync_directory(path: str) -> None:
-    """Make a directory's entries (created or renamed files) durable."""
+def fsync_directory(path: str, disk: Disk = OS_DISK) -> None:
+    """Make a directory's entries (created or renamed files) durable
+    (:class:`~calliope.adapters.files.disk.SyncFailed` if that failed)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        sync(disk.fsync, fd)
     finally:
         os.close(fd)
 
@@ -52,60 +53,57 @@ def private_makedirs(path: str) -> None:
         fsync_directory(parent)
 
 
-def write_file_atomically(path: str, data: bytes) -> None:
-    """Durably replace ``path``: temp file, fsync, rename, fsync the directory."""
+def write_file_atomically(path: str, data: bytes | Sequence[bytes], disk: Disk = OS_DISK) -> None:
+    """Durably replace ``path`` with ``data`` (bytes, or parts written one
+    after another, never joined, ``IO_CHUNK`` per system call): temp file,
+    fsync, rename, fsync the directory, through ``disk``. If any of it
+    fails (OSError), no temp file is left and the new data is not in view:
+    when the directory's fsync fails after the rename, ``path`` is removed
+    again (callers only write new names; a crash may still bring the file
+    back, whole). O(size)."""
     directory = os.path.dirname(path)
     temporary = f"{path}.{uuid.uuid4().hex}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        for view in _slices([data] if isinstance(data, bytes) else data):
+            while view:
+                view = view[disk.write(fd, view) :]
+        sync(disk.fsync, fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
     os.close(fd)
-    os.replace(temporary, path)
-    fsync_directory(directory)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    try:
+        fsync_directory(directory, disk)
+    except OSError:
+        # Not durably renamed: take it back, so that a failure means "not
+        # written" here too (a crash may still bring back the whole file).
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
 
 
 IO_CHUNK = 1024 * 1024
-"""The most the async helpers read or write in one system call. (One read
+"""The most the file helpers read or write in one system call. (One read
 of 50 MiB into fresh memory held this VM's event loop, in another thread,
 for about as long as it took, ~20 ms; reads of 1 MiB, well under 1 ms.)"""
 
 
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
-
-
-async def write_file_atomically_async(path: str, parts: Sequence[bytes]) -> None:
-    """:func:`write_file_atomically` through aiofiles, the event loop free
-    meanwhile: ``parts`` written one after another to a temp file, fsync,
-    rename, fsync the directory. The parts are never joined: a large one is
-    written straight from its buffer, ``IO_CHUNK`` at a time."""
-    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-    handle = await aiofiles.open(temporary, "xb", opener=_private)
-    try:
-        try:
-            await handle.writelines(_slices(parts))
-            await handle.flush()
-            await asyncio.to_thread(os.fsync, handle.fileno())
-        finally:
-            await handle.close()
-    except BaseException:
-        with contextlib.suppress(OSError):
-            await aiofiles.os.unlink(temporary)
-        raise
-    await asyncio.to_thread(_replace_durably, temporary, path)
-
-
-def _replace_durably(temporary: str, path: str) -> None:
-    os.replace(temporary, path)
-    fsync_directory(os.path.dirname(path))
+async def write_file_atomically_async(
+    path: str, parts: Sequence[bytes], disk: Disk = OS_DISK
+) -> None:
+    """:func:`write_file_atomically` in one worker-thread hop, the event
+    loop free meanwhile. The thread owns the file until it is done: if the
+    caller is cancelled, the file is still written (or not) as a whole."""
+    await asyncio.to_thread(write_file_atomically, path, parts, disk)
 
 
 def _slices(parts: Sequence[bytes]) -> Iterator[memoryview]:
@@ -126,15 +124,15 @@ async def read_file_parts(path: str) -> list[bytes]:
                 return parts
 
 
-def storage_error(action: str, error: OSError) -> StorageError:
+def storage_error(action: str, error: OSError, *, consequence: str = "") -> StorageError:
     """The StorageError for an OSError raised while doing ``action``: what
-    failed and what to check."""
+    failed, its ``consequence`` if given, and what to check."""
     if error.errno in (errno.EMFILE, errno.ENFILE):
         advice = (
             "the process ran out of file descriptors; raise its limit (ulimit -n) or "
             "write to fewer streams at once"
         )
-    elif error.errno == errno.ENOSPC:
+    elif error.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "the disk is full; free space and retry"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         advice = (
@@ -142,11 +140,18 @@ def storage_error(action: str, error: OSError) -> StorageError:
             "the data directory's permissions and mount, or open the store with "
             "calliope.open(path, read_only=True) to inspect a store you cannot write"
         )
+    elif error.errno == errno.EIO:
+        advice = (
+            "the device reported an I/O error; check the disk and its kernel log (dmesg), "
+            "and move the data directory to a healthy disk if it recurs"
+        )
     else:
         advice = (
             "check the data directory's permissions, free space and that nothing else "
             "changed its files"
         )
+    if consequence:
+        return StorageError(f"{action} failed: {error}; {consequence}; {advice}")
     return StorageError(f"{action} failed: {error}; {advice}")
 
 

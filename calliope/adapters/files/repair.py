@@ -19,6 +19,7 @@ import logging
 import os
 from typing import NamedTuple
 
+from calliope.adapters.files.disk import sync
 from calliope.adapters.files.extent import write_extent
 from calliope.adapters.files.framing import SEGMENT_HEADER_SIZE
 from calliope.adapters.files.fsutil import fsync_directory
@@ -70,8 +71,8 @@ def repair_log(files: SegmentFiles, lock_fd: int) -> Repaired:
             for later in segments[index + 1 :]:
                 count += _rename_aside(files, later, moved)
             break
-    write_extent(lock_fd, kept.extent())
-    os.fsync(lock_fd)
+    write_extent(files.disk, lock_fd, kept.extent())
+    sync(files.disk.fsync, lock_fd)
     if moved:
         logger.error(
             "repaired stream %r in %s: kept sequences 1..%d, moved %d bytes aside to %s",

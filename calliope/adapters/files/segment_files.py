@@ -11,14 +11,17 @@ msgpack ``nil`` *seals* its segment: the log continues in the next segment,
 and nothing follows the seal.
 
 Contract: naming and listing never touch a segment's content;
-``create_segment`` is the only function here that writes.
+``create_segment`` is the only function here that writes, through the
+log's :class:`~calliope.adapters.files.disk.Disk`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import NamedTuple
 
+from calliope.adapters.files.disk import OS_DISK, Disk, sync
 from calliope.adapters.files.framing import SEGMENT_HEADER, SEGMENT_HEADER_SIZE
 from calliope.adapters.files.fsutil import fsync_directory, private_makedirs
 
@@ -33,10 +36,12 @@ class Position(NamedTuple):
 
 
 class SegmentFiles(NamedTuple):
-    """The directory of one log, and the stream it holds (for messages)."""
+    """The directory of one log, the stream it holds (for messages), and
+    the OS calls that write to it."""
 
     directory: str
     stream_id: str
+    disk: Disk = OS_DISK
 
     def path(self, segment: int) -> str:
         return os.path.join(self.directory, f"{segment:020d}.seg")
@@ -56,15 +61,20 @@ class SegmentFiles(NamedTuple):
 
 
 def create_segment(files: SegmentFiles, first: int) -> int:
-    """Create (or reset a headerless) segment; return it open for writing."""
+    """Create (or reset a headerless) segment; return it open for writing.
+    A failed sync of the file or of the directory raises
+    :class:`~calliope.adapters.files.disk.SyncFailed`, other failures
+    OSError."""
+    disk = files.disk
     private_makedirs(files.directory)
     fd = os.open(files.path(first), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if os.fstat(fd).st_size < SEGMENT_HEADER_SIZE:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, SEGMENT_HEADER, 0)
-            os.fsync(fd)
-            fsync_directory(files.directory)
+            disk.ftruncate(fd, 0)
+            if disk.pwrite(fd, SEGMENT_HEADER, 0) != SEGMENT_HEADER_SIZE:
+                raise OSError(errno.ENOSPC, f"short write of the header of {files.path(first)}")
+            sync(disk.fsync, fd)
+            fsync_directory(files.directory, disk)
     except BaseException:
         os.close(fd)
         raise

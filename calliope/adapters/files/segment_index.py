@@ -96,7 +96,7 @@ def add_index_entry(files: SegmentFiles, segment: int, entry: tuple[int, int]) -
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, _INDEX_ENTRY.pack(*entry))
+            files.disk.write(fd, _INDEX_ENTRY.pack(*entry))
         finally:
             os.close(fd)
     except OSError as error:

@@ -8,7 +8,9 @@
 - reader.py: reading the log a step at a time, without the lock.
 
 Contract: a ``SegmentLog`` owns no state beyond its writer's lock file and
-open tail (closed by ``close``). Readers take no lock and never cut
+open tail (closed by ``close``). A failed write or sync is StorageError, and
+after a failed sync the log refuses writes until the store is reopened
+(segment_writer.py). Readers take no lock and never cut
 anything: they stop at an incomplete tail (someone may be writing it).
 Nothing is ever skipped: damage is CorruptJournalError, naming the file and
 offset, for readers and writers alike. The methods block; the file journal
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
 from calliope.adapters.files.repair import Repaired
 from calliope.adapters.files.segment_files import Position, SegmentFiles
 from calliope.adapters.files.segment_index import locate
@@ -42,14 +45,20 @@ class SegmentLog:
         segment_bytes: int,
         index_every: int = 64 * 1024,
         read_only: bool = False,
+        disk: Disk = OS_DISK,
+        failed: FailedLogs | None = None,
     ) -> None:
-        self._files = SegmentFiles(directory, stream_id)
+        """``read_only``: never settle (its readers leave the log as it is);
+        ``disk``: the OS calls its writer makes; ``failed``: the store's logs
+        whose sync failed (see segment_writer.py), a new one if None."""
+        self._files = SegmentFiles(directory, stream_id, disk)
         self._read_only = read_only
         self._writer = SegmentWriter(
             self._files,
             durability=durability,
             segment_bytes=segment_bytes,
             index_every=index_every,
+            failed=failed,
         )
 
     @property

@@ -6,25 +6,43 @@ stay contiguous and ``expected_sequence`` holds across processes.
 
 Contract: each request is all-or-nothing, checked in order; the accepted
 ones are written with one write and one fsync (``durability="fsync"``),
-consecutive requests of one writer sharing a frame. A failed write leaves no
-partial frame behind (StorageError). Only after the fsync does the writer
-record the log's committed extent in the lock file (extent.py), and readers
-deliver nothing past it. A full segment is sealed and the log continues in
-a new one. The methods block.
+consecutive requests of one writer sharing a frame. Only after the fsync
+does the writer record the log's committed extent in the lock file
+(extent.py), and readers deliver nothing past it. A full segment is
+sealed and the log continues in a new one. The methods block. Files are
+written and synced through the log's
+:class:`~calliope.adapters.files.disk.Disk`.
+
+Failures. A failed *write* (a full disk, an I/O error) raises StorageError
+for every request of the group and leaves nothing behind: the file is cut
+back to its last intact frame (if even that fails, the next append finds
+the torn end and cuts it), and the next append, once the fault has
+cleared, works. A failed *sync* also raises StorageError for the whole
+group, and the frames it should have made durable are cut likewise (best
+effort), but the log then refuses every further write, in this store, until
+the store is reopened (close the app, open it again): the kernel may have
+dropped the unsynced pages, so a retried sync could succeed without them.
+The same holds for a failed sync while sealing or creating a segment. The
+reopened writer re-learns the log's end from the files, as after a crash:
+the unacknowledged frames are normally gone (cut), but if the cut did not
+reach the disk they may be back, whole (each frame is all-or-nothing).
+Either way nothing acknowledged is lost and sequences stay contiguous.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import SEAL, batch_frame_parts
+from calliope.adapters.files.disk import FailedLogs, SyncFailed, sync
 from calliope.adapters.files.extent import lock_path, write_extent
-from calliope.adapters.files.fsutil import private_makedirs
+from calliope.adapters.files.fsutil import private_makedirs, storage_error
 from calliope.adapters.files.repair import Repaired, repair_log
 from calliope.adapters.files.segment_files import SegmentFiles
 from calliope.adapters.files.segment_index import add_index_entry
@@ -41,14 +59,19 @@ _JOIN_AT_MOST = 1024 * 1024  # larger writes go from the parts (pwritev), not a 
 _IOV_MAX = 512
 
 
-def _pwrite_parts(fd: int, parts: list[bytes], offset: int) -> None:
+def _pwrite_parts(
+    pwritev: Callable[[int, Sequence[memoryview], int], int],
+    fd: int,
+    parts: list[bytes],
+    offset: int,
+) -> None:
     """Write ``parts`` one after another at ``offset`` with ``pwritev``,
     a bounded number of buffers per call, resuming after short writes.
     O(parts)."""
     views = [memoryview(part) for part in parts if part]
     head = 0  # views before it are written
     while head < len(views):
-        written = os.pwritev(fd, views[head : head + _IOV_MAX], offset)
+        written = pwritev(fd, views[head : head + _IOV_MAX], offset)
         offset += written
         while head < len(views) and written >= len(views[head]):
             written -= len(views[head])
@@ -111,8 +134,13 @@ class SegmentWriter:
         durability: Durability,
         segment_bytes: int,
         index_every: int,
+        failed: FailedLogs | None = None,
     ) -> None:
+        """``failed``: the store's logs whose sync failed (this one refuses
+        to write while it is listed there); a new empty one by default."""
         self._files = files
+        self._disk = files.disk
+        self._failed: FailedLogs = {} if failed is None else failed
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._index_every = index_every
@@ -130,6 +158,8 @@ class SegmentWriter:
         return self._lock_fd
 
     def close(self) -> None:
+        """Close the files (they reopen on the next append). A refusal to
+        write stays: it lasts as long as the store's ``failed`` does."""
         with self._busy:
             if self._tail is not None:
                 os.close(self._tail.fd)
@@ -144,6 +174,8 @@ class SegmentWriter:
         when the tail must be found or caught up with more than a little that
         others appended, when the segment must roll, or when the requests are
         large; :meth:`append` does it then, in a worker thread."""
+        if self._failed:
+            self._check_usable()
         tail = self._tail
         if tail is None or self._lock_fd is None or tail.end >= self._segment_bytes:
             return None
@@ -164,21 +196,36 @@ class SegmentWriter:
             if grown > _QUICK_BYTES or tail.sealed:
                 fcntl.flock(lock, fcntl.LOCK_UN)
                 return None
-            return self._append_then_unlock(lock, requests)
+            try:
+                return self._append_then_unlock(lock, requests)
+            except SyncFailed as error:  # (raised by what creates a segment)
+                raise self._refuse(
+                    f"syncing the files of {self._files.directory}", error
+                ) from error
         finally:
             self._busy.release()
 
     def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Append each request atomically, waiting for the lock: one write and
         one fsync for all of them."""
+        if self._failed:
+            self._check_usable()
         with self._busy:
-            lock = self._lock()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._append_then_unlock(lock, requests)
+            try:
+                lock = self._lock()
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                return self._append_then_unlock(lock, requests)
+            except SyncFailed as error:  # (raised by what creates a directory or segment)
+                raise self._refuse(
+                    f"syncing the files of {self._files.directory}", error
+                ) from error
 
     def repair(self) -> Repaired:
         """Keep the log's intact prefix and move the rest aside, waiting for
-        the lock (repair.py). O(size of the log)."""
+        the lock (repair.py). O(size of the log). A log that refused writes
+        after a failed sync stays refused (reopen it first)."""
+        if self._failed:
+            self._check_usable()
         with self._busy:
             lock = self._lock()
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -193,8 +240,11 @@ class SegmentWriter:
         before it appends: commit the intact frames a dead writer left past
         the committed extent (fsync, then record it), move a torn end aside,
         or raise CorruptJournalError for damage to acknowledged data. False
-        (nothing done) if a writer is busy or the lock file cannot be opened
-        for writing (a read-only store). O(bytes past the extent)."""
+        (nothing done) if a writer is busy, the log refuses writes after a
+        failed sync, or the lock file cannot be opened for writing (a
+        read-only store). O(bytes past the extent)."""
+        if self._failed.get(self._files.directory) is not None:
+            return False
         if not self._busy.acquire(blocking=False):
             return False
         try:
@@ -216,6 +266,43 @@ class SegmentWriter:
             return True
         finally:
             self._busy.release()
+
+    def _check_usable(self) -> None:
+        """Raise StorageError if a sync of this log failed in this store."""
+        refusal = self._failed.get(self._files.directory)
+        if refusal is not None:
+            raise StorageError(refusal)
+
+    def _refuse(self, action: str, error: OSError) -> StorageError:
+        """Refuse every further write to this log (in this store), for a
+        failed sync; the error to raise for it."""
+        stream_id = self._files.stream_id
+        self._failed[self._files.directory] = (
+            f"the log of stream {stream_id!r} in {self._files.directory} refuses writes "
+            f"since {action} failed ({error}): what was written since its last successful "
+            f"sync may not be on disk, and a retried sync could not tell. Check the device, "
+            f"then close the app and open it again to write to this stream"
+        )
+        return storage_error(
+            action,
+            error,
+            consequence=(
+                "the batch was not acknowledged (it may or may not survive, as in a crash), "
+                "and this log refuses further writes until it is reopened: close the app "
+                "and open it again"
+            ),
+        )
+
+    def _failed_write(self, tail: Tail, error: OSError) -> StorageError:
+        """Cut what a failed write or sync left after the last intact frame
+        (best effort); the error to raise for it. A failed sync refuses
+        further writes."""
+        with contextlib.suppress(OSError):
+            self._disk.ftruncate(tail.fd, tail.end)
+        path = self._files.path(tail.segment)
+        if isinstance(error, SyncFailed):
+            return self._refuse(f"syncing {path}", error)
+        return storage_error(f"writing to {path}", error, consequence="the batch was not written")
 
     def _append_then_unlock(
         self, lock: int, requests: Sequence[AppendRequest]
@@ -243,7 +330,9 @@ class SegmentWriter:
         tail = self._tail = refresh_tail(self._files, tail, lock)
         if tail.end >= self._segment_bytes:
             tail = self._tail = self._roll(tail)
-            write_extent(lock, tail.extent())  # the seal is committed: readers may cross it
+            write_extent(
+                self._disk, lock, tail.extent()
+            )  # the seal is committed: readers may cross it
         stream_id = self._files.stream_id
         results: list[AppendResult] = []
         frames: list[bytes] = []  # the parts of the frames, in order
@@ -316,36 +405,40 @@ class SegmentWriter:
             tail.last_sequence = sequence
             tail.last_version = version
             # Only now, written and fsynced, may readers deliver it (extent.py).
-            write_extent(lock, tail.extent())
+            write_extent(self._disk, lock, tail.extent())
             if index_entry is not None and add_index_entry(self._files, tail.segment, index_entry):
                 tail.index_offset = index_entry[1]
         return results
 
     def _write(self, tail: Tail, parts: list[bytes]) -> None:
+        """Write ``parts`` at the tail's end and sync them (per the
+        durability). On failure, raise StorageError, leaving no partial or
+        unsynced frame behind; a failed sync refuses further writes."""
+        disk = self._disk
         size = sum(map(len, parts))
         try:
             if size <= _JOIN_AT_MOST:
                 data = b"".join(parts) if len(parts) > 1 else parts[0]
                 written = 0
                 while written < size:
-                    written += os.pwrite(tail.fd, data[written:], tail.end + written)
+                    written += disk.pwrite(tail.fd, data[written:], tail.end + written)
             else:  # large: written from the parts' own buffers, never joined
-                _pwrite_parts(tail.fd, parts, tail.end)
+                _pwrite_parts(disk.pwritev, tail.fd, parts, tail.end)
             if self._durability == "fsync":
-                os.fdatasync(tail.fd)
+                sync(disk.fdatasync, tail.fd)
         except OSError as error:
-            # Leave no partial frame behind: cut back to the last intact one.
-            with contextlib.suppress(OSError):
-                os.ftruncate(tail.fd, tail.end)
-            raise StorageError(
-                f"writing to {self._files.path(tail.segment)} failed: {error}; the batch was "
-                f"not written. Free disk space or fix permissions and retry"
-            ) from error
+            raise self._failed_write(tail, error) from error
         tail.end += size
 
     def _roll(self, tail: Tail) -> Tail:
-        """Seal the full segment and continue in a new one."""
+        """Seal the full segment and continue in a new one. A failed write
+        or sync raises StorageError as :meth:`_write` does."""
         if not tail.sealed:
-            os.pwrite(tail.fd, SEAL, tail.end)
-            os.fdatasync(tail.fd)
+            disk = self._disk
+            try:
+                if disk.pwrite(tail.fd, SEAL, tail.end) != len(SEAL):
+                    raise OSError(errno.ENOSPC, "short write of a segment's seal")
+                sync(disk.fdatasync, tail.fd)
+            except OSError as error:
+                raise self._failed_write(tail, error) from error
         return next_segment(self._files, tail)

@@ -3,11 +3,15 @@
 Each snapshot is one file ``<sequence>-<timestamp>.snap`` in the id's
 directory: a header (``SNAPSHOT_HEADER``) and one frame whose
 payload is the msgpack array ``[sequence, timestamp_us, type_name,
-schema_version, data]``. It is written through aiofiles to a temporary
-file, fsynced, renamed into place and the directory fsynced, so a crash
-leaves either the old set of snapshots or the new one (and perhaps a
-``.tmp`` file, which is never read). The newest ``keep`` are kept. Loading
-tries the newest first and falls back past damaged files with a warning.
+schema_version, data]``. It is written to a temporary file, fsynced,
+renamed into place and the directory fsynced, in one worker-thread hop
+through the store's :class:`~calliope.adapters.files.disk.Disk`, so a
+crash leaves either the old set of snapshots or the new one (and perhaps a
+``.tmp`` file, which is never read). A failed write or sync (a full disk,
+an I/O error) raises StorageError and leaves the new snapshot out of view:
+loading returns the previous one, and a later save may succeed. The newest
+``keep`` are kept. Loading (through aiofiles) tries the newest first and
+falls back past damaged files with a warning.
 
 A large snapshot does not hold the event loop: packing and framing it run
 in a worker thread, a large ``bytes`` value is written from its own buffer
@@ -28,6 +32,7 @@ import struct
 import aiofiles.os
 import msgpack
 
+from calliope.adapters.files.disk import OS_DISK, Disk
 from calliope.adapters.files.framing import (
     FRAME_HEADER,
     MAX_PAYLOAD,
@@ -108,9 +113,10 @@ def _snapshot_names(names: list[str]) -> list[str]:
 class FileSnapshots:
     """Implements :class:`calliope.shell.ports.SnapshotPort` in ``root/snapshots``."""
 
-    def __init__(self, root: str, *, keep: int = 3) -> None:
+    def __init__(self, root: str, *, keep: int = 3, disk: Disk = OS_DISK) -> None:
         self._root = root
         self._keep = keep
+        self._disk = disk
 
     def _directory(self, snapshot_id: str) -> str:
         digest = id_digest(snapshot_id)
@@ -124,7 +130,7 @@ class FileSnapshots:
         name = f"{record.sequence:020d}-{record.timestamp_us:020d}.snap"
         with storage_errors(f"saving snapshot {snapshot_id!r}"):
             directory = await asyncio.to_thread(id_directory, self._root, "snapshots", snapshot_id)
-            await write_file_atomically_async(os.path.join(directory, name), parts)
+            await write_file_atomically_async(os.path.join(directory, name), parts, self._disk)
             await asyncio.to_thread(self._prune, directory)
 
     def _prune(self, directory: str) -> None:

@@ -8,6 +8,7 @@ import errno
 import os
 
 from calliope.adapters.files.changes import FileChanges
+from calliope.adapters.files.disk import OS_DISK, Disk
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.fsutil import storage_error
 from calliope.adapters.files.layout import ReplicaLease, ensure_root, read_root
@@ -21,8 +22,10 @@ __all__ = ["FileStore", "ReadOnlySnapshots"]
 class FileStore:
     """Implements :class:`calliope.shell.ports.StorePort` on a directory.
 
-    The constructor does no I/O; :meth:`open` creates the directory (0700),
-    reads or creates its default replica id, and takes the replica lease.
+    Its writers write and sync files through ``disk`` (the real calls by
+    default; tests pass one that injects faults). The constructor does no
+    I/O; :meth:`open` creates the directory (0700), reads or creates its
+    default replica id, and takes the replica lease.
 
     ``read_only``: :meth:`open` only reads the default replica id of an
     existing store (StorageError if there is none), takes no lease and
@@ -41,6 +44,7 @@ class FileStore:
         segment_bytes: int,
         poll_interval: float,
         read_only: bool = False,
+        disk: Disk = OS_DISK,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.read_only = read_only
@@ -56,8 +60,9 @@ class FileStore:
             segment_bytes=segment_bytes,
             changes=self.changes,
             read_only=read_only,
+            disk=disk,
         )
-        snapshots = FileSnapshots(self.root)
+        snapshots = FileSnapshots(self.root, disk=disk)
         self.snapshots: FileSnapshots | ReadOnlySnapshots = (
             ReadOnlySnapshots(snapshots, self.root) if read_only else snapshots
         )

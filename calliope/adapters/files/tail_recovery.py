@@ -31,11 +31,13 @@ may be a write in progress.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 
 from calliope.adapters.files.batch_format import decode_batch
 from calliope.adapters.files.damage import damaged, out_of_sequence
+from calliope.adapters.files.disk import sync
 from calliope.adapters.files.extent import Extent, read_extent, read_extent_fd, write_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.fsutil import fsync_directory
@@ -256,8 +258,8 @@ def _settle(files: SegmentFiles, tail: Tail, lock_fd: int, extent: Extent | None
             raise _lost(files, tail, extent)
         if extent == tail.extent():
             return
-    os.fdatasync(tail.fd)
-    write_extent(lock_fd, tail.extent())
+    sync(files.disk.fdatasync, tail.fd)
+    write_extent(files.disk, lock_fd, tail.extent())
 
 
 def move_aside(files: SegmentFiles, fd: int, segment: int, start: int, why: str) -> str:
@@ -275,9 +277,11 @@ def move_aside(files: SegmentFiles, fd: int, segment: int, start: int, why: str)
             piece = pread_all(fd, min(size - position, 1 << 20), position)
             if not piece:
                 break
-            os.write(out, piece)
+            written = files.disk.write(out, piece)
+            if written != len(piece):
+                raise OSError(errno.ENOSPC, "short write while moving bytes aside")
             position += len(piece)
-        os.fsync(out)
+        sync(files.disk.fsync, out)
     finally:
         os.close(out)
     fsync_directory(files.directory)
@@ -291,8 +295,8 @@ def move_aside(files: SegmentFiles, fd: int, segment: int, start: int, why: str)
         aside,
         why,
     )
-    os.ftruncate(fd, start)
-    os.fsync(fd)
+    files.disk.ftruncate(fd, start)
+    sync(files.disk.fsync, fd)
     trim_index(files, segment, start)
     return aside
 
