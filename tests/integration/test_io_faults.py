@@ -145,8 +145,9 @@ async def events_of(app: calliope.App, stream_id: str) -> list[tuple[int, CartEv
 
 
 async def replica_events_of(app: calliope.App, stream_id: str) -> list[tuple[int, CartEvent]]:
-    """(sequence, event) of replica ``a``'s events in a replicated stream."""
-    stream = app.journal.replicated_event_stream(stream_id, CartEvent)
+    """(sequence, event) of replica ``a``'s events in the replicated stream
+    beside the plain ``stream_id`` (one id is one kind of stream)."""
+    stream = app.journal.replicated_event_stream(f"shared-{stream_id}", CartEvent)
     return sorted(
         [
             (envelope.sequence, envelope.event)
@@ -170,7 +171,7 @@ async def persist_all(app: calliope.App, events: list[ItemAdded]) -> list[int]:
 
 
 async def persist_replicated(app: calliope.App, events: list[ItemAdded]) -> list[int]:
-    stream = app.journal.replicated_event_stream("cart", CartEvent)
+    stream = app.journal.replicated_event_stream("shared-cart", CartEvent)
     return [(await stream.persist(event)).envelope.sequence for event in events]
 
 
@@ -487,7 +488,7 @@ class Run:
             envelope = await stream.persist(events[0])
             self.plain.append((envelope.sequence, envelope.event))
         else:
-            shared = app.journal.replicated_event_stream("cart", CartEvent)
+            shared = app.journal.replicated_event_stream("shared-cart", CartEvent)
             reply = await shared.persist(events[0])
             self.replicated.append((reply.envelope.sequence, reply.envelope.event))
 

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import SEAL, batch_frame_parts
 from calliope.adapters.files.disk import FailedLogs, SyncFailed, sync
-from calliope.adapters.files.extent import lock_path, write_extent
+from calliope.adapters.files.extent import Extent, lock_path, write_extent
 from calliope.adapters.files.fsutil import private_makedirs, storage_error
 from calliope.adapters.files.repair import Repaired, repair_log
 from calliope.adapters.files.segment_files import SegmentFiles
@@ -401,19 +401,19 @@ class SegmentWriter:
             version = first if count == 1 else event_version(first, writer, count - 1)
         if pending is not None:
             frames.extend(pending.frame())
-            self._write(tail, frames)
+            self._write(tail, frames, lock, sequence)
             tail.last_sequence = sequence
             tail.last_version = version
-            # Only now, written and fsynced, may readers deliver it (extent.py).
-            write_extent(self._disk, lock, tail.extent())
             if index_entry is not None and add_index_entry(self._files, tail.segment, index_entry):
                 tail.index_offset = index_entry[1]
         return results
 
-    def _write(self, tail: Tail, parts: list[bytes]) -> None:
-        """Write ``parts`` at the tail's end and sync them (per the
-        durability). On failure, raise StorageError, leaving no partial or
-        unsynced frame behind; a failed sync refuses further writes."""
+    def _write(self, tail: Tail, parts: list[bytes], lock: int, last_sequence: int) -> None:
+        """Write ``parts`` at the tail's end, sync them (per the durability),
+        and only then record the new committed extent in ``lock``: from then
+        on readers deliver them (extent.py). On failure, raise StorageError,
+        leaving no partial, unsynced or uncommitted frame behind; a failed
+        sync refuses further writes."""
         disk = self._disk
         size = sum(map(len, parts))
         try:
@@ -426,6 +426,7 @@ class SegmentWriter:
                 _pwrite_parts(disk.pwritev, tail.fd, parts, tail.end)
             if self._durability == "fsync":
                 sync(disk.fdatasync, tail.fd)
+            write_extent(disk, lock, Extent(tail.segment, tail.end + size, last_sequence))
         except OSError as error:
             raise self._failed_write(tail, error) from error
         tail.end += size
