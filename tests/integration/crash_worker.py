@@ -4,11 +4,12 @@ python -m tests.integration.crash_worker DIR SEED RUN EPOCH REPLICA [REPLICA ...
 
 Waits for the line ``go`` on stdin (so that it can be started, and pay for
 its imports, ahead of time), then opens one app per REPLICA on the file
-store in DIR and writes, from many concurrent tasks, until it is killed (or
-its stdin closes):
+store in DIR (segments of ``SEGMENT_BYTES``) and writes, from many
+concurrent tasks, until it is killed (or its stdin closes):
 
-* single ``persist`` calls on the plain streams ``plain_ids(EPOCH)``;
-* ``persist_all`` batches on them, and ``persist_all`` batches with
+* single ``persist`` calls on the plain streams ``plain_ids(EPOCH)``, and
+  of large events (``Blob``, up to ``BLOB_BYTES``) on ``blob_id(EPOCH)``;
+* ``persist_all`` batches on the plain streams, and ``persist_all`` batches with
   ``expected_sequence`` on ``expect_id(EPOCH)``;
 * replicated persists on ``replicated_id(EPOCH)`` (each app as its replica);
 * snapshot saves of ``snapshot_state(n)`` as sequence n under
@@ -30,13 +31,16 @@ it ends with a newline):
 
 SKUs and batch ids carry RUN, so they are unique across runs. Any other
 exception ends the process with a traceback (exit status 1), which the
-parent reports.
+parent reports. Warnings (a torn tail cut, say) go to stderr, one line each,
+``WARNING <logger> <message>``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 import os
 import random
 import sys
@@ -48,10 +52,35 @@ import attrs
 import calliope
 from tests.integration.events import ItemAdded
 
+SEGMENT_BYTES = 8192
+"""Every app on the crash loop's store uses this small segment size, so
+that segments roll often (and kills land during rolls)."""
+BLOB_BYTES = 1 << 20
 PLAIN_STREAMS = 3
 SINGLE_TASKS = 4
 BATCH_TASKS = 2
 REPLICATED_TASKS = 4
+
+
+@calliope.event_type("test.crash-blob")
+@attrs.frozen
+class Blob:
+    """A large event: its write can be torn by a kill (the kernel stops a
+    long write between pages for a fatal signal)."""
+
+    sku: str
+    data: bytes
+
+
+def blob_sku(tag: str, size: int) -> str:
+    return f"{tag}:{size}"
+
+
+def blob_data(sku: str) -> bytes:
+    """The data of the blob named ``sku``: its size, its bytes from the name."""
+    size = int(sku.rsplit(":", 1)[1])
+    seed = hashlib.sha256(sku.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
 
 
 @calliope.event_type("test.crash-snapshot")  # a stable name, whichever module runs
@@ -74,6 +103,10 @@ def snapshot_state(sequence: int) -> SnapState:
 
 def plain_ids(epoch: int) -> list[str]:
     return [f"plain-{epoch}-{k}" for k in range(PLAIN_STREAMS)]
+
+
+def blob_id(epoch: int) -> str:
+    return f"blob-{epoch}"
 
 
 def expect_id(epoch: int) -> str:
@@ -114,6 +147,15 @@ async def singles(app: calliope.App, streams: list[str], tag: str, rng: random.R
         envelope = await handle.persist(ItemAdded(sku))
         report({"k": "p", "s": handle.stream_id, "sku": sku, "seq": envelope.sequence})
         await pause(rng)
+
+
+async def blobs(app: calliope.App, stream: str, tag: str, rng: random.Random) -> None:
+    handle = app.journal.event_stream(stream, Blob)
+    for n in range(1 << 62):
+        sku = blob_sku(f"{tag}.{n}", rng.randint(BLOB_BYTES // 16, BLOB_BYTES))
+        envelope = await handle.persist(Blob(sku, blob_data(sku)))
+        report({"k": "p", "s": stream, "sku": sku, "seq": envelope.sequence})
+        await asyncio.sleep(rng.random() * 0.05)  # a few per round: the disk is shared
 
 
 async def batches(app: calliope.App, streams: list[str], tag: str, rng: random.Random) -> None:
@@ -180,7 +222,10 @@ def exit_when_stdin_closes() -> None:
 
 async def run(directory: str, seed: int, run_id: int, epoch: int, replicas: list[str]) -> None:
     print("opening", flush=True)
-    apps = [calliope.open(directory, replica_id=replica) for replica in replicas]
+    apps = [
+        calliope.open(directory, replica_id=replica, segment_bytes=SEGMENT_BYTES)
+        for replica in replicas
+    ]
     for app in apps:
         await app.__aenter__()  # never closed: the process is killed
     print("started", flush=True)
@@ -196,6 +241,7 @@ async def run(directory: str, seed: int, run_id: int, epoch: int, replicas: list
         work += [singles(app, plain, f"{tag}.s{t}", rng_for(f"s{t}")) for t in range(SINGLE_TASKS)]
         work += [batches(app, plain, f"{tag}.b{t}", rng_for(f"b{t}")) for t in range(BATCH_TASKS)]
         work.append(expected_batches(app, expect, f"{tag}.x", rng_for("x")))
+        work.append(blobs(app, blob_id(epoch), f"{tag}.l", rng_for("l")))
         work += [
             replicated(shared, f"{tag}.r{t}", rng_for(f"r{t}")) for t in range(REPLICATED_TASKS)
         ]
@@ -208,6 +254,7 @@ def main() -> None:
     if sys.stdin.readline() != "go\n":  # started ahead of time, then not needed
         return
     exit_when_stdin_closes()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     asyncio.run(run(directory, int(seed), int(run_id), int(epoch), replicas))
 
 

@@ -6,9 +6,10 @@ either one process holding replicas r1 and r2, or two processes holding one
 each. They write concurrently (single persists, ``persist_all`` batches with
 and without ``expected_sequence``, replicated persists, snapshot saves) and
 report each acknowledgement on stdout once the awaited call returned. Each
-process is killed (SIGKILL) 20-300 ms after it says it started, or, in one
-round in ten, 0-30 ms after it starts opening the store (a kill during
-open and tail recovery). This process then reopens the store and checks:
+process is killed (SIGKILL) 20-300 ms after it says it started; one time
+in ten 0.3-1 s after (so that some snapshot saves are acknowledged), and
+one in ten 0-30 ms after it starts opening the store (a kill during open
+and tail recovery). This process then reopens the store and checks:
 
 * every acknowledged event is stored exactly once, where it was
   acknowledged (the same sequence, or the same dot and version); an event
@@ -39,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import signal
 import sys
@@ -51,8 +53,13 @@ import pytest
 
 import calliope
 from tests.integration.crash_worker import (
+    SEGMENT_BYTES,
+    Blob,
     SnapState,
     batch_sku,
+    blob_data,
+    blob_id,
+    blob_sku,
     expect_id,
     plain_ids,
     replicated_id,
@@ -112,8 +119,14 @@ def plan_round(rng: random.Random) -> list[Plan]:
     layout = [REPLICAS] if rng.random() < 0.5 else [[r] for r in REPLICAS]
     plans = []
     for replicas in layout:
-        early = rng.random() < 0.1
-        delay = rng.uniform(0.0, 0.03) if early else rng.uniform(0.02, 0.3)
+        chance = rng.random()
+        early = chance < 0.1
+        if early:
+            delay = rng.uniform(0.0, 0.03)
+        elif chance < 0.9:
+            delay = rng.uniform(0.02, 0.3)
+        else:  # long enough for a few snapshot saves to be acknowledged
+            delay = rng.uniform(0.3, 1.0)
         plans.append(Plan(replicas, rng.getrandbits(32), early, delay))
     return plans
 
@@ -158,8 +171,9 @@ async def stop(writer: Writer) -> None:
     await writer.process.wait()
 
 
-async def run_writer(writer: Writer) -> list[dict[str, Any]]:
-    """Let a writer go, kill it as planned; the acknowledgements it printed."""
+async def run_writer(writer: Writer) -> tuple[list[dict[str, Any]], int]:
+    """Let a writer go, kill it as planned: the acknowledgements it printed,
+    and how many warnings it logged."""
     process, plan = writer.process, writer.plan
     assert process.stdin is not None and process.stdout is not None
     stdout = process.stdout
@@ -190,23 +204,27 @@ async def run_writer(writer: Writer) -> list[dict[str, Any]]:
         + writer.stderr.read_text()
     )
     # A line cut short by the kill was never acknowledged.
-    return [json.loads(line) for line in lines if line.startswith(b"{") and line.endswith(b"\n")]
+    acks = [json.loads(line) for line in lines if line.startswith(b"{") and line.endswith(b"\n")]
+    warnings = writer.stderr.read_text().count("WARNING calliope")
+    return acks, warnings
 
 
-def check_plain(stream: str, envelopes: list[calliope.Envelope[ItemAdded]], ledger: Ledger) -> None:
-    sequences = [e.sequence for e in envelopes]
-    assert sequences == list(range(1, len(envelopes) + 1)), f"{stream}: sequences not 1..n"
+Row = tuple[int, str, int]  # a plain stream's event: sequence, sku, quantity
+
+
+def check_plain(stream: str, rows: list[Row], ledger: Ledger) -> None:
+    sequences = [sequence for sequence, _, _ in rows]
+    assert sequences == list(range(1, len(rows) + 1)), f"{stream}: sequences not 1..n"
     at: dict[str, int] = {}
-    for envelope in envelopes:
-        sku = envelope.event.sku
-        assert sku not in at, f"{stream}: {sku} stored twice ({at[sku]}, {envelope.sequence})"
-        at[sku] = envelope.sequence
-    for envelope in envelopes:  # a batch whole, in order, or absent
-        parts = envelope.event.sku.split("/")
+    for sequence, sku, _ in rows:
+        assert sku not in at, f"{stream}: {sku} stored twice ({at[sku]}, {sequence})"
+        at[sku] = sequence
+    for sequence, sku, quantity in rows:  # a batch whole, in order, or absent
+        parts = sku.split("/")
         if len(parts) == 3:
             batch_id, index, size = parts[0], int(parts[1]), int(parts[2])
-            assert envelope.event.quantity == index, f"{stream}: {envelope}"
-            first = envelope.sequence - index
+            assert quantity == index, f"{stream}: {sku} at {sequence} has quantity {quantity}"
+            first = sequence - index
             whole = [at.get(batch_sku(batch_id, i, size)) for i in range(size)]
             assert whole == list(range(first, first + size)), (
                 f"{stream}: batch {batch_id} of {size} is not whole: sequences {whole}"
@@ -221,6 +239,25 @@ def check_plain(stream: str, envelopes: list[calliope.Envelope[ItemAdded]], ledg
         ledger.counts["checked events"] += size
     for batch_id, size in ledger.refused.get(stream, {}).items():
         assert batch_sku(batch_id, 0, size) not in at, f"{stream}: refused {batch_id} was stored"
+
+
+async def plain_rows(app: calliope.App, stream: str) -> list[Row]:
+    handle = app.journal.event_stream(stream, ItemAdded)
+    rows = [(e.sequence, e.event.sku, e.event.quantity) async for e in handle.query()]
+    assert await handle.last_sequence() == len(rows), f"{stream}: last_sequence() disagrees"
+    return rows
+
+
+async def blob_rows(app: calliope.App, stream: str) -> list[Row]:
+    """Like plain_rows, each blob's data checked as it streams by (not kept)."""
+    handle = app.journal.event_stream(stream, Blob)
+    rows = []
+    async for envelope in handle.query():
+        sku = envelope.event.sku
+        assert envelope.event.data == blob_data(sku), f"{stream}: {sku}'s data differs"
+        rows.append((envelope.sequence, sku, 0))
+    assert await handle.last_sequence() == len(rows), f"{stream}: last_sequence() disagrees"
+    return rows
 
 
 def check_replicated(
@@ -267,10 +304,8 @@ async def check_snapshots(app: calliope.App, ledger: Ledger) -> None:
 async def check_store(app: calliope.App, epochs: range, ledger: Ledger) -> None:
     for epoch in epochs:
         for stream in [*plain_ids(epoch), expect_id(epoch)]:
-            handle = app.journal.event_stream(stream, ItemAdded)
-            envelopes = await handle.query().to_list()
-            check_plain(stream, envelopes, ledger)
-            assert await handle.last_sequence() == len(envelopes), stream
+            check_plain(stream, await plain_rows(app, stream), ledger)
+        check_plain(blob_id(epoch), await blob_rows(app, blob_id(epoch)), ledger)
         shared = app.journal.replicated_event_stream(replicated_id(epoch), ItemAdded)
         check_replicated(shared.stream_id, await shared.query().to_list(), ledger)
     await check_snapshots(app, ledger)
@@ -288,6 +323,11 @@ async def write_after_kill(app: calliope.App, run_id: int, epoch: int, ledger: L
     envelopes = await expect.persist_all(events, expected_sequence=last)
     assert envelopes[0].sequence == last + 1
     ledger.record({"k": "b", "s": expect.stream_id, "bid": sku, "n": 2, "first": last + 1})
+    blob = blob_sku(sku, 100_000)
+    stored = await app.journal.event_stream(blob_id(epoch), Blob).persist(
+        Blob(blob, blob_data(blob))
+    )
+    ledger.record({"k": "p", "s": blob_id(epoch), "sku": blob, "seq": stored.sequence})
     shared = app.journal.replicated_event_stream(replicated_id(epoch), ItemAdded)
     reply = await shared.persist(ItemAdded(sku))
     dot, version = reply.envelope.dot, reply.envelope.version.to_dict()
@@ -301,20 +341,26 @@ def epoch_of(run_id: int) -> int:
     return (run_id - 1) // EPOCH_ROUNDS
 
 
-async def crash_round(writers: list[Writer], root: Path, run_id: int, ledger: Ledger) -> None:
-    for acks in await asyncio.gather(*(run_writer(w) for w in writers)):
+async def crash_round(
+    writers: list[Writer], root: Path, run_id: int, ledger: Ledger, logs: pytest.LogCaptureFixture
+) -> None:
+    for acks, warnings in await asyncio.gather(*(run_writer(w) for w in writers)):
         for ack in acks:
             ledger.record(ack)
+        ledger.counts["warnings logged by writers"] += warnings
     epoch = epoch_of(run_id)
-    async with calliope.open(root, replica_id=CHECKER) as app:
+    logs.clear()
+    async with calliope.open(root, replica_id=CHECKER, segment_bytes=SEGMENT_BYTES) as app:
         await check_store(app, range(epoch, epoch + 1), ledger)
         await write_after_kill(app, run_id, epoch, ledger)
+    ledger.counts["warnings logged by the checker"] += len(logs.records)
     ledger.counts["rounds"] += 1
 
 
 async def test_sigkilled_writers_lose_nothing_acknowledged(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="calliope")
     rounds: int = request.config.getoption("--crash-rounds")
     seed: int | None = request.config.getoption("--crash-seed")
     if seed is None:
@@ -335,8 +381,8 @@ async def test_sigkilled_writers_lose_nothing_acknowledged(
             waiting = (
                 await start_writers(root, plans[run_id], run_id + 1) if run_id < rounds else []
             )
-            await crash_round(writers, root, run_id, ledger)
-        async with calliope.open(root, replica_id=CHECKER) as app:
+            await crash_round(writers, root, run_id, ledger, caplog)
+        async with calliope.open(root, replica_id=CHECKER, segment_bytes=SEGMENT_BYTES) as app:
             await check_store(app, range(epoch_of(rounds) + 1), ledger)
     except Exception as error:
         raise AssertionError(
