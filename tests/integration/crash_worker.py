@@ -22,7 +22,8 @@ it ends with a newline):
 
 * ``{"k": "p", "s": stream, "sku": sku, "seq": n}``: a single persist;
 * ``{"k": "b", "s": stream, "bid": id, "n": size, "first": n}``: a batch
-  (its events are ``ItemAdded(batch_sku(id, i, size), i)``, i from 0);
+  (its events are ``ItemAdded(batch_sku(id, i, size), i)``, i from 0),
+  with ``"e": m`` if written with ``expected_sequence=m``;
 * ``{"k": "x", "s": stream, "bid": id, "n": size}``: a batch refused with
   ``ConcurrencyError`` (so nothing of it may be stored);
 * ``{"k": "r", "s": stream, "sku": sku, "dot": [replica, n], "v": version}``: a
@@ -183,7 +184,7 @@ async def expected_batches(app: calliope.App, stream: str, tag: str, rng: random
             report({"k": "x", "s": stream, "bid": batch_id, "n": size})
         else:
             first = envelopes[0].sequence
-            report({"k": "b", "s": stream, "bid": batch_id, "n": size, "first": first})
+            report({"k": "b", "s": stream, "bid": batch_id, "n": size, "first": first, "e": last})
         await pause(rng)
 
 

@@ -93,6 +93,10 @@ class Ledger:
         if kind == "p":
             self.singles.setdefault(stream, {})[ack["sku"]] = ack["seq"]
         elif kind == "b":
+            expected = ack.get("e")
+            assert expected is None or ack["first"] == expected + 1, (
+                f"{stream}: batch {ack['bid']} written at {ack['first']}, expected after {expected}"
+            )
             self.batches.setdefault(stream, {})[ack["bid"]] = (ack["n"], ack["first"])
         elif kind == "x":
             self.refused.setdefault(stream, {})[ack["bid"]] = ack["n"]
@@ -321,8 +325,8 @@ async def write_after_kill(app: calliope.App, run_id: int, epoch: int, ledger: L
     events = [ItemAdded(batch_sku(sku, i, 2), i) for i in range(2)]
     last = await expect.last_sequence()
     envelopes = await expect.persist_all(events, expected_sequence=last)
-    assert envelopes[0].sequence == last + 1
-    ledger.record({"k": "b", "s": expect.stream_id, "bid": sku, "n": 2, "first": last + 1})
+    first = envelopes[0].sequence
+    ledger.record({"k": "b", "s": expect.stream_id, "bid": sku, "n": 2, "first": first, "e": last})
     blob = blob_sku(sku, 100_000)
     stored = await app.journal.event_stream(blob_id(epoch), Blob).persist(
         Blob(blob, blob_data(blob))
