@@ -183,8 +183,9 @@ async def run_writer(writer: Writer) -> tuple[list[dict[str, Any]], int]:
     process, plan = writer.process, writer.plan
     assert process.stdin is not None and process.stdout is not None
     stdout = process.stdout
-    process.stdin.write(b"go\n")
-    await process.stdin.drain()
+    with contextlib.suppress(ConnectionError):  # if it died, its stderr says why (below)
+        process.stdin.write(b"go\n")
+        await process.stdin.drain()
     lines: list[bytes] = []
     mark = asyncio.Event()
     wanted = b"opening\n" if plan.early else b"started\n"
