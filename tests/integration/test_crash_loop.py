@@ -179,7 +179,7 @@ async def stop(writer: Writer) -> None:
 
 async def run_writer(writer: Writer) -> tuple[list[dict[str, Any]], int]:
     """Let a writer go, kill it as planned: the acknowledgements it printed,
-    and how many warnings it logged."""
+    and how many warnings or errors it logged (a torn tail moved aside)."""
     process, plan = writer.process, writer.plan
     assert process.stdin is not None and process.stdout is not None
     stdout = process.stdout
@@ -212,7 +212,8 @@ async def run_writer(writer: Writer) -> tuple[list[dict[str, Any]], int]:
     )
     # A line cut short by the kill was never acknowledged.
     acks = [json.loads(line) for line in lines if line.startswith(b"{") and line.endswith(b"\n")]
-    warnings = writer.stderr.read_text().count("WARNING calliope")
+    logged = writer.stderr.read_text()
+    warnings = logged.count("WARNING calliope") + logged.count("ERROR calliope")
     return acks, warnings
 
 
@@ -354,13 +355,13 @@ async def crash_round(
     for acks, warnings in await asyncio.gather(*(run_writer(w) for w in writers)):
         for ack in acks:
             ledger.record(ack)
-        ledger.counts["warnings logged by writers"] += warnings
+        ledger.counts["warnings and errors logged by writers"] += warnings
     epoch = epoch_of(run_id)
     logs.clear()
     async with calliope.open(root, replica_id=CHECKER, segment_bytes=SEGMENT_BYTES) as app:
         await check_store(app, range(epoch, epoch + 1), ledger)
         await write_after_kill(app, run_id, epoch, ledger)
-    ledger.counts["warnings logged by the checker"] += len(logs.records)
+    ledger.counts["warnings and errors logged by the checker"] += len(logs.records)
     ledger.counts["rounds"] += 1
 
 
