@@ -510,3 +510,31 @@ class Run:
             newest = max(self.snapshots, key=lambda saved: saved[:2])
             assert loaded is not None
             assert (loaded.sequence, loaded.timestamp, loaded.state) == newest
+
+
+async def test_a_reader_never_delivers_a_frame_whose_fsync_then_fails(tmp_path: Path) -> None:
+    """Readers deliver only what the committed extent covers, recorded after
+    the fsync: a query running while the writer waits for its fsync does not
+    see the frame, so it never delivers an event that then vanishes."""
+    in_sync, go_on = threading.Event(), threading.Event()
+
+    def slow_failing_fdatasync(fd: int) -> None:
+        in_sync.set()
+        go_on.wait(timeout=30)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    healthy = tmp_path / "healthy"
+    async with open_app(healthy) as app:  # the first event, with a healthy disk
+        await app.journal.event_stream("cart", CartEvent).persist(ItemAdded("kept"))
+    disk = attrs.evolve(OS_DISK, fdatasync=slow_failing_fdatasync)
+    async with open_app(healthy, disk) as writer, open_app(healthy, replica_id="b") as reader:
+        writing = asyncio.ensure_future(
+            writer.journal.event_stream("cart", CartEvent).persist(ItemAdded("unsynced"))
+        )
+        await asyncio.to_thread(in_sync.wait, 30)  # written, its fsync under way
+        seen = await events_of(reader, "cart")
+        go_on.set()
+        with pytest.raises(calliope.StorageError):
+            await writing
+        assert seen == numbered(items("kept"))
+        assert await events_of(reader, "cart") == numbered(items("kept"))
