@@ -1,0 +1,402 @@
+"""The round-trip check: nothing is stored that would not read back equal.
+
+Before an event or a snapshot state is written, :func:`verify_round_trip`
+takes its plain data through what storage does to it (a msgpack pack and
+unpack, with the adapters' options), structures it back with the stream's
+hooks and compares the result with the value given, field by field:
+same types (an ``int`` in a ``float`` field, read back as the equal
+``float``, is the one exception), equal values, NaN read back as NaN,
+datetimes and times with the same ``tzinfo`` (and UTC offset), decimals
+with the same digits and exponent. Attrs classes and dataclasses are
+compared field by field, lists and tuples item by item, dicts item by item
+in order, sets element by element. Anything else is compared with ``==``.
+A refusal is an :class:`~calliope.errors.EventEncodingError` naming the
+field (``ItemAdded.qty``) and saying what it would read back as.
+
+For the common event (an attrs class whose fields are ``str``, ``int``,
+``float``, ``bool``, ``bytes``, those or ``None``, or such classes, all
+with cattrs' own hooks) :func:`quick_check` builds, once per class, a walk
+over the field values' exact types that proves the same without the round
+trip; the full check runs only when it cannot.
+
+Data that is large (:func:`calliope.adapters.packing.is_large`) is
+structured back without the msgpack round trip, which would copy it on the
+event loop; what msgpack alone changes (a tuple where no type is declared
+reads back as a list) is then not caught. Cost: O(size of the value) for
+the full check, O(fields) for the quick one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import reprlib
+import types
+import typing
+from collections.abc import Callable
+from datetime import datetime, time
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+import cattrs
+import msgpack
+from cattrs.fns import identity
+
+from calliope.adapters.packing import is_large
+from calliope.errors import EventEncodingError
+
+__all__ = ["first_difference", "quick_check", "verify_round_trip"]
+
+_INT_RANGE = (-(2**63), 2**64)  # msgpack's integers
+_SCALARS = (str, int, float, bool, bytes)
+_EXACT = frozenset({str, int, bool, bytes, type(None)})
+
+Difference = tuple[str, Any, Any, Any]
+"""Where a value and what it reads back as differ: ``(path, given, read
+back, declared type or None)``."""
+
+
+def verify_round_trip(
+    converter: cattrs.Converter,
+    cls: type,
+    structure: Callable[[Any, Any], Any],
+    value: object,
+    data: Any,
+) -> None:
+    """Raise :class:`EventEncodingError` naming the field unless ``data``
+    (``value`` unstructured), once stored and read back with ``structure``,
+    is a value equal to ``value`` (see the module's docstring).
+    O(size of the value)."""
+    root = cls.__qualname__
+    if is_large(data):
+        stored = data
+    else:
+        try:
+            stored = _stored_form(data)
+        except Exception as error:
+            path, leaf = _unstorable(data, root)
+            raise EventEncodingError(
+                f"{path}: {_short(leaf)} is {_article(type(leaf), None)}, which msgpack "
+                f"cannot store so that it reads back ({error}); give the field a value of its "
+                f"declared type, or register hooks for its type on app.codec.converter"
+            ) from error
+    try:
+        back = structure(stored, cls)
+    except Exception as error:
+        path, leaf, declared, cause = _locate(converter, value, stored, cls, root, error)
+        raise EventEncodingError(
+            f"{path}: {_short(leaf)} is {_article(type(leaf), None)}, stored as "
+            f"{_article(declared, leaf)} field it would not read back ({cause!r}); "
+            f"{_advice()}"
+        ) from error
+    difference = first_difference(value, back, root, cls)
+    if difference is not None:
+        path, given, read, declared = difference
+        raise EventEncodingError(
+            f"{path}: {_short(given)} is {_article(type(given), None)}, stored as "
+            f"{_article(declared, read)} field it would not read back equal (it would read "
+            f"back as {_short(read)}{_zone_note(given, read)}); {_advice()}"
+        )
+
+
+def quick_check(converter: cattrs.Converter, cls: type) -> Callable[[object], bool] | None:
+    """A test of a ``cls`` value, O(fields), that is True only if the value
+    surely reads back equal (False: run the full check); None when ``cls``
+    is not simple enough for one (see the module's docstring)."""
+    return _quick_check(converter, cls, frozenset())
+
+
+def first_difference(a: Any, b: Any, path: str, declared: Any = None) -> Difference | None:
+    """The first place where ``b`` (what ``a`` reads back as) is not an
+    equal value of the same type, or None. O(size of ``a``)."""
+    ta, tb = type(a), type(b)
+    if ta is not tb:
+        if ta is int and tb is float and a == b:
+            return None
+        return path, a, b, declared
+    if ta in _EXACT:
+        return None if a == b else (path, a, b, declared)
+    if ta is float:
+        return None if a == b or (a != a and b != b) else (path, a, b, declared)
+    if attrs.has(ta):
+        for field in attrs.fields(ta):
+            name = field.name
+            found = first_difference(
+                getattr(a, name), getattr(b, name), f"{path}.{name}", field.type
+            )
+            if found is not None:
+                return found
+        return None
+    if dataclasses.is_dataclass(ta):
+        for item in dataclasses.fields(ta):
+            name = item.name
+            found = first_difference(
+                getattr(a, name), getattr(b, name), f"{path}.{name}", item.type
+            )
+            if found is not None:
+                return found
+        return None
+    if ta is list or ta is tuple:
+        if len(a) != len(b):
+            return path, a, b, declared
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = first_difference(x, y, f"{path}[{index}]", _item_type(declared, index))
+            if found is not None:
+                return found
+        return None
+    if ta is dict:
+        if len(a) != len(b):
+            return path, a, b, declared
+        key_type, value_type = _key_value_types(declared)
+        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+            where = f"{path}[{_short(ka)}]"
+            found = first_difference(ka, kb, f"{where} (the key)", key_type)
+            if found is None:
+                found = first_difference(va, vb, where, value_type)
+            if found is not None:
+                return found
+        return None
+    if ta is set or ta is frozenset:
+        if len(a) != len(b):
+            return path, a, b, declared
+        by_item = {item: item for item in b}
+        for item in a:
+            if item not in by_item:
+                return path, a, b, declared
+            found = first_difference(item, by_item[item], f"{path}{{{_short(item)}}}", None)
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, datetime | time):
+        same = a == b and _same_zone(a.tzinfo, b.tzinfo) and a.utcoffset() == b.utcoffset()
+        return None if same else (path, a, b, declared)
+    if isinstance(a, Decimal):
+        return None if a.as_tuple() == b.as_tuple() else (path, a, b, declared)
+    try:
+        equal = bool(a == b)
+    except Exception:
+        equal = False
+    return None if equal else (path, a, b, declared)
+
+
+def _stored_form(data: Any) -> Any:
+    """``data`` as storage gives it back (the adapters' msgpack options)."""
+    packed = msgpack.packb(data, use_bin_type=True)
+    return msgpack.unpackb(packed, raw=False, strict_map_key=False)
+
+
+def _stores(data: Any) -> bool:
+    try:
+        _stored_form(data)
+    except Exception:
+        return False
+    return True
+
+
+def _unstorable(data: Any, path: str) -> tuple[str, Any]:
+    """The path and value of the innermost part of ``data`` that msgpack
+    cannot store and read back."""
+    if type(data) is dict:
+        for key, item in data.items():
+            if _stores({key: item}):
+                continue
+            if not _stores(key) or isinstance(key, tuple):
+                return f"{path}[{_short(key)}] (a key)", key
+            return _unstorable(item, _join(path, key))
+    elif type(data) is list or type(data) is tuple:
+        for index, item in enumerate(data):
+            if not _stores(item):
+                return _unstorable(item, f"{path}[{index}]")
+    return path, data
+
+
+def _locate(
+    converter: cattrs.Converter,
+    value: Any,
+    stored: Any,
+    declared: Any,
+    path: str,
+    error: BaseException,
+) -> tuple[str, Any, Any, BaseException]:
+    """The innermost attrs field whose stored data does not structure back:
+    ``(path, value, declared type, error)``."""
+    cls = type(value)
+    if attrs.has(cls) and isinstance(stored, dict) and _declares(declared, cls):
+        _resolve(cls)
+        for field in attrs.fields(cls):
+            if field.name not in stored:
+                continue
+            try:
+                converter.structure(stored[field.name], field.type)
+            except Exception as inner:
+                return _locate(
+                    converter,
+                    getattr(value, field.name),
+                    stored[field.name],
+                    field.type,
+                    f"{path}.{field.name}",
+                    inner,
+                )
+    return path, value, declared, error
+
+
+def _quick_check(
+    converter: cattrs.Converter, cls: type, seen: frozenset[type]
+) -> Callable[[object], bool] | None:
+    if not attrs.has(cls) or cls in seen or hasattr(cls, "__attrs_post_init__"):
+        return None
+    if not (
+        _generated(converter.get_structure_hook(cls))
+        and _generated(converter.get_unstructure_hook(cls))
+    ):
+        return None
+    _resolve(cls)
+    names: list[str] = []
+    accepted: list[tuple[type, ...]] = []
+    nested: list[tuple[int, type, Callable[[object], bool]]] = []
+    for field in attrs.fields(cls):
+        if not field.init or field.converter is not None:
+            return None
+        declared, optional = _optional(field.type)
+        if declared in _SCALARS and _plain_hooks(converter, declared):
+            if optional and not _plain_optional_hooks(converter, field.type):
+                return None
+            kinds: tuple[type, ...] = (declared, type(None)) if optional else (declared,)
+        elif isinstance(declared, type) and not optional:
+            inner = _quick_check(converter, declared, seen | {cls})
+            if inner is None:
+                return None
+            nested.append((len(names), declared, inner))
+            kinds = (declared,)
+        else:
+            return None
+        names.append(field.name)
+        accepted.append(kinds)
+    if not names:
+        return lambda value: True
+    getter = attrgetter(*names)
+    single = len(names) == 1
+    low, high = _INT_RANGE
+    pairs = tuple(accepted)
+
+    def check(value: object) -> bool:
+        values = (getter(value),) if single else getter(value)
+        for item, kinds in zip(values, pairs, strict=True):
+            kind = type(item)
+            if kind not in kinds:
+                return False
+            if kind is int and not low <= item < high:
+                return False
+        return all(inner(values[index]) for index, _, inner in nested)
+
+    return check
+
+
+def _generated(hook: Any) -> bool:
+    """Whether ``hook`` is one cattrs generated for an attrs class, without
+    overrides (renamed or omitted fields)."""
+    code = getattr(hook, "__code__", None)
+    return (
+        code is not None
+        and code.co_filename.startswith("<cattrs generated")
+        and not getattr(hook, "overrides", True)
+    )
+
+
+def _plain_hooks(converter: cattrs.Converter, kind: type) -> bool:
+    """Whether ``kind`` is passed through as is and structured by calling it."""
+    return bool(
+        converter.get_unstructure_hook(kind) is identity
+        and converter.get_structure_hook(kind) is cattrs.BaseConverter._structure_call
+    )
+
+
+def _plain_optional_hooks(converter: cattrs.Converter, declared: Any) -> bool:
+    structure = converter.get_structure_hook(declared)
+    unstructure = converter.get_unstructure_hook(declared)
+    return bool(
+        getattr(structure, "__func__", None) is cattrs.BaseConverter._structure_optional
+        and getattr(unstructure, "__qualname__", "").endswith(".unstructure_optional")
+    )
+
+
+def _optional(declared: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for ``T | None``, else ``(declared, False)``."""
+    if typing.get_origin(declared) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(declared) if arg is not type(None)]
+        if len(members) == 1 and len(typing.get_args(declared)) == 2:
+            return members[0], True
+    return declared, False
+
+
+def _resolve(cls: type) -> None:
+    """Resolve string annotations of ``cls`` (cattrs has, to build its hooks)."""
+    with contextlib.suppress(Exception):  # cattrs would have failed first
+        attrs.resolve_types(cls)
+
+
+def _declares(declared: Any, cls: type) -> bool:
+    return declared is cls or cls in typing.get_args(declared)
+
+
+def _item_type(declared: Any, index: int) -> Any:
+    args = typing.get_args(_optional(declared)[0])
+    if len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    if typing.get_origin(_optional(declared)[0]) is tuple:
+        return args[index] if index < len(args) else None
+    return args[0] if len(args) == 1 else None
+
+
+def _key_value_types(declared: Any) -> tuple[Any, Any]:
+    args = typing.get_args(_optional(declared)[0])
+    return (args[0], args[1]) if len(args) == 2 else (None, None)
+
+
+def _same_zone(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    if type(a) is not type(b):
+        return False
+    if type(a) is ZoneInfo:
+        return bool(a.key is not None and a.key == b.key)
+    return bool(a == b and a.tzname(None) == b.tzname(None))
+
+
+def _zone_note(given: Any, read: Any) -> str:
+    both = isinstance(given, datetime | time) and isinstance(read, datetime | time)
+    if both and (
+        not _same_zone(given.tzinfo, read.tzinfo) or given.utcoffset() != read.utcoffset()
+    ):
+        return f", with tzinfo {read.tzinfo!r} instead of {given.tzinfo!r}"
+    return ""
+
+
+def _article(declared: Any, read: Any) -> str:
+    if declared is None:
+        name = type(read).__qualname__
+    elif isinstance(declared, type):
+        name = declared.__qualname__
+    else:
+        name = str(declared).replace("typing.", "")
+    return f"{'an' if name[:1] in 'aeiouAEIOU' else 'a'} {name}"
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{_short(key)}]"
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def _advice() -> str:
+    return (
+        "give the field a value of its declared type, or declare the type it holds "
+        "(nothing was written)"
+    )

@@ -1,0 +1,124 @@
+"""The stored forms of the standard types cattrs does not keep exactly.
+
+:func:`configure_hooks` registers them on one converter (the app's, never
+cattrs' global one). Every stored form is plain msgpack data (a string);
+nothing is imported or unpickled because data names it.
+
+=====================  ===================================================
+type                   stored form
+=====================  ===================================================
+``datetime`` naive     ISO 8601 without offset: ``"2024-03-31T02:30:00.5"``
+``datetime`` fixed     ISO 8601 with offset (``timezone.utc`` and
+offset                 ``timezone(timedelta(...))``): ``"...T02:30:00+02:00"``
+``datetime`` zoned     ISO 8601 with offset, then the ``ZoneInfo`` key in
+                       brackets (RFC 9557): ``"...T03:30:00+02:00[Europe/Paris]"``;
+                       the offset tells the two readings of an ambiguous
+                       local time apart (``fold``)
+``date``               ISO 8601: ``"2024-03-31"``
+``time``               ISO 8601, naive or with a fixed offset: ``"02:30:00.5"``
+``UUID``               the canonical 36-character form
+``Decimal``            ``str(value)`` (keeps the exponent: ``"1.10"``, ``"NaN"``)
+=====================  ===================================================
+
+cattrs' own forms are kept for the rest: ``Enum`` members as their value,
+``set``/``frozenset``/``tuple``/``list`` as msgpack arrays, ``bytes`` as
+msgpack bin, attrs classes as maps of their fields.
+
+Data written before these hooks (cattrs' msgpack forms: a ``datetime`` or a
+``date`` as a POSIX timestamp number) still reads, as before (aware UTC).
+A zone key is looked up in the time zone database only (``zoneinfo``
+rejects keys that are not zone names). Any other ``tzinfo`` (a named
+``timezone``, pytz, dateutil) is stored by its offset only, so the codec's
+round-trip check refuses it rather than change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import cattrs
+
+__all__ = ["configure_hooks"]
+
+
+def configure_hooks(converter: cattrs.Converter) -> None:
+    """Register the stored forms above on ``converter``."""
+    legacy_datetime = converter.get_structure_hook(datetime)
+    legacy_date = converter.get_structure_hook(date)
+    converter.register_unstructure_hook(datetime, unstructure_datetime)
+    converter.register_structure_hook(datetime, _with_legacy(structure_datetime, legacy_datetime))
+    converter.register_unstructure_hook(date, date.isoformat)
+    converter.register_structure_hook(date, _with_legacy(_from_iso(date), legacy_date))
+    converter.register_unstructure_hook(time, time.isoformat)
+    converter.register_structure_hook(time, _from_iso(time))
+    converter.register_unstructure_hook(UUID, str)
+    converter.register_structure_hook(UUID, structure_uuid)
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, structure_decimal)
+
+
+def unstructure_datetime(value: datetime) -> str:
+    """ISO 8601, with ``[zone key]`` appended for a ``ZoneInfo`` time."""
+    text = value.isoformat()
+    zone = value.tzinfo
+    if type(zone) is ZoneInfo and zone.key is not None:
+        return f"{text}[{zone.key}]"
+    return text
+
+
+def structure_datetime(data: Any, _: Any = datetime) -> datetime:
+    """The inverse of :func:`unstructure_datetime`."""
+    if not isinstance(data, str):
+        raise TypeError(f"a stored datetime is a string, got {type(data).__name__}")
+    if not data.endswith("]"):
+        return datetime.fromisoformat(data)
+    text, _, key = data[:-1].partition("[")
+    stamped = datetime.fromisoformat(text)
+    offset = stamped.utcoffset()
+    if offset is None:
+        raise ValueError(f"stored zoned datetime {data!r} has no UTC offset")
+    local = stamped.replace(tzinfo=ZoneInfo(key))
+    if local.utcoffset() != offset:  # the other reading of an ambiguous time
+        local = local.replace(fold=1 - local.fold)
+    if local.utcoffset() != offset:
+        raise ValueError(f"stored datetime {data!r}: {key} is never at that offset then")
+    return local
+
+
+def structure_uuid(data: Any, _: Any = UUID) -> UUID:
+    if not isinstance(data, str):
+        raise TypeError(f"a stored UUID is a string, got {type(data).__name__}")
+    return UUID(data)
+
+
+def structure_decimal(data: Any, _: Any = Decimal) -> Decimal:
+    if not isinstance(data, str):
+        raise TypeError(f"a stored Decimal is a string, got {type(data).__name__}")
+    return Decimal(data)
+
+
+def _from_iso(cls: Any) -> Callable[[Any, Any], Any]:
+    def structure(data: Any, _: Any) -> Any:
+        if not isinstance(data, str):
+            raise TypeError(f"a stored {cls.__name__} is a string, got {type(data).__name__}")
+        return cls.fromisoformat(data)
+
+    return structure
+
+
+def _with_legacy(
+    structure: Callable[[Any, Any], Any], legacy: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
+    """``structure``, or for a number (data written before these hooks) ``legacy``."""
+
+    def structure_any(data: Any, cls: Any) -> Any:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return legacy(data, cls)
+        return structure(data, cls)
+
+    return structure_any
