@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import cattrs
 from cattrs.preconf.msgpack import make_converter
 
-from calliope.adapters.codec_check import quick_check, verify_round_trip
+from calliope.adapters.codec_check import quick_check, unencodable, verify_round_trip
 from calliope.adapters.codec_hooks import configure_hooks
 from calliope.core.event_types import EventTypeInfo, type_info
 from calliope.errors import (
@@ -132,9 +132,7 @@ class DeclaredTypeCodec(Generic[E]):
         try:
             data = member.unstructure(value)
         except Exception as error:
-            raise EventEncodingError(
-                f"cannot encode {type(value).__qualname__} as plain data: {error}"
-            ) from error
+            raise unencodable(self._converter, value, error) from error
         if self._verify:
             quick = member.quick
             if quick is None or not quick(value):

@@ -12,10 +12,11 @@ type                   stored form
 offset                 ``timezone(timedelta(...))``): ``"...T02:30:00+02:00"``
 ``datetime`` zoned     ISO 8601 with offset, then the ``ZoneInfo`` key in
                        brackets (RFC 9557): ``"...T03:30:00+02:00[Europe/Paris]"``;
-                       the offset tells the two readings of an ambiguous
-                       local time apart (``fold``)
+                       the offset must be the zone's then
 ``date``               ISO 8601: ``"2024-03-31"``
 ``time``               ISO 8601, naive or with a fixed offset: ``"02:30:00.5"``
+(``fold=1``)           a datetime or time with ``fold=1`` (the second of two
+                       equal wall times) ends with ``[fold=1]``
 ``UUID``               the canonical 36-character form
 ``Decimal``            ``str(value)`` (keeps the exponent: ``"1.10"``, ``"NaN"``)
 =====================  ===================================================
@@ -54,40 +55,55 @@ def configure_hooks(converter: cattrs.Converter) -> None:
     converter.register_structure_hook(datetime, _with_legacy(structure_datetime, legacy_datetime))
     converter.register_unstructure_hook(date, date.isoformat)
     converter.register_structure_hook(date, _with_legacy(_from_iso(date), legacy_date))
-    converter.register_unstructure_hook(time, time.isoformat)
-    converter.register_structure_hook(time, _from_iso(time))
+    converter.register_unstructure_hook(time, unstructure_datetime)
+    converter.register_structure_hook(time, structure_time)
     converter.register_unstructure_hook(UUID, str)
     converter.register_structure_hook(UUID, structure_uuid)
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, structure_decimal)
 
 
-def unstructure_datetime(value: datetime) -> str:
-    """ISO 8601, with ``[zone key]`` appended for a ``ZoneInfo`` time."""
+def unstructure_datetime(value: datetime | time) -> str:
+    """ISO 8601, then ``[zone key]`` for a ``ZoneInfo`` and ``[fold=1]`` for
+    the second of two equal wall times."""
     text = value.isoformat()
     zone = value.tzinfo
     if type(zone) is ZoneInfo and zone.key is not None:
-        return f"{text}[{zone.key}]"
-    return text
+        text = f"{text}[{zone.key}]"
+    return f"{text}[fold=1]" if value.fold else text
 
 
 def structure_datetime(data: Any, _: Any = datetime) -> datetime:
-    """The inverse of :func:`unstructure_datetime`."""
-    if not isinstance(data, str):
-        raise TypeError(f"a stored datetime is a string, got {type(data).__name__}")
-    if not data.endswith("]"):
-        return datetime.fromisoformat(data)
-    text, _, key = data[:-1].partition("[")
+    """The inverse of :func:`unstructure_datetime` for datetimes."""
+    text, key, fold = _suffixes(data, datetime)
     stamped = datetime.fromisoformat(text)
+    if key is None:
+        return stamped.replace(fold=fold)
     offset = stamped.utcoffset()
-    if offset is None:
-        raise ValueError(f"stored zoned datetime {data!r} has no UTC offset")
-    local = stamped.replace(tzinfo=ZoneInfo(key))
-    if local.utcoffset() != offset:  # the other reading of an ambiguous time
-        local = local.replace(fold=1 - local.fold)
-    if local.utcoffset() != offset:
-        raise ValueError(f"stored datetime {data!r}: {key} is never at that offset then")
+    local = stamped.replace(tzinfo=ZoneInfo(key), fold=fold)
+    if offset is None or local.utcoffset() != offset:
+        raise ValueError(f"stored datetime {data!r}: {key} is not at that offset then")
     return local
+
+
+def structure_time(data: Any, _: Any = time) -> time:
+    """The inverse of :func:`unstructure_datetime` for times."""
+    text, key, fold = _suffixes(data, time)
+    if key is not None:
+        raise ValueError(f"stored time {data!r} names a zone; times have fixed offsets")
+    return time.fromisoformat(text).replace(fold=fold)
+
+
+def _suffixes(data: Any, cls: type) -> tuple[str, str | None, int]:
+    """``data`` without its bracketed suffixes, the zone key and the fold."""
+    if not isinstance(data, str):
+        raise TypeError(f"a stored {cls.__name__} is a string, got {type(data).__name__}")
+    text, key, fold = data, None, 0
+    if text.endswith("[fold=1]"):
+        text, fold = text[: -len("[fold=1]")], 1
+    if text.endswith("]"):
+        text, _, key = text[:-1].partition("[")
+    return text, key, fold
 
 
 def structure_uuid(data: Any, _: Any = UUID) -> UUID:
