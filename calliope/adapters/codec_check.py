@@ -14,8 +14,9 @@ A refusal is an :class:`~calliope.errors.EventEncodingError` naming the
 field (``ItemAdded.qty``) and saying what it would read back as.
 
 For the common event (an attrs class whose fields are ``str``, ``int``,
-``float``, ``bool``, ``bytes``, those or ``None``, or such classes, all
-with cattrs' own hooks) :func:`quick_check` builds, once per class, a walk
+``float``, ``bool``, ``bytes``, ``datetime``, ``date``, ``time``, ``UUID``,
+``Decimal``, enums of plain values, those or ``None``, or such classes,
+all with the converter's own hooks) :func:`quick_check` builds, once per class, a walk
 over the field values' exact types that proves the same without the round
 trip; the full check runs only when it cannot.
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import reprlib
 import types
 import typing
@@ -44,6 +46,7 @@ import cattrs
 import msgpack
 from cattrs.fns import identity
 
+from calliope.adapters.codec_hooks import exact_test
 from calliope.adapters.packing import is_large
 from calliope.errors import EventEncodingError
 
@@ -304,6 +307,11 @@ def _quick_check(
                 test = f"({test} and _low <= {item} < _high)"
             if optional:
                 test = f"({item} is None or {test})"
+        elif (exact := _exact_test(converter, declared)) is not None:
+            namespace[f"_exact{index}"] = exact
+            test = f"(type({item}) is {kind} and _exact{index}({item}))"
+            if optional:
+                test = f"({item} is None or {test})"
         elif isinstance(declared, type) and not optional:
             inner = _quick_check(converter, declared, seen | {cls})
             if inner is None:
@@ -319,6 +327,32 @@ def _quick_check(
     exec(compile(source, f"<calliope round-trip check {cls.__qualname__}>", "exec"), namespace)
     check: Callable[[object], bool] = namespace["check"]
     return check
+
+
+def _exact_test(converter: cattrs.Converter, declared: Any) -> Callable[[Any], bool] | None:
+    """A test of a value of exactly type ``declared`` (a type the codec's
+    hooks store, or an enum of plain values with cattrs' hooks) that is True
+    only if it reads back equal; else None."""
+    if isinstance(declared, type) and issubclass(declared, enum.Enum):
+        plain = "_value_" not in getattr(declared, "__annotations__", {}) and all(
+            type(member.value) in (str, int) for member in declared
+        )
+        structure = converter.get_structure_hook(declared)
+        unstructure = converter.get_unstructure_hook(declared)
+        default = _made_by(structure, "enum_structure_factory") and (
+            unstructure is identity or _made_by(unstructure, "enum_unstructure_factory")
+        )
+        return _always if plain and default else None
+    return exact_test(converter, declared)
+
+
+def _always(value: object) -> bool:
+    return True
+
+
+def _made_by(hook: Any, factory: str) -> bool:
+    """Whether ``hook`` is one cattrs' ``factory`` made."""
+    return bool(getattr(hook, "__qualname__", "").startswith(f"{factory}.<locals>."))
 
 
 def _generated(hook: Any) -> bool:

@@ -36,7 +36,7 @@ round-trip check refuses it rather than change it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timezone
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -44,23 +44,29 @@ from zoneinfo import ZoneInfo
 
 import cattrs
 
-__all__ = ["configure_hooks"]
+__all__ = ["configure_hooks", "exact_test"]
 
 
 def configure_hooks(converter: cattrs.Converter) -> None:
     """Register the stored forms above on ``converter``."""
-    legacy_datetime = converter.get_structure_hook(datetime)
-    legacy_date = converter.get_structure_hook(date)
-    converter.register_unstructure_hook(datetime, unstructure_datetime)
-    converter.register_structure_hook(datetime, _with_legacy(structure_datetime, legacy_datetime))
-    converter.register_unstructure_hook(date, date.isoformat)
-    converter.register_structure_hook(date, _with_legacy(_from_iso(date), legacy_date))
-    converter.register_unstructure_hook(time, unstructure_datetime)
-    converter.register_structure_hook(time, structure_time)
-    converter.register_unstructure_hook(UUID, str)
-    converter.register_structure_hook(UUID, structure_uuid)
-    converter.register_unstructure_hook(Decimal, str)
-    converter.register_structure_hook(Decimal, structure_decimal)
+    for cls, (unstructure, structure, _) in _HOOKS.items():
+        converter.register_unstructure_hook(cls, unstructure)
+        converter.register_structure_hook(cls, structure)
+
+
+def exact_test(converter: cattrs.Converter, cls: Any) -> Callable[[Any], bool] | None:
+    """For a type stored by the hooks above (still registered on
+    ``converter``), a test, O(1), that is True only if a value (of exactly
+    that type: check it first) reads back equal; else None."""
+    hooks = _HOOKS.get(cls)
+    if hooks is None:
+        return None
+    unstructure, structure, test = hooks
+    mine = (
+        converter.get_unstructure_hook(cls) is unstructure
+        and converter.get_structure_hook(cls) is structure
+    )
+    return test if mine else None
 
 
 def unstructure_datetime(value: datetime | time) -> str:
@@ -118,23 +124,57 @@ def structure_decimal(data: Any, _: Any = Decimal) -> Decimal:
     return Decimal(data)
 
 
-def _from_iso(cls: Any) -> Callable[[Any, Any], Any]:
-    def structure(data: Any, _: Any) -> Any:
-        if not isinstance(data, str):
-            raise TypeError(f"a stored {cls.__name__} is a string, got {type(data).__name__}")
-        return cls.fromisoformat(data)
-
-    return structure
+def unstructure_date(value: date) -> str:
+    return value.isoformat()
 
 
-def _with_legacy(
-    structure: Callable[[Any, Any], Any], legacy: Callable[[Any, Any], Any]
-) -> Callable[[Any, Any], Any]:
-    """``structure``, or for a number (data written before these hooks) ``legacy``."""
+def structure_date(data: Any, _: Any = date) -> date:
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return datetime.fromtimestamp(data, UTC).date()  # (cattrs' msgpack form)
+    if not isinstance(data, str):
+        raise TypeError(f"a stored date is a string, got {type(data).__name__}")
+    return date.fromisoformat(data)
 
-    def structure_any(data: Any, cls: Any) -> Any:
-        if isinstance(data, int | float) and not isinstance(data, bool):
-            return legacy(data, cls)
-        return structure(data, cls)
 
-    return structure_any
+def structure_any_datetime(data: Any, _: Any = datetime) -> datetime:
+    """:func:`structure_datetime`, or for a number (cattrs' msgpack form,
+    written before these hooks) the aware UTC datetime of that timestamp."""
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return datetime.fromtimestamp(data, UTC)
+    return structure_datetime(data)
+
+
+def _plain_zone(zone: Any) -> bool:
+    """Whether a value with this ``tzinfo`` surely reads back with an equal one."""
+    if zone is None:
+        return True
+    kind = type(zone)
+    if kind is ZoneInfo:
+        return zone.key is not None
+    if kind is timezone:  # not a named one: its name would be lost
+        return bool(zone.tzname(None) == timezone(zone.utcoffset(None)).tzname(None))
+    return False
+
+
+def _datetime_reads_back(value: datetime) -> bool:
+    return _plain_zone(value.tzinfo)
+
+
+def _time_reads_back(value: time) -> bool:
+    return value.tzinfo is None or (type(value.tzinfo) is timezone and _plain_zone(value.tzinfo))
+
+
+def _always(value: object) -> bool:
+    return True
+
+
+_HOOKS: dict[type, tuple[Callable[[Any], Any], Callable[[Any, Any], Any], Callable[[Any], bool]]]
+_HOOKS = {
+    datetime: (unstructure_datetime, structure_any_datetime, _datetime_reads_back),
+    date: (unstructure_date, structure_date, _always),
+    time: (unstructure_datetime, structure_time, _time_reads_back),
+    UUID: (str, structure_uuid, _always),
+    Decimal: (str, structure_decimal, _always),
+}
+"""Per type: its unstructure and structure hooks, and a test of a value of
+exactly that type that is True only if the value reads back equal."""
