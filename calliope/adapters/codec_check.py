@@ -15,8 +15,9 @@ field (``ItemAdded.qty``) and saying what it would read back as.
 
 For the common event (an attrs class whose fields are ``str``, ``int``,
 ``float``, ``bool``, ``bytes``, ``datetime``, ``date``, ``time``, ``UUID``,
-``Decimal``, enums of plain values, those or ``None``, or such classes,
-all with the converter's own hooks) :func:`quick_check` builds, once per class, a walk
+``Decimal``, enums of plain values, lists, tuples, sets or frozensets of
+the first five, those or ``None``, or such classes, all with the
+converter's own hooks) :func:`quick_check` builds, once per class, a walk
 over the field values' exact types that proves the same without the round
 trip; the full check runs only when it cannot.
 
@@ -296,15 +297,23 @@ def _quick_check(
         if not field.init or field.converter is not None or not field.name.isidentifier():
             return None
         declared, optional = _optional(field.type)
+        if optional and not _plain_optional_hooks(converter, field.type):
+            return None
         item = f"value.{field.name}"
         kind = f"_type{index}"
         namespace[kind] = declared
         if declared in _SCALARS and _plain_hooks(converter, declared):
-            if optional and not _plain_optional_hooks(converter, field.type):
-                return None
             test = f"type({item}) is {kind}"
             if declared is int:
                 test = f"({test} and _low <= {item} < _high)"
+            if optional:
+                test = f"({item} is None or {test})"
+        elif (collection := _plain_collection(converter, declared)) is not None:
+            namespace[kind], namespace[f"_item{index}"] = collection
+            each = f"type(i) is _item{index}"
+            if collection[1] is int:
+                each = f"{each} and _low <= i < _high"
+            test = f"(type({item}) is {kind} and all({each} for i in {item}))"
             if optional:
                 test = f"({item} is None or {test})"
         elif (exact := _exact_test(converter, declared)) is not None:
@@ -344,6 +353,38 @@ def _exact_test(converter: cattrs.Converter, declared: Any) -> Callable[[Any], b
         )
         return _always if plain and default else None
     return exact_test(converter, declared)
+
+
+def _plain_collection(converter: cattrs.Converter, declared: Any) -> tuple[type, type] | None:
+    """``(list, str)`` for ``list[str]`` (likewise ``tuple[T, ...]``, ``set[T]``,
+    ``frozenset[T]``) of a plain scalar ``T``, all with cattrs' own hooks;
+    else None."""
+    origin, args = typing.get_origin(declared), typing.get_args(declared)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        args = args[:1]
+    if origin not in _COLLECTION_HOOKS or len(args) != 1:
+        return None
+    item = args[0]
+    if item not in _SCALARS or not _plain_hooks(converter, item):
+        return None
+    structure = converter.get_structure_hook(declared)
+    if converter.get_unstructure_hook(declared) is not list:
+        return None
+    expected = _COLLECTION_HOOKS[origin]
+    made = (
+        _made_by(structure, expected)
+        if isinstance(expected, str)
+        else getattr(structure, "__func__", None) is expected
+    )
+    return (origin, item) if made else None
+
+
+_COLLECTION_HOOKS: dict[Any, Any] = {
+    list: "list_structure_factory",
+    tuple: cattrs.BaseConverter._structure_tuple,
+    set: cattrs.BaseConverter._structure_set,
+    frozenset: cattrs.BaseConverter._structure_frozenset,
+}
 
 
 def _always(value: object) -> bool:
