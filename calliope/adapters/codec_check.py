@@ -16,16 +16,17 @@ field (``ItemAdded.qty``) and saying what it would read back as.
 For the common event (an attrs class whose fields are ``str``, ``int``,
 ``float``, ``bool``, ``bytes``, ``datetime``, ``date``, ``time``, ``UUID``,
 ``Decimal``, enums of plain values, lists, tuples, sets or frozensets of
-the first five, those or ``None``, or such classes, all with the
-converter's own hooks) :func:`quick_check` builds, once per class, a walk
-over the field values' exact types that proves the same without the round
-trip; the full check runs only when it cannot.
+the first five or of such classes, dicts of the first five, those or
+``None``, or such classes, all with the converter's own hooks)
+:func:`quick_check` builds, once per class, a walk over the field values'
+exact types that proves the same without the round trip; the full check
+runs only when it cannot.
 
 Data that is large (:func:`calliope.adapters.packing.is_large`) is
 structured back without the msgpack round trip, which would copy it on the
 event loop; what msgpack alone changes (a tuple where no type is declared
 reads back as a list) is then not caught. Cost: O(size of the value) for
-the full check, O(fields) for the quick one.
+either, the quick one about one type comparison per value in it.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def unencodable(converter: cattrs.Converter, value: object, error: Exception) ->
 
 
 def quick_check(converter: cattrs.Converter, cls: type) -> Callable[[object], bool] | None:
-    """A test of a ``cls`` value, O(fields), that is True only if the value
+    """A test of a ``cls`` value, O(size of the value), that is True only if the value
     surely reads back equal (False: run the full check); None when ``cls``
     is not simple enough for one (see the module's docstring)."""
     return _quick_check(converter, cls, frozenset())
@@ -308,12 +309,24 @@ def _quick_check(
                 test = f"({test} and _low <= {item} < _high)"
             if optional:
                 test = f"({item} is None or {test})"
-        elif (collection := _plain_collection(converter, declared)) is not None:
-            namespace[kind], namespace[f"_item{index}"] = collection
-            each = f"type(i) is _item{index}"
-            if collection[1] is int:
-                each = f"{each} and _low <= i < _high"
+        elif (collection := _plain_collection(converter, declared, seen | {cls})) is not None:
+            namespace[kind], namespace[f"_item{index}"], inner = collection
+            each = _each(f"_item{index}", collection[1], "i")
+            if inner is not None:
+                namespace[f"_inner{index}"] = inner
+                each = f"{each} and _inner{index}(i)"
             test = f"(type({item}) is {kind} and all({each} for i in {item}))"
+            if optional:
+                test = f"({item} is None or {test})"
+        elif (mapping := _plain_mapping(converter, declared)) is not None:
+            namespace[kind] = dict
+            namespace[f"_key{index}"], namespace[f"_value{index}"] = mapping
+            keys = _each(f"_key{index}", mapping[0], "k")
+            values = _each(f"_value{index}", mapping[1], "v")
+            test = (
+                f"(type({item}) is dict and all({keys} for k in {item}) "
+                f"and all({values} for v in {item}.values()))"
+            )
             if optional:
                 test = f"({item} is None or {test})"
         elif (exact := _exact_test(converter, declared)) is not None:
@@ -355,28 +368,60 @@ def _exact_test(converter: cattrs.Converter, declared: Any) -> Callable[[Any], b
     return exact_test(converter, declared)
 
 
-def _plain_collection(converter: cattrs.Converter, declared: Any) -> tuple[type, type] | None:
-    """``(list, str)`` for ``list[str]`` (likewise ``tuple[T, ...]``, ``set[T]``,
-    ``frozenset[T]``) of a plain scalar ``T``, all with cattrs' own hooks;
-    else None."""
+def _each(name: str, kind: type, variable: str) -> str:
+    """The generated test that ``variable`` is of exactly ``kind``."""
+    test = f"type({variable}) is {name}"
+    return f"{test} and _low <= {variable} < _high" if kind is int else test
+
+
+def _plain_collection(
+    converter: cattrs.Converter, declared: Any, seen: frozenset[type]
+) -> tuple[type, type, Callable[[object], bool] | None] | None:
+    """``(list, str, None)`` for ``list[str]`` (likewise ``tuple[T, ...]``,
+    ``set[T]``, ``frozenset[T]``) of a plain scalar ``T``, or ``(list, C,
+    quick test of C)`` for a class ``C`` that has one, all with cattrs' own
+    hooks; else None."""
     origin, args = typing.get_origin(declared), typing.get_args(declared)
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         args = args[:1]
     if origin not in _COLLECTION_HOOKS or len(args) != 1:
         return None
     item = args[0]
-    if item not in _SCALARS or not _plain_hooks(converter, item):
+    unstructure = converter.get_unstructure_hook(declared)
+    inner = None
+    if item in _SCALARS and _plain_hooks(converter, item):
+        if unstructure is not list:
+            return None
+    elif isinstance(item, type):
+        inner = _quick_check(converter, item, seen)
+        if inner is None or not _made_by(unstructure, "iterable_unstructure_factory"):
+            return None
+    else:
         return None
     structure = converter.get_structure_hook(declared)
-    if converter.get_unstructure_hook(declared) is not list:
-        return None
     expected = _COLLECTION_HOOKS[origin]
     made = (
         _made_by(structure, expected)
         if isinstance(expected, str)
         else getattr(structure, "__func__", None) is expected
     )
-    return (origin, item) if made else None
+    return (origin, item, inner) if made else None
+
+
+def _plain_mapping(converter: cattrs.Converter, declared: Any) -> tuple[type, type] | None:
+    """``(str, int)`` for ``dict[str, int]`` of plain scalars with cattrs'
+    own hooks; else None."""
+    if typing.get_origin(declared) is not dict:
+        return None
+    args = typing.get_args(declared)
+    if len(args) != 2 or not all(arg in _SCALARS and _plain_hooks(converter, arg) for arg in args):
+        return None
+    structure = converter.get_structure_hook(declared)
+    if converter.get_unstructure_hook(declared) is not dict:
+        return None
+    if getattr(structure, "__name__", "") != "structure_mapping":
+        return None
+    return args[0], args[1]
 
 
 _COLLECTION_HOOKS: dict[Any, Any] = {

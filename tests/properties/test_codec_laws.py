@@ -49,6 +49,8 @@ offsets = st.builds(
 naive_or_fixed = st.none() | st.just(UTC) | offsets
 msgpack_ints = st.integers(-(2**63), 2**64 - 1)  # msgpack stores no others
 
+inners = st.builds(Inner, st.integers(-5, 5), st.text(max_size=3))
+
 # The supported field types, each with values of exactly that type.
 KINDS: dict[str, tuple[Any, st.SearchStrategy[Any]]] = {
     "int": (int, msgpack_ints),
@@ -72,7 +74,9 @@ KINDS: dict[str, tuple[Any, st.SearchStrategy[Any]]] = {
     "list": (list[float], st.lists(st.floats(), max_size=4)),
     "dict": (dict[str, int], st.dictionaries(st.text(max_size=3), msgpack_ints, max_size=3)),
     "optional": (int | None, st.none() | st.integers(-5, 5)),
-    "inner": (Inner, st.builds(Inner, st.integers(-5, 5), st.text(max_size=3))),
+    "inner": (Inner, inners),
+    "inners": (list[Inner], st.lists(inners, max_size=3)),
+    "nested": (dict[str, list[int]], st.dictionaries(st.text(max_size=2), st.lists(msgpack_ints))),
 }
 
 
