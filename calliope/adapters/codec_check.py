@@ -127,63 +127,91 @@ def quick_check(converter: cattrs.Converter, cls: type) -> Callable[[object], bo
 
 def first_difference(a: Any, b: Any, path: str, declared: Any = None) -> Difference | None:
     """The first place where ``b`` (what ``a`` reads back as) is not an
-    equal value of the same type, or None. O(size of ``a``)."""
+    equal value of the same type, or None. O(size of ``a``); the path and
+    the declared type there are worked out only for a difference."""
+    found = _difference(a, b)
+    if found is None:
+        return None
+    steps, given, read = found
+    for kind, key in reversed(steps):
+        if kind == "field":
+            path, declared = f"{path}.{key}", _field_type(declared, key)
+        elif kind == "index":
+            path, declared = f"{path}[{key}]", _item_type(declared, key)
+        elif kind == "key":
+            path, declared = f"{path}[{_short(key)}] (the key)", _key_value_types(declared)[0]
+        elif kind == "value":
+            path, declared = f"{path}[{_short(key)}]", _key_value_types(declared)[1]
+        else:
+            path, declared = f"{path}{{{_short(key)}}}", _item_type(declared, 0)
+    return path, given, read, declared
+
+
+_Found = tuple[list[tuple[str, Any]], Any, Any]
+"""A difference: the steps from the leaf up to the value compared (each
+``(kind, key)``), and the leaf's given and read back values."""
+
+
+def _difference(a: Any, b: Any) -> _Found | None:
     ta, tb = type(a), type(b)
     if ta is not tb:
         if ta is int and tb is float and a == b:
             return None
-        return path, a, b, declared
+        return [], a, b
     if ta in _EXACT:
-        return None if a == b else (path, a, b, declared)
+        return None if a == b else ([], a, b)
     if ta is float:
-        return None if a == b or (a != a and b != b) else (path, a, b, declared)
+        return None if a == b or (a != a and b != b) else ([], a, b)
+    if ta is list or ta is tuple:
+        if len(a) != len(b):
+            return [], a, b
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x is y and type(x) in _EXACT:
+                continue
+            found = _difference(x, y)
+            if found is not None:
+                found[0].append(("index", index))
+                return found
+        return None
+    if ta is dict:
+        if len(a) != len(b):
+            return [], a, b
+        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+            found = _difference(ka, kb)
+            if found is not None:
+                found[0].append(("key", ka))
+                return found
+            found = _difference(va, vb)
+            if found is not None:
+                found[0].append(("value", ka))
+                return found
+        return None
+    if ta is set or ta is frozenset:
+        if len(a) != len(b):
+            return [], a, b
+        by_item = {item: item for item in b}
+        for item in a:
+            if item not in by_item:
+                return [], a, b
+            found = _difference(item, by_item[item])
+            if found is not None:
+                found[0].append(("element", item))
+                return found
+        return None
     if attrs.has(ta):
         for field in attrs.fields(ta):
             name = field.name
-            found = first_difference(
-                getattr(a, name), getattr(b, name), f"{path}.{name}", field.type
-            )
+            found = _difference(getattr(a, name), getattr(b, name))
             if found is not None:
+                found[0].append(("field", name))
                 return found
         return None
     if dataclasses.is_dataclass(ta):
         for item in dataclasses.fields(ta):
             name = item.name
-            found = first_difference(
-                getattr(a, name), getattr(b, name), f"{path}.{name}", item.type
-            )
+            found = _difference(getattr(a, name), getattr(b, name))
             if found is not None:
-                return found
-        return None
-    if ta is list or ta is tuple:
-        if len(a) != len(b):
-            return path, a, b, declared
-        for index, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = first_difference(x, y, f"{path}[{index}]", _item_type(declared, index))
-            if found is not None:
-                return found
-        return None
-    if ta is dict:
-        if len(a) != len(b):
-            return path, a, b, declared
-        key_type, value_type = _key_value_types(declared)
-        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
-            where = f"{path}[{_short(ka)}]"
-            found = first_difference(ka, kb, f"{where} (the key)", key_type)
-            if found is None:
-                found = first_difference(va, vb, where, value_type)
-            if found is not None:
-                return found
-        return None
-    if ta is set or ta is frozenset:
-        if len(a) != len(b):
-            return path, a, b, declared
-        by_item = {item: item for item in b}
-        for item in a:
-            if item not in by_item:
-                return path, a, b, declared
-            found = first_difference(item, by_item[item], f"{path}{{{_short(item)}}}", None)
-            if found is not None:
+                found[0].append(("field", name))
                 return found
         return None
     if isinstance(a, datetime | time):
@@ -193,14 +221,25 @@ def first_difference(a: Any, b: Any, path: str, declared: Any = None) -> Differe
             and a.utcoffset() == b.utcoffset()
             and a.fold == b.fold
         )
-        return None if same else (path, a, b, declared)
+        return None if same else ([], a, b)
     if isinstance(a, Decimal):
-        return None if a.as_tuple() == b.as_tuple() else (path, a, b, declared)
+        return None if a.as_tuple() == b.as_tuple() else ([], a, b)
     try:
         equal = bool(a == b)
     except Exception:
         equal = False
-    return None if equal else (path, a, b, declared)
+    return None if equal else ([], a, b)
+
+
+def _field_type(declared: Any, name: str) -> Any:
+    cls = _optional(declared)[0]
+    if attrs.has(cls):
+        field = getattr(attrs.fields(cls), name, None)
+        return None if field is None else field.type
+    if dataclasses.is_dataclass(cls):
+        types_ = {item.name: item.type for item in dataclasses.fields(cls)}
+        return types_.get(name)
+    return None
 
 
 def _stored_form(data: Any) -> Any:
