@@ -14,13 +14,24 @@ same disk:
     process (events/s and peak RSS growth), vs a raw read + frame parse +
     msgpack decode loop over the same segment files;
 (e) the latency from a persist in another process to a live query here
-    (median and p99 over 200 events written 5 ms apart).
+    (median and p99 over 200 events written 5 ms apart);
+(f) the cost of the codec's round-trip check (nothing undecodable is
+    written): ``persist_all`` of 1,000-event batches with the check, vs the
+    same without it (a switch only benchmarks set), on files (fsync) and in
+    memory (no I/O: the check's whole share of the CPU), best of 9 rounds
+    each, interleaved; and the codec's ``encode`` alone with and without.
+    The target, a cost under 10%, is judged on what the check adds to
+    ``encode`` against the CPU time a persisted event takes: the end-to-end
+    rates swing by more than 10% either way on a shared machine.
+
+``--only f`` (say) runs only the named figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -29,12 +40,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import attrs
 import msgpack
 
 import calliope
-from benchmarks.report import header, rate, replay_in_child, replay_rows, row
+from benchmarks.report import header, rate, replay_in_child, replay_rows, row, target
+from calliope.adapters.codec import Codec
 from calliope.adapters.files.batch_format import batch_frame
 from calliope.adapters.files.framing import parse_frames
 
@@ -45,6 +58,15 @@ class ItemAdded:
     sku: str
     quantity: int
     price_cents: int
+
+
+@calliope.event_type("bench.item-tagged")
+@attrs.frozen
+class ItemTagged:
+    """An event the check's quick test does not cover (a dict of lists): the full check."""
+
+    sku: str
+    counts: dict[str, list[int]]
 
 
 def sample(n: int) -> ItemAdded:
@@ -105,6 +127,89 @@ async def batches(directory: str, count: int, size: int) -> float:
         for _ in range(count // size):
             await stream.persist_all(batch)
         return time.perf_counter() - start
+
+
+async def checked_batches(
+    target: str, count: int, size: int, *, check: bool
+) -> tuple[float, float]:
+    """Seconds (elapsed, and CPU of this process) for ``count`` events in
+    ``persist_all`` batches of ``size``, with the codec's round-trip check
+    on or off."""
+    async with calliope.open(target, replica_id="check") as app:
+        app.codec._verify_round_trip = check  # type: ignore[attr-defined]
+        stream = app.journal.event_stream(f"check-{check}", ItemAdded)
+        batch = [sample(n) for n in range(size)]
+        await stream.persist_all(batch)
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(count // size):
+            await stream.persist_all(batch)
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
+def check_cost(directory: str) -> None:
+    """Figure (f): persist rates with and without the round-trip check."""
+    total, batch, rounds = 50_000, 1_000, 9
+    cpu_per_event: list[float] = []  # without the check
+    for where in ("files", "memory"):
+        best = {True: float("inf"), False: float("inf")}
+        best_cpu = {True: float("inf"), False: float("inf")}
+        for turn in range(rounds):
+            for check in (True, False) if turn % 2 else (False, True):  # neither always first
+                gc.collect()
+                place = (
+                    os.path.join(directory, f"f-{turn}-{check}")
+                    if where == "files"
+                    else f"memory://check-{turn}-{check}"
+                )
+                seconds, cpu = asyncio.run(checked_batches(place, total, batch, check=check))
+                best[check] = min(best[check], seconds)
+                best_cpu[check] = min(best_cpu[check], cpu)
+        checked, unchecked = rate(total, best[True]), rate(total, best[False])
+        print(
+            row(
+                f"(f) round-trip check, persist_all ({where})",
+                checked,
+                "events/s",
+                unchecked,
+                "without check",
+                decimals=0,
+            )
+        )
+        with_check, without = best_cpu[True] / total * 1e6, best_cpu[False] / total * 1e6
+        print(f"    CPU per event: {with_check:.1f} us with the check, {without:.1f} us without")
+        cpu_per_event.append(without)
+    checked_us, unchecked_us = encode_costs([sample(n) for n in range(1_000)])
+    added, least = checked_us - unchecked_us, min(cpu_per_event)
+    print(
+        f"(f) the codec's encode alone: {checked_us:.2f} us per event with the check, "
+        f"{unchecked_us:.2f} us without: the check adds {added:.2f} us to the "
+        f"{least:.1f} us of CPU a persisted event takes"
+    )
+    print(target("the check's cost", added / least * 100, 10, "% of persist throughput"))
+    tagged = [ItemTagged(f"sku-{n}", {"red": [1], "large": [n, 2]}) for n in range(1_000)]
+    checked_us, unchecked_us = encode_costs(tagged, repeats=10)
+    print(
+        f"(f) the full check (an event with a dict of lists): encode {checked_us:.2f} us per "
+        f"event with the check, {unchecked_us:.2f} us without"
+    )
+
+
+def encode_costs(batch: list[Any], repeats: int = 50) -> tuple[float, float]:
+    """Microseconds per event the codec's ``encode`` takes with the check
+    and without (best of ``repeats``, taken in turns)."""
+    encoders = {}
+    for check in (True, False):
+        codec = Codec()
+        codec._verify_round_trip = check
+        encoders[check] = codec.for_type(type(batch[0])).encode
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(repeats):
+        for check, encode in encoders.items():
+            start = time.perf_counter()
+            for event in batch:
+                encode(event)
+            best[check] = min(best[check], time.perf_counter() - start)
+    return best[True] / len(batch) * 1e6, best[False] / len(batch) * 1e6
 
 
 async def fill(directory: str, count: int) -> None:
@@ -199,11 +304,80 @@ async def live_latency(directory: str, count: int) -> list[float]:
     return sorted(lags)
 
 
+def single_writer_figure(directory: str, size: int) -> None:
+    count = 5_000
+    raw = raw_write_fsync(directory, count, size)
+    ours = asyncio.run(single_writer(os.path.join(directory, "a"), count))
+    print(
+        row(
+            "(a) 1 writer, awaited durable persist",
+            rate(count, ours),
+            "events/s",
+            rate(count, raw),
+            "os.write+fdatasync",
+        )
+    )
+
+
+def group_figure(directory: str, size: int) -> None:
+    tasks, per_task = 256, 200
+    total = tasks * per_task
+    ours = asyncio.run(concurrent_writers(os.path.join(directory, "b"), tasks, per_task))
+    raw = raw_write_fsync(directory, total, size, per_sync=tasks)
+    print(
+        row(
+            "(b) 256 concurrent tasks, durable persist",
+            rate(total, ours),
+            "events/s",
+            rate(total, raw),
+            "256 frames/fdatasync",
+        )
+    )
+
+
+def batch_figure(directory: str, size: int) -> None:
+    total, batch = 200_000, 1_000
+    ours = asyncio.run(batches(os.path.join(directory, "c"), total, batch))
+    raw = raw_write_fsync(directory, total, size, per_sync=batch)
+    print(
+        row(
+            "(c) persist_all, 1,000-event batches",
+            rate(total, ours),
+            "events/s",
+            rate(total, raw),
+            "1,000 frames/fdatasync",
+        )
+    )
+
+
+def replay_figure(directory: str, events: int) -> None:
+    replay_dir = os.path.join(directory, "d")
+    start = time.perf_counter()
+    asyncio.run(fill(replay_dir, events))
+    fill_seconds = time.perf_counter() - start
+    result = replay_in_child("benchmarks.journal", replay_dir)
+    replay_rows(
+        f"(d) replay {result['events']:,} events, aggregate",
+        result,
+        f"writing them with persist_all of 10,000, flush: {fill_seconds:.1f} s",
+    )
+
+
+def latency_figure(directory: str) -> None:
+    lags = asyncio.run(live_latency(os.path.join(directory, "e"), 200))
+    median, p99 = lags[len(lags) // 2], lags[int(len(lags) * 0.99)]
+    print(
+        f"(e) live query, events from another process: median {median:.1f} ms, "
+        f"p99 {p99:.1f} ms (poll_interval 10 ms; same process: at once)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to replay")
     parser.add_argument("--replay-child", help=argparse.SUPPRESS)
     parser.add_argument("--paced-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--only", default="abcdef", help="the figures to run, e.g. 'cf'")
     args = parser.parse_args()
     if args.replay_child:
         replay_child(args.replay_child)
@@ -215,63 +389,18 @@ def main() -> None:
     size = frame_size()
     with tempfile.TemporaryDirectory(dir=os.environ.get("CALLIOPE_BENCH_DIR")) as directory:
         header(f"journal on {directory} (frames of {size} bytes, durability=fsync)")
-        count = 5_000
-        raw = raw_write_fsync(directory, count, size)
-        ours = asyncio.run(single_writer(os.path.join(directory, "a"), count))
-        print(
-            row(
-                "(a) 1 writer, awaited durable persist",
-                rate(count, ours),
-                "events/s",
-                rate(count, raw),
-                "os.write+fdatasync",
-            )
-        )
-
-        tasks, per_task = 256, 200
-        total = tasks * per_task
-        ours = asyncio.run(concurrent_writers(os.path.join(directory, "b"), tasks, per_task))
-        raw = raw_write_fsync(directory, total, size, per_sync=tasks)
-        print(
-            row(
-                "(b) 256 concurrent tasks, durable persist",
-                rate(total, ours),
-                "events/s",
-                rate(total, raw),
-                "256 frames/fdatasync",
-            )
-        )
-
-        total, batch = 200_000, 1_000
-        ours = asyncio.run(batches(os.path.join(directory, "c"), total, batch))
-        raw = raw_write_fsync(directory, total, size, per_sync=batch)
-        print(
-            row(
-                "(c) persist_all, 1,000-event batches",
-                rate(total, ours),
-                "events/s",
-                rate(total, raw),
-                "1,000 frames/fdatasync",
-            )
-        )
-
-        replay_dir = os.path.join(directory, "d")
-        start = time.perf_counter()
-        asyncio.run(fill(replay_dir, args.events))
-        fill_seconds = time.perf_counter() - start
-        result = replay_in_child("benchmarks.journal", replay_dir)
-        replay_rows(
-            f"(d) replay {result['events']:,} events, aggregate",
-            result,
-            f"writing them with persist_all of 10,000, flush: {fill_seconds:.1f} s",
-        )
-
-        lags = asyncio.run(live_latency(os.path.join(directory, "e"), 200))
-        median, p99 = lags[len(lags) // 2], lags[int(len(lags) * 0.99)]
-        print(
-            f"(e) live query, events from another process: median {median:.1f} ms, "
-            f"p99 {p99:.1f} ms (poll_interval 10 ms; same process: at once)"
-        )
+        if "a" in args.only:
+            single_writer_figure(directory, size)
+        if "b" in args.only:
+            group_figure(directory, size)
+        if "c" in args.only:
+            batch_figure(directory, size)
+        if "d" in args.only:
+            replay_figure(directory, args.events)
+        if "e" in args.only:
+            latency_figure(directory)
+        if "f" in args.only:
+            check_cost(directory)
 
 
 if __name__ == "__main__":

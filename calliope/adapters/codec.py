@@ -6,6 +6,12 @@ be decoded, found by their stored name (see :mod:`calliope.core.event_types`),
 so nothing is ever imported because data names it. Data written under an
 older schema version is lifted by the type's upcasters before structuring.
 The plain data is then laid out by the adapter (msgpack in files).
+
+Nothing undecodable is written: :meth:`DeclaredTypeCodec.encode` refuses a
+value whose stored form would not read back as an equal value of its class
+(:mod:`calliope.adapters.codec_check`), and the converter keeps datetimes
+(naive, fixed-offset and zoned), dates, times, UUIDs and decimals exactly
+(:mod:`calliope.adapters.codec_hooks` lists their stored forms).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any, Generic, TypeVar
 import cattrs
 from cattrs.preconf.msgpack import make_converter
 
+from calliope.adapters.codec_check import quick_check, unencodable, verify_round_trip
+from calliope.adapters.codec_hooks import configure_hooks
 from calliope.core.event_types import EventTypeInfo, type_info
 from calliope.errors import (
     EventDecodingError,
@@ -49,7 +57,7 @@ def member_classes(declared: Any) -> list[type]:
 
 
 class _Member:
-    __slots__ = ("cls", "info", "structure", "unstructure")
+    __slots__ = ("cls", "info", "quick", "structure", "unstructure")
 
     def __init__(self, converter: cattrs.Converter, cls: type) -> None:
         self.cls = cls
@@ -63,12 +71,19 @@ class _Member:
                 f"({error}); give its fields types cattrs supports, or register hooks on "
                 f"app.codec.converter before opening the stream"
             ) from error
+        self.quick = quick_check(converter, cls)
 
 
 class DeclaredTypeCodec(Generic[E]):
-    """Encodes and decodes the members of one declared type."""
+    """Encodes and decodes the members of one declared type.
 
-    def __init__(self, converter: cattrs.Converter, declared: Any) -> None:
+    ``verify`` (True but in benchmarks) runs the round-trip check on every
+    encoded value.
+    """
+
+    def __init__(self, converter: cattrs.Converter, declared: Any, *, verify: bool = True) -> None:
+        self._converter = converter
+        self._verify = verify
         self._declared = declared
         self._by_class: dict[type, _Member] = {}
         self._by_name: dict[str, _Member] = {}
@@ -88,11 +103,18 @@ class DeclaredTypeCodec(Generic[E]):
             self._by_name[member.info.name] = member
 
     def _member_for(self, value: object) -> _Member:
+        """The member of exactly ``value``'s class (a subclass of a member
+        would be stored as, and read back as, that member)."""
         member = self._by_class.get(type(value))
         if member is None:
-            for cls, candidate in self._by_class.items():
+            for cls in self._by_class:
                 if isinstance(value, cls):
-                    return candidate
+                    raise EventEncodingError(
+                        f"{type(value).__qualname__} is a subclass of {cls.__qualname__}: "
+                        f"stored as {cls.__qualname__} it would read back as one, without "
+                        f"what the subclass adds; add {type(value).__qualname__} (with its "
+                        f"own @calliope.event_type name) to the Union the stream was opened with"
+                    )
             raise EventEncodingError(
                 f"{type(value).__qualname__} is not part of the declared type "
                 f"{_describe(self._declared)}; add it to the Union the stream was opened with"
@@ -100,13 +122,21 @@ class DeclaredTypeCodec(Generic[E]):
         return member
 
     def encode(self, value: E) -> NewEvent:
+        """``value`` as its stored name, schema version and plain data.
+
+        Raises :class:`EventEncodingError` (naming the field) if that data
+        would not read back as a value equal to ``value``: O(fields) for a
+        flat attrs class of plain fields, O(size of the value) otherwise.
+        """
         member = self._member_for(value)
         try:
             data = member.unstructure(value)
         except Exception as error:
-            raise EventEncodingError(
-                f"cannot encode {type(value).__qualname__} as plain data: {error}"
-            ) from error
+            raise unencodable(self._converter, value, error) from error
+        if self._verify:
+            quick = member.quick
+            if quick is None or not quick(value):
+                verify_round_trip(self._converter, member.cls, member.structure, value, data)
         return NewEvent(member.info.name, member.info.version, data)
 
     def decode(self, type_name: str, schema_version: int, data: Any) -> E:
@@ -193,7 +223,10 @@ class Codec:
         # Without detailed validation structuring is about a third faster;
         # failures are still reported, wrapped in EventDecodingError.
         self._converter = make_converter(detailed_validation=False)
+        configure_hooks(self._converter)
         self._codecs: dict[Any, DeclaredTypeCodec[Any]] = {}
+        # Only benchmarks turn it off (before opening streams), to measure it.
+        self._verify_round_trip = True
 
     @property
     def converter(self) -> cattrs.Converter:
@@ -203,6 +236,6 @@ class Codec:
     def for_type(self, declared: Any) -> DeclaredTypeCodec[Any]:
         codec = self._codecs.get(declared)
         if codec is None:
-            codec = DeclaredTypeCodec(self._converter, declared)
+            codec = DeclaredTypeCodec(self._converter, declared, verify=self._verify_round_trip)
             self._codecs[declared] = codec
         return codec

@@ -91,8 +91,20 @@ def event_type(
 
 def type_info(cls: type) -> EventTypeInfo:
     """The storage name and schema of ``cls``: its own :func:`event_type`
-    description (never a base class's), else ``module.QualName`` at version 1."""
+    description (never a base class's), else ``module.QualName`` at version 1.
+
+    An undecorated class of a script (module ``__main__``) is refused with
+    :class:`InvalidArgumentError`: it would be stored as ``__main__.Name``,
+    which no longer names it once the class is imported from a module.
+    """
     info = cls.__dict__.get(_ATTRIBUTE)
     if isinstance(info, EventTypeInfo):
         return info
+    if cls.__module__ == "__main__":
+        raise InvalidArgumentError(
+            f"{cls.__qualname__} is defined in the script being run (module __main__) and has "
+            f"no stored name: it would be stored as '__main__.{cls.__qualname__}', which cannot "
+            f"be read once the class is imported from a module; decorate it with "
+            f'@calliope.event_type("a-stable-name")'
+        )
     return EventTypeInfo(name=f"{cls.__module__}.{cls.__qualname__}")
