@@ -198,17 +198,9 @@ def _difference(a: Any, b: Any) -> _Found | None:
                 found[0].append(("element", item))
                 return found
         return None
-    if attrs.has(ta):
-        for field in attrs.fields(ta):
-            name = field.name
-            found = _difference(getattr(a, name), getattr(b, name))
-            if found is not None:
-                found[0].append(("field", name))
-                return found
-        return None
-    if dataclasses.is_dataclass(ta):
-        for item in dataclasses.fields(ta):
-            name = item.name
+    names = _field_names(ta)
+    if names is not None:
+        for name in names:
             found = _difference(getattr(a, name), getattr(b, name))
             if found is not None:
                 found[0].append(("field", name))
@@ -585,3 +577,12 @@ def _advice() -> str:
         "give the field a value of its declared type, or declare the type it holds "
         "(nothing was written)"
     )
+
+
+def _field_names(cls: type) -> list[str] | None:
+    """The field names of an attrs class or a dataclass, else None."""
+    if attrs.has(cls):
+        return [field.name for field in attrs.fields(cls)]
+    if dataclasses.is_dataclass(cls):
+        return [field.name for field in dataclasses.fields(cls)]
+    return None

@@ -25,9 +25,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
+from typing import TypeVar
 
 from calliope.shell.ports import Watcher
 from calliope.shell.scope import AppScope, Closable
+
+T = TypeVar("T")
 
 __all__ = ["LiveLifecycle"]
 
@@ -71,6 +74,18 @@ class LiveLifecycle:
         failure = self._failure
         if failure is not None:
             raise failure.with_traceback(self._failure_tb)
+
+    async def step(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run one step of the live query: raise the remembered error if an
+        earlier step failed; remember the error this one raises."""
+        self.check_failed()
+        try:
+            return await step()
+        except StopAsyncIteration:
+            raise
+        except Exception as error:  # raised again by every later step, until closed
+            self.fail(error)
+            raise
 
     async def watcher(self) -> Watcher:
         """The watcher, taken on first use (when the app adopts the query:

@@ -228,14 +228,7 @@ class LiveQuery(Generic[E]):
         if live.closed:
             await self._drop_reader()
             raise StopAsyncIteration
-        live.check_failed()
-        try:
-            return await self._step()
-        except StopAsyncIteration:
-            raise
-        except Exception as error:
-            live.fail(error)
-            raise
+        return await live.step(self._step)
 
     async def _step(self) -> Envelope[E]:
         live = self._live

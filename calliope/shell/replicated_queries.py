@@ -218,14 +218,7 @@ class ReplicatedLiveQuery(Generic[E]):
         live = self._live
         if live.closed:
             raise StopAsyncIteration
-        live.check_failed()
-        try:
-            return await self._step()
-        except StopAsyncIteration:
-            raise
-        except Exception as error:  # raised again by every later step, until closed
-            live.fail(error)
-            raise
+        return await live.step(self._step)
 
     async def _step(self) -> Envelope[E]:
         live = self._live
