@@ -1,7 +1,12 @@
-"""Shared test configuration: Hypothesis profiles.
+"""Shared test configuration: Hypothesis profiles, and the fuzz tests' counts.
 
 ``HYPOTHESIS_PROFILE=ci`` (set by .ci/run) runs more examples than the
 default ``dev`` profile.
+
+The fuzz tests (``tests/properties/test_fuzz_*.py``) run a fixed number of
+examples each, whatever the profile, chosen so that together they run a few
+thousand cases in a few tens of seconds. ``CALLIOPE_FUZZ_EXAMPLES=100000``
+runs that many examples in *each* fuzz test instead (a long run, by hand).
 """
 
 from __future__ import annotations
@@ -19,3 +24,14 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Settings for one fuzz test: ``examples`` examples, or the count in
+    the ``CALLIOPE_FUZZ_EXAMPLES`` environment variable when it is set."""
+    override = os.environ.get("CALLIOPE_FUZZ_EXAMPLES")
+    return settings(
+        max_examples=int(override) if override else examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
