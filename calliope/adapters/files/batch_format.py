@@ -19,7 +19,14 @@ from calliope.adapters.packing import LARGE, unpack_data
 from calliope.core.replication import RecordBatch
 from calliope.errors import CorruptJournalError
 
-__all__ = ["SEAL", "batch_frame", "batch_frame_parts", "decode_batch"]
+__all__ = [
+    "MAX_TIMESTAMP_US",
+    "MIN_TIMESTAMP_US",
+    "SEAL",
+    "batch_frame",
+    "batch_frame_parts",
+    "decode_batch",
+]
 
 SEAL = encode_frame(msgpack.packb(None))
 """The frame that ends a segment: the log continues in the next one."""
@@ -93,8 +100,10 @@ def decode_batch(
     return RecordBatch(*fields)
 
 
-_MAX_TIMESTAMP_US = 253402300799999999  # 9999-12-31T23:59:59.999999Z
-_MIN_TIMESTAMP_US = -62135596800000000  # 0001-01-01T00:00:00Z
+MIN_TIMESTAMP_US = -62135596800000000
+"""0001-01-01T00:00:00Z: the first time a stored timestamp can hold (datetime's)."""
+MAX_TIMESTAMP_US = 253402300799999999
+"""9999-12-31T23:59:59.999999Z: the last time a stored timestamp can hold."""
 
 
 def _is_int(value: object) -> bool:
@@ -115,7 +124,7 @@ def _shape_problem(fields: object) -> str | None:
         for replica, count in version.items()
     ):
         return "its version is not a map of replica ids to non-negative ints"
-    if not _is_int(timestamp_us) or not _MIN_TIMESTAMP_US <= timestamp_us <= _MAX_TIMESTAMP_US:
+    if not _is_int(timestamp_us) or not MIN_TIMESTAMP_US <= timestamp_us <= MAX_TIMESTAMP_US:
         return f"its timestamp {timestamp_us!r} is not a time in microseconds"
     if type(items) is not list or not items:
         return "its events are not a non-empty array"

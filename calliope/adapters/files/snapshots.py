@@ -34,6 +34,7 @@ import struct
 import aiofiles.os
 import msgpack
 
+from calliope.adapters.files.batch_format import MAX_TIMESTAMP_US, MIN_TIMESTAMP_US
 from calliope.adapters.files.framing import (
     FRAME_HEADER,
     MAX_PAYLOAD,
@@ -101,17 +102,13 @@ def decode_snapshot(data: bytes) -> SnapshotRecord | None:
         type(sequence) is not int
         or sequence < 0
         or type(timestamp_us) is not int
-        or not _MIN_TIMESTAMP_US <= timestamp_us <= _MAX_TIMESTAMP_US
+        or not MIN_TIMESTAMP_US <= timestamp_us <= MAX_TIMESTAMP_US
         or type(type_name) is not str
         or type(schema_version) is not int
         or schema_version < 1
     ):
         return None
     return SnapshotRecord(*fields)
-
-
-_MAX_TIMESTAMP_US = 253402300799999999  # 9999-12-31T23:59:59.999999Z, datetime's last
-_MIN_TIMESTAMP_US = -62135596800000000  # 0001-01-01T00:00:00Z, datetime's first
 
 
 _DECODE_ON_LOOP = 64 * 1024
