@@ -312,3 +312,85 @@ def test_a_segment_without_its_header_reads_cleanly(template: Path) -> None:
     for data in (b"", SEGMENT_HEADER[:5], b"X" * SEGMENT_HEADER_SIZE + original[16:]):
         with tempfile.TemporaryDirectory() as directory:
             _read_through_the_api(_damaged_copy(template, directory, data))
+
+
+# -- frames inside events' data ------------------------------------------------
+
+
+@attrs.frozen
+class Blob:
+    data: bytes
+
+
+def _frames_inside(tail: bytes) -> bytes:
+    """An event's bytes holding intact frames: a seal, a batch, anything."""
+    item = pack_data(["x", 1, {}])
+    return b"<" + SEAL + batch_frame(9, "w", {"w": 9}, 0, [item]) + encode_frame(tail) + b">"
+
+
+def _blob_log(directory: str, inner: bytes) -> tuple[Path, int, int]:
+    """A log of one small event then a Blob holding ``inner``; the segment,
+    where the Blob's frame starts, and where ``inner`` starts in it."""
+    root = Path(directory) / "data"
+
+    async def write() -> None:
+        async with calliope.open(root, replica_id="w") as app:
+            await app.journal.event_stream("s", Blob).persist(Blob(b"first"))
+            await app.journal.event_stream("s", Blob).persist(Blob(inner))
+
+    asyncio.run(write())
+    data = segment_of(root).read_bytes()
+    second = SEGMENT_HEADER_SIZE + FRAME_HEADER + len(parse_frames(data, 16).payloads[0])
+    return root, second, data.index(inner)
+
+
+def _query_blobs(root: Path) -> list[Blob]:
+    async def query() -> list[Blob]:
+        async with calliope.open(root, replica_id="r") as app:
+            stream = app.journal.event_stream("s", Blob)
+            return [e.event for e in await stream.query().to_list()]
+
+    return asyncio.run(query())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tail_recovery/segment_frames.check_damage: intact frames inside the torn "
+    "last batch's own bytes are taken for data after damage (CorruptJournalError), "
+    "so a torn write of such an event makes the stream unreadable",
+)
+@fuzz_settings(30)
+@given(st.binary(max_size=8), st.data())
+def test_a_torn_event_holding_frames_is_a_torn_tail(tail: bytes, data: st.DataObject) -> None:
+    inner = _frames_inside(tail)
+    with tempfile.TemporaryDirectory() as directory:
+        root, _, at = _blob_log(directory, inner)
+        segment = segment_of(root)
+        whole = segment.read_bytes()
+        cut = data.draw(st.integers(at + len(SEAL), at + len(inner)), label="cut")
+        segment.write_bytes(whole[:cut])  # torn after an inner frame, before the end
+        assert _query_blobs(root) == [Blob(b"first")]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="segment_frames.batch_at/segment_index.indexed_start: an index entry naming "
+    "an intact frame inside an event's data that is not a batch raises "
+    "CorruptJournalError (from decode_batch) instead of being ignored as a wrong hint",
+)
+def test_an_index_entry_naming_a_frame_inside_an_event_is_ignored() -> None:
+    inner = _frames_inside(b"not a batch")
+    with tempfile.TemporaryDirectory() as directory:
+        root, _, at = _blob_log(directory, inner)
+        wrong = at + len(inner) - 1 - FRAME_HEADER - len(b"not a batch")
+        index = segment_of(root).with_suffix(".idx")
+        index.write_bytes(struct.pack("<QQ", 2, wrong))
+
+        async def use_the_index() -> None:
+            async with calliope.open(root, replica_id="r") as app:
+                stream = app.journal.event_stream("s", Blob)
+                assert [e.event for e in await stream.query(2).to_list()] == [Blob(inner)]
+                assert await stream.last_sequence() == 2
+                assert (await stream.persist(Blob(b"third"))).sequence == 3
+
+        asyncio.run(use_the_index())
