@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import calliope
 from calliope.adapters.files.batch_format import batch_frame, decode_batch
 from calliope.adapters.files.framing import FRAME_HEADER
-from calliope.adapters.packing import LARGE, pack_data
+from calliope.adapters.packing import LARGE, pack_data, unpack_data
 from calliope.core.replication import RecordBatch
 from tests.conftest import fuzz_settings
 
@@ -198,3 +198,28 @@ def test_a_huge_length_allocates_nothing_like_it(payload: bytes) -> None:
         finally:
             tracemalloc.stop()
         assert peak < 3 * len(data) + 64 * 1024  # a copy or two of the input at most
+
+
+@fuzz_settings(400)
+@given(st.binary(max_size=300) | st.lists(plain, max_size=4).map(packed), st.data())
+@example(b"\x92" + b"\xc4\x80" + b"x" * 128 + b"\x01", None)
+def test_the_windowed_decoder_fails_as_decode_batch_expects(
+    payload: bytes, data: st.DataObject | None
+) -> None:
+    """A payload over LARGE is decoded by ``unpack_data`` a window at a time;
+    with a window of 64 bytes, small payloads take that path: the same value
+    as msgpack, or an error decode_batch turns into CorruptJournalError."""
+    if data is not None:  # damage a valid encoding here and there
+        for at in data.draw(st.lists(st.integers(0, max(len(payload) - 1, 0)), max_size=3)):
+            if payload:
+                payload = payload[:at] + bytes([data.draw(st.integers(0, 255))]) + payload[at + 1 :]
+    try:
+        expected: Any = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        expected = ValueError
+    try:
+        found: Any = unpack_data(payload, window=64)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        found = ValueError
+    if expected is not ValueError:  # (msgpack's stack is shallower than the windowed reader's)
+        assert packed(found) == packed(expected)  # NaN included
