@@ -145,9 +145,16 @@ class DeclaredTypeCodec(Generic[E]):
         Hot path of every replay: the type last decoded is remembered, and
         data at the current schema goes straight to cattrs' hook. Only when
         that fails is it decoded again the careful way, for an error that
-        says what to do.
+        says what to do. Whatever the arguments, only a value of the declared
+        type or EventDecodingError (UnknownEventTypeError for a name not
+        declared) comes out: ``type_name`` must be a str and
+        ``schema_version`` an int (never a bool) from 1 to the type's version.
         """
-        if type_name != self._last_name or schema_version != self._last_schema:
+        if (
+            type_name != self._last_name
+            or schema_version != self._last_schema
+            or type(schema_version) is not int
+        ):
             self._remember(type_name, schema_version)
         try:
             return self._last_structure(data, self._last_target)
@@ -167,6 +174,12 @@ class DeclaredTypeCodec(Generic[E]):
         """A function decoding the plain data of ``type_name`` at
         ``schema_version``, with clear errors (cached; raises at once for
         unknown types)."""
+        if type(type_name) is not str or type(schema_version) is not int or schema_version < 1:
+            raise EventDecodingError(
+                f"stored type name {type_name!r} at schema version {schema_version!r} is not a "
+                f"type name (a str) at a schema version (an int of at least 1): the stored data "
+                f"is damaged or was not written by Calliope; restore it from a backup or a replica"
+            )
         cached = self._decoders.get((type_name, schema_version))
         if cached is not None:
             return cached

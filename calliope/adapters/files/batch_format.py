@@ -17,8 +17,16 @@ import msgpack
 from calliope.adapters.files.framing import encode_frame, frame_header
 from calliope.adapters.packing import LARGE, unpack_data
 from calliope.core.replication import RecordBatch
+from calliope.errors import CorruptJournalError
 
-__all__ = ["SEAL", "batch_frame", "batch_frame_parts", "decode_batch"]
+__all__ = [
+    "MAX_TIMESTAMP_US",
+    "MIN_TIMESTAMP_US",
+    "SEAL",
+    "batch_frame",
+    "batch_frame_parts",
+    "decode_batch",
+]
 
 SEAL = encode_frame(msgpack.packb(None))
 """The frame that ends a segment: the log continues in the next one."""
@@ -64,14 +72,76 @@ def batch_frame_parts(
     return [frame_header(parts), *parts]
 
 
-def decode_batch(payload: bytes | memoryview) -> RecordBatch | None:
+def decode_batch(
+    payload: bytes | memoryview, *, path: str = "", offset: int = -1
+) -> RecordBatch | None:
     """A frame payload back into a batch; None for a seal. A large payload
     is decoded a window at a time (:func:`unpack_data`), so a worker thread
-    doing it never holds the GIL for long."""
-    if len(payload) > LARGE:
-        fields = unpack_data(payload)
-    else:
-        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+    doing it never holds the GIL for long. O(len(payload)).
+
+    Raises CorruptJournalError (naming ``path`` and ``offset``, the frame's
+    place, when the caller gives them) if the payload is not a batch of the
+    shape above: whatever its bytes, nothing else comes out. msgpack's
+    length limits apply, so a damaged length never allocates more than the
+    payload's size.
+    """
+    try:
+        if len(payload) > LARGE:
+            fields = unpack_data(payload)
+        else:
+            fields = msgpack.unpackb(payload, raw=False, strict_map_key=False, use_list=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as error:
+        raise _not_a_batch(path, offset, f"it is not msgpack ({error})") from error
     if fields is None:
         return None
+    problem = _shape_problem(fields)
+    if problem is not None:
+        raise _not_a_batch(path, offset, problem)
     return RecordBatch(*fields)
+
+
+MIN_TIMESTAMP_US = -62135596800000000
+"""0001-01-01T00:00:00Z: the first time a stored timestamp can hold (datetime's)."""
+MAX_TIMESTAMP_US = 253402300799999999
+"""9999-12-31T23:59:59.999999Z: the last time a stored timestamp can hold."""
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _shape_problem(fields: object) -> str | None:
+    """What is wrong with decoded ``fields`` as a batch, or None. O(items)."""
+    if type(fields) is not list or len(fields) != 5:
+        return "it is not a five-element array"
+    first, writer, version, timestamp_us, items = fields
+    if not _is_int(first) or first < 1:
+        return f"its first sequence {first!r} is not an int of at least 1"
+    if type(writer) is not str or not writer:
+        return f"its writer {writer!r} is not a non-empty string"
+    if type(version) is not dict or not all(
+        type(replica) is str and replica and _is_int(count) and count >= 0
+        for replica, count in version.items()
+    ):
+        return "its version is not a map of replica ids to non-negative ints"
+    if not _is_int(timestamp_us) or not MIN_TIMESTAMP_US <= timestamp_us <= MAX_TIMESTAMP_US:
+        return f"its timestamp {timestamp_us!r} is not a time in microseconds"
+    if type(items) is not list or not items:
+        return "its events are not a non-empty array"
+    for item in items:
+        if type(item) is not list or len(item) != 3 or type(item[0]) is not str:
+            return "an event is not a [type name, schema version, data] array"
+        if not _is_int(item[1]):
+            return f"an event's schema version {item[1]!r} is not an int"
+    return None
+
+
+def _not_a_batch(path: str, offset: int, problem: str) -> CorruptJournalError:
+    where = f"journal file {path} at byte offset {offset}" if path else "a journal frame"
+    return CorruptJournalError(
+        f"{where} has an intact checksum but does not hold a batch: {problem}. It was not "
+        f"written by this version of Calliope (a newer one, or other software); restore the "
+        f"file from a backup or a replica, or open it with the Calliope that wrote it",
+        path=path,
+        offset=offset,
+    )

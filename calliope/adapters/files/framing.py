@@ -28,6 +28,8 @@ import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from calliope.errors import InvalidArgumentError
+
 __all__ = [
     "FRAME_HEADER",
     "MAX_PAYLOAD",
@@ -106,8 +108,19 @@ class Parsed(NamedTuple):
     stop: Stop
 
 
+def _check_position(position: int) -> None:
+    if position < 0:
+        raise InvalidArgumentError(
+            f"a frame position is a byte offset from the start of the data, got {position}; "
+            f"pass an offset of 0 or more"
+        )
+
+
 def parse_frames(data: bytes | memoryview, start: int = 0) -> Parsed:
-    """Parse ``data[start:]`` into frame payloads (pure; no I/O)."""
+    """Parse ``data[start:]`` into frame payloads (pure; no I/O). Any bytes
+    are accepted (a ``start`` past the end gives an INCOMPLETE stop);
+    a negative ``start`` is InvalidArgumentError. O(len(data))."""
+    _check_position(start)
     view = memoryview(data)
     size = len(view)
     payloads: list[bytes | memoryview] = []
@@ -133,7 +146,9 @@ def parse_frames(data: bytes | memoryview, start: int = 0) -> Parsed:
 
 
 def intact_frame_at(data: bytes | memoryview, position: int) -> bool:
-    """Whether a whole frame with a matching checksum starts at ``position``."""
+    """Whether a whole frame with a matching checksum starts at ``position``
+    (any bytes; a negative ``position`` is InvalidArgumentError). O(frame)."""
+    _check_position(position)
     view = memoryview(data)
     if len(view) - position < FRAME_HEADER:
         return False
@@ -149,8 +164,11 @@ def find_valid_frame(data: bytes, start: int) -> int | None:
     """The offset of the first intact frame at or after ``start``, or None.
 
     Tells damage (intact data follows a bad frame) from a torn tail
-    (nothing intact follows).
+    (nothing intact follows). Any bytes; a negative ``start`` is
+    InvalidArgumentError. O(len(data)) per candidate frame, so
+    O(len(data) squared) at worst: only for data already found damaged.
     """
+    _check_position(start)
     magic = bytes([FRAME_MAGIC])
     position = start
     while True:

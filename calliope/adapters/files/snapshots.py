@@ -13,6 +13,12 @@ loading returns the previous one, and a later save may succeed. The newest
 ``keep`` are kept. Loading (through aiofiles) tries the newest first and
 falls back past damaged files with a warning.
 
+``load`` returns the newest intact snapshot, or None if there is none,
+whatever the files hold (flipped, cut, garbage, or an intact frame that
+does not hold a snapshot); it raises only StorageError, when the storage
+itself fails. Decoding the record's data into the state's type is the
+caller's (EventDecodingError if it does not fit).
+
 A large snapshot does not hold the event loop: packing and framing it run
 in a worker thread, a large ``bytes`` value is written from its own buffer
 (never copied into one), and checking and unpacking a file run in a worker
@@ -32,6 +38,7 @@ import struct
 import aiofiles.os
 import msgpack
 
+from calliope.adapters.files.batch_format import MAX_TIMESTAMP_US, MIN_TIMESTAMP_US
 from calliope.adapters.files.disk import OS_DISK, Disk
 from calliope.adapters.files.framing import (
     FRAME_HEADER,
@@ -76,7 +83,12 @@ def encode_snapshot(record: SnapshotRecord, *, large: bool) -> list[bytes]:
 
 
 def decode_snapshot(data: bytes) -> SnapshotRecord | None:
-    """The snapshot in a file's bytes, or None if the file is damaged."""
+    """The snapshot in a file's bytes, or None if the file is damaged: not
+    one intact frame after the header, or a payload that is not the array
+    above with fields of the right types. Whatever the bytes, nothing else
+    comes out (never an exception), and msgpack's length limits keep a
+    damaged length from allocating more than the file's size. O(len(data)).
+    """
     start = len(SNAPSHOT_HEADER) + FRAME_HEADER
     if (
         not data.startswith(SNAPSHOT_HEADER)
@@ -86,9 +98,22 @@ def decode_snapshot(data: bytes) -> SnapshotRecord | None:
         return None
     try:
         fields = unpack_data(data, start)
-        return SnapshotRecord(*fields)
     except (ValueError, TypeError, msgpack.UnpackException):
         return None
+    if type(fields) is not list or len(fields) != 5:
+        return None
+    sequence, timestamp_us, type_name, schema_version, _ = fields
+    if (
+        type(sequence) is not int
+        or sequence < 0
+        or type(timestamp_us) is not int
+        or not MIN_TIMESTAMP_US <= timestamp_us <= MAX_TIMESTAMP_US
+        or type(type_name) is not str
+        or type(schema_version) is not int
+        or schema_version < 1
+    ):
+        return None
+    return SnapshotRecord(*fields)
 
 
 _DECODE_ON_LOOP = 64 * 1024
