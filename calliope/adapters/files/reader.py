@@ -150,8 +150,9 @@ def _frames(log: SegmentLog, fd: int, position: Position, end: int | None) -> _F
     parsed, reached = read_window(fd, position.offset, end)
     batches: list[RecordBatch] = []
     offset = position.offset
+    path = log.path(position.segment)
     for payload in parsed.payloads:
-        batch = decode_batch(payload)
+        batch = decode_batch(payload, path=path, offset=offset)
         if batch is None:
             return _Frames(batches, offset, True, parsed.stop, reached)
         if offset == SEGMENT_HEADER_SIZE and batch.first_sequence != position.segment:

@@ -102,4 +102,7 @@ def batch_at(fd: int, offset: int) -> RecordBatch | None:
     parsed = parse_frames(pread_all(fd, FRAME_HEADER + length, offset))
     if len(parsed.payloads) != 1:
         return None
-    return decode_batch(parsed.payloads[0])
+    try:
+        return decode_batch(parsed.payloads[0])
+    except CorruptJournalError:  # an intact frame, but not a batch: a wrong hint
+        return None

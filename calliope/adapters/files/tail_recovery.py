@@ -199,11 +199,12 @@ def catch_up(files: SegmentFiles, fd: int, tail: Tail, end: int) -> bool:
     """Read the batches between ``tail.end`` and ``end`` (raising on a gap).
     True if they end cleanly there or at a seal; False if an unusable frame
     starts at ``tail.end``. O(bytes read)."""
+    path = files.path(tail.segment)
     while tail.end < end and not tail.sealed:
         parsed, reached = read_window(fd, tail.end, end)
         offset = tail.end
         for payload in parsed.payloads:
-            batch = decode_batch(payload)
+            batch = decode_batch(payload, path=path, offset=offset)
             if batch is None:
                 tail.sealed = True
                 break
