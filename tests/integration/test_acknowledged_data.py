@@ -259,3 +259,47 @@ async def test_a_log_behind_its_snapshot_refuses_new_events(tmp_path: Path) -> N
     shutil.rmtree(log_dir(root, "s"))  # the log and its extent are lost; the snapshot is not
     with pytest.raises(calliope.CorruptJournalError, match="snapshot"):
         await write(root, "s", 1)
+
+
+async def test_a_damaged_extent_never_lets_damage_pass_for_a_torn_write(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 5)
+    (segment,) = segments(root, "s")
+    lock = log_dir(root, "s") / "lock"
+    record = bytearray(lock.read_bytes())
+    record[-1] ^= 0x01  # the extent's checksum
+    lock.write_bytes(bytes(record))
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0x01  # and the last, acknowledged frame
+    segment.write_bytes(bytes(data))
+    with pytest.raises(calliope.CorruptJournalError, match="extent"):
+        await write(root, "s", 1)
+    assert segment.read_bytes() == bytes(data)  # nothing cut, no sequence reused
+
+
+async def test_a_damaged_extent_over_an_intact_log_is_recorded_again(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 5)
+    lock = log_dir(root, "s") / "lock"
+    lock.write_bytes(b"\xff" * 32)
+    assert await skus(root, "s") == [f"{n:04d}" for n in range(5)]
+    await write(root, "s", 1)
+    assert await last_sequence(root, "s") == 6
+
+
+async def test_with_durability_flush_a_power_loss_is_accepted_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "data"
+    async with calliope.open(root, replica_id="writer", durability="flush") as app:
+        stream = app.journal.event_stream("s", ItemAdded)
+        for n in range(5):
+            await stream.persist(ItemAdded(f"{n:04d}"))
+    (segment,) = segments(root, "s")
+    segment.write_bytes(segment.read_bytes()[:-30])  # the OS never wrote the last one out
+    with caplog.at_level(logging.ERROR, logger="calliope.files"):
+        assert await skus(root, "s") == ["0000", "0001", "0002", "0003"]
+    assert "durability='flush'" in caplog.text
+    async with calliope.open(root, replica_id="writer", durability="flush") as app:
+        envelope = await app.journal.event_stream("s", ItemAdded).persist(ItemAdded("next"))
+    assert envelope.sequence == 5

@@ -26,7 +26,12 @@ Contract:
   older extent only means less evidence; the writer that next takes the
   lock makes what lies past it durable and records it again.
 - A log written by an older Calliope has an empty ``lock`` file: no extent
-  (:data:`None`); readers then trust every intact frame, as before.
+  (:data:`None`); readers then trust every intact frame, as before. So do
+  they when the record is damaged, but then a writer cannot tell a torn
+  write from damage, and refuses to cut anything (CorruptJournalError).
+- With ``durability="flush"`` nothing is fsynced: the extent (magic
+  ``CEXF``) marks what was handed to the OS, readers deliver up to it, and
+  it is no evidence after a power loss (which that setting accepts losing).
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from typing import NamedTuple
 
 from calliope.adapters.files.disk import Disk
 
-__all__ = ["Extent", "lock_path", "read_extent", "write_extent"]
+__all__ = ["DAMAGED", "Extent", "lock_path", "read_extent", "read_extent_fd", "write_extent"]
 
-_MAGIC = b"CEXT"
+_MAGIC = b"CEXT"  # the frames up to it were fsynced
+_FLUSHED = b"CEXF"  # written with durability="flush": handed to the OS, not fsynced
 _BODY = struct.Struct("<4sQQQ")
 _CRC = struct.Struct("<I")
 SIZE = _BODY.size + _CRC.size
@@ -55,6 +61,7 @@ class Extent(NamedTuple):
     segment: int
     end: int
     last_sequence: int
+    synced: bool = True  # False: written with durability="flush" (no fsync)
 
     def committed_end(self, segment: int) -> int | None:
         """How far the frames of ``segment`` are committed: ``end`` for the
@@ -70,8 +77,14 @@ def lock_path(directory: str) -> str:
     return os.path.join(directory, "lock")
 
 
+DAMAGED = Extent(0, 0, 0, synced=False)
+"""What :func:`read_extent_fd` returns for a lock file whose record is not
+intact: nothing can be told from it (no segment is numbered 0)."""
+
+
 def encode_extent(extent: Extent) -> bytes:
-    body = _BODY.pack(_MAGIC, *extent)
+    magic = _MAGIC if extent.synced else _FLUSHED
+    body = _BODY.pack(magic, extent.segment, extent.end, extent.last_sequence)
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -84,9 +97,9 @@ def decode_extent(record: bytes) -> Extent | None:
     if zlib.crc32(body) != crc:
         return None
     magic, segment, end, last_sequence = _BODY.unpack(body)
-    if magic != _MAGIC:
+    if magic not in (_MAGIC, _FLUSHED) or segment < 1:
         return None
-    return Extent(segment, end, last_sequence)
+    return Extent(segment, end, last_sequence, synced=magic == _MAGIC)
 
 
 def write_extent(disk: Disk, fd: int, extent: Extent) -> None:
@@ -98,24 +111,30 @@ def write_extent(disk: Disk, fd: int, extent: Extent) -> None:
 
 
 def read_extent_fd(fd: int) -> Extent | None:
-    """The extent recorded in the open lock file ``fd`` (None: none)."""
+    """The extent recorded in the open lock file ``fd``: None if the file
+    is empty (a log written before extents were recorded), :data:`DAMAGED`
+    if it holds something that is not an intact record."""
     record = os.pread(fd, SIZE, 0)
     for _ in range(_RETRIES):
+        if not record:
+            return None
         extent = decode_extent(record)
-        if extent is not None or len(record) < SIZE:
+        if extent is not None:
             return extent
         record = os.pread(fd, SIZE, 0)  # perhaps caught mid-rewrite
-    return decode_extent(record)
+    return decode_extent(record) or DAMAGED
 
 
 def read_extent(directory: str) -> Extent | None:
     """The extent of the log in ``directory``, read without the lock (None:
-    no log there, or one written before extents were recorded)."""
+    no log there, one written before extents were recorded, or a damaged
+    record: readers then trust every intact frame, as before)."""
     try:
         fd = os.open(lock_path(directory), os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        return read_extent_fd(fd)
+        extent = read_extent_fd(fd)
     finally:
         os.close(fd)
+    return None if extent is DAMAGED else extent

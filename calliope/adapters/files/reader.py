@@ -7,12 +7,13 @@ from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import decode_batch
 from calliope.adapters.files.damage import damaged, unsealed
-from calliope.adapters.files.extent import read_extent
+from calliope.adapters.files.extent import Extent, read_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_frames import check_damage, read_window
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.core.replication import RecordBatch
+from calliope.errors import CorruptJournalError
 
 __all__ = ["ReadStep", "read_step"]
 
@@ -45,6 +46,19 @@ def read_step(log: SegmentLog, position: Position, *, settle: bool = True) -> Re
     extent = read_extent(log.directory)
     if extent is None:
         return _legacy_step(log, position)
+    try:
+        return _committed_step(log, position, extent, settle)
+    except CorruptJournalError:
+        # Written with durability="flush", the extent is no evidence: a
+        # power loss may have taken what it covers. A writer settles that
+        # (logged at error level); then read again.
+        if extent.synced or not settle or not log.settle():
+            raise
+        return read_step(log, position, settle=False)
+
+
+def _committed_step(log: SegmentLog, position: Position, extent: Extent, settle: bool) -> ReadStep:
+    """:func:`read_step` for a log with a committed extent."""
     committed = extent.committed_end(position.segment)
     if committed == 0 or (committed is not None and position.offset >= committed):
         return ReadStep([], position, True)  # nothing (more) committed here yet

@@ -71,7 +71,7 @@ def repair_log(files: SegmentFiles, lock_fd: int) -> Repaired:
             for later in segments[index + 1 :]:
                 count += _rename_aside(files, later, moved)
             break
-    write_extent(files.disk, lock_fd, kept.extent())
+    write_extent(files.disk, lock_fd, kept.extent(files.synced))
     sync(files.disk.fsync, lock_fd)
     if moved:
         logger.error(

@@ -42,6 +42,7 @@ class SegmentFiles(NamedTuple):
     directory: str
     stream_id: str
     disk: Disk = OS_DISK
+    synced: bool = True  # its writers fsync (durability="fsync")
 
     def path(self, segment: int) -> str:
         return os.path.join(self.directory, f"{segment:020d}.seg")

@@ -51,7 +51,7 @@ class SegmentLog:
         """``read_only``: never settle (its readers leave the log as it is);
         ``disk``: the OS calls its writer makes; ``failed``: the store's logs
         whose sync failed (see segment_writer.py), a new one if None."""
-        self._files = SegmentFiles(directory, stream_id, disk)
+        self._files = SegmentFiles(directory, stream_id, disk, durability == "fsync")
         self._read_only = read_only
         self._writer = SegmentWriter(
             self._files,

@@ -331,7 +331,7 @@ class SegmentWriter:
         if tail.end >= self._segment_bytes:
             tail = self._tail = self._roll(tail)
             write_extent(
-                self._disk, lock, tail.extent()
+                self._disk, lock, tail.extent(self._files.synced)
             )  # the seal is committed: readers may cross it
         stream_id = self._files.stream_id
         results: list[AppendResult] = []
@@ -426,7 +426,8 @@ class SegmentWriter:
                 _pwrite_parts(disk.pwritev, tail.fd, parts, tail.end)
             if self._durability == "fsync":
                 sync(disk.fdatasync, tail.fd)
-            write_extent(disk, lock, Extent(tail.segment, tail.end + size, last_sequence))
+            committed = Extent(tail.segment, tail.end + size, last_sequence, self._files.synced)
+            write_extent(disk, lock, committed)
         except OSError as error:
             raise self._failed_write(tail, error) from error
         tail.end += size

@@ -38,7 +38,13 @@ import os
 from calliope.adapters.files.batch_format import decode_batch
 from calliope.adapters.files.damage import damaged, out_of_sequence
 from calliope.adapters.files.disk import sync
-from calliope.adapters.files.extent import Extent, read_extent, read_extent_fd, write_extent
+from calliope.adapters.files.extent import (
+    DAMAGED,
+    Extent,
+    read_extent,
+    read_extent_fd,
+    write_extent,
+)
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.fsutil import fsync_directory
 from calliope.adapters.files.segment_files import SegmentFiles, create_segment
@@ -73,8 +79,8 @@ class Tail:
         self.index_offset = end
         self.sealed = False
 
-    def extent(self) -> Extent:
-        return Extent(self.segment, self.end, self.last_sequence)
+    def extent(self, synced: bool) -> Extent:
+        return Extent(self.segment, self.end, self.last_sequence, synced)
 
 
 def refresh_tail(files: SegmentFiles, tail: Tail | None, lock_fd: int) -> Tail:
@@ -102,7 +108,7 @@ def refresh_tail(files: SegmentFiles, tail: Tail | None, lock_fd: int) -> Tail:
                 return tail
             # Someone rolled (or died between sealing and creating the next).
             if not [s for s in files.segments() if s > tail.segment]:
-                if extent is not None and extent.segment > tail.segment:
+                if extent is not None and extent.synced and extent.segment > tail.segment:
                     raise _lost(files, tail, extent)
                 return next_segment(files, tail)
         except BaseException:
@@ -235,9 +241,12 @@ def _recover(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) 
 
 def _evidence(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) -> str | None:
     """What says the bytes from ``tail.end`` on were acknowledged, if anything."""
-    if extent is not None and (
-        extent.segment > tail.segment or (extent.segment == tail.segment and extent.end > tail.end)
-    ):
+    if extent is DAMAGED:
+        return (
+            "the log's committed extent (in its lock file) is damaged too, so a torn write "
+            "cannot be told from damage to acknowledged events"
+        )
+    if extent is not None and extent.synced and _behind(tail, extent):
         return (
             f"the log's committed extent says it was written and fsynced up to sequence "
             f"{extent.last_sequence}"
@@ -253,14 +262,21 @@ def _settle(files: SegmentFiles, tail: Tail, lock_fd: int, extent: Extent | None
     make durable and record what they hold past it (a writer died before
     recording it, or the log predates extents)."""
     if extent is not None:
-        if extent.segment > tail.segment or (
-            extent.segment == tail.segment and extent.end > tail.end
-        ):
-            raise _lost(files, tail, extent)
-        if extent == tail.extent():
+        if _behind(tail, extent):
+            if extent.synced:
+                raise _lost(files, tail, extent)
+            logger.error(
+                "the log of stream %r in %s holds events up to %d, but %d were written with "
+                "durability='flush' (not fsynced): a power loss took the rest",
+                files.stream_id,
+                files.directory,
+                tail.last_sequence,
+                extent.last_sequence,
+            )
+        elif extent == tail.extent(files.synced):
             return
     sync(files.disk.fdatasync, tail.fd)
-    write_extent(files.disk, lock_fd, tail.extent())
+    write_extent(files.disk, lock_fd, tail.extent(files.synced))
 
 
 def move_aside(files: SegmentFiles, fd: int, segment: int, start: int, why: str) -> str:
@@ -309,6 +325,13 @@ def _aside_path(path: str, start: int) -> str:
         number += 1
         candidate = f"{base}.{number}.aside"
     return candidate
+
+
+def _behind(tail: Tail, extent: Extent) -> bool:
+    """Whether the files (up to ``tail``) hold less than ``extent`` says."""
+    return extent.segment > tail.segment or (
+        extent.segment == tail.segment and extent.end > tail.end
+    )
 
 
 def _lost(files: SegmentFiles, tail: Tail, extent: Extent) -> CorruptJournalError:
