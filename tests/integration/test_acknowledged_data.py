@@ -251,14 +251,16 @@ async def test_a_garbage_index_entry_is_ignored(tmp_path: Path) -> None:
     assert await last_sequence(root, "s") == 6
 
 
-async def test_a_log_behind_its_snapshot_refuses_new_events(tmp_path: Path) -> None:
+async def test_repairing_a_log_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    await write(root, "s", 10)
-    async with calliope.open(root, replica_id="writer") as app:
-        await app.snapshots.save_snapshot("s", ItemAdded("state"), sequence=10)
-    shutil.rmtree(log_dir(root, "s"))  # the log and its extent are lost; the snapshot is not
-    with pytest.raises(calliope.CorruptJournalError, match="snapshot"):
-        await write(root, "s", 1)
+    await write(root, "plain", 2)
+    async with calliope.open(root, replica_id="fixer") as app:
+        report = await app.journal.repair("plain", replica_id="a")  # the wrong kind
+        assert not report.repaired and report.last_sequence == 0
+        assert (await app.journal.repair("nothing")).last_sequence == 0
+    assert not (log_dir(root, "plain").parent / "replicas").exists()
+    await write(root, "plain", 1)  # still a plain stream, writable
+    assert await last_sequence(root, "plain") == 3
 
 
 async def test_a_damaged_extent_never_lets_damage_pass_for_a_torn_write(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from calliope.adapters.files.fsutil import (
     write_file_atomically,
 )
 from calliope.adapters.files.group_commit import GroupCommitter
-from calliope.adapters.files.layout import id_digest, id_directory, log_directory, stream_directory
+from calliope.adapters.files.layout import id_directory, log_directory, stream_directory
 from calliope.adapters.files.page_reads import in_range, read_page
 from calliope.adapters.files.reader import read_step
 from calliope.adapters.files.segment_files import Position
@@ -219,33 +219,6 @@ class FileEventLog:
                 private_makedirs(directory)
                 write_file_atomically(id_path, replica_id.encode("utf-8"))
             self._check_not_observed_beyond(stream_id, replica_id)
-        else:
-            self._check_not_behind_snapshots(stream_id)
-
-    def _check_not_behind_snapshots(self, stream_id: str) -> None:
-        """A plain log must hold every sequence a snapshot of the same id was
-        saved at (saving past the end is refused), or it lost acknowledged
-        events (blocking; O(snapshots kept))."""
-        digest = id_digest(stream_id)
-        try:
-            names = os.listdir(os.path.join(self._root, "snapshots", digest[:2], digest))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        taken = [int(n[:20]) for n in names if n.endswith(".snap") and n[:20].isdigit()]
-        if not taken:
-            return
-        log = self._segment_log(stream_id, None)
-        held = log.peek_last()
-        if max(taken) > held:
-            raise CorruptJournalError(
-                f"a snapshot of {stream_id!r} was saved at sequence {max(taken)}, but the "
-                f"stream's log in {log.directory} holds only {held} events: it lost "
-                f"acknowledged events, and new ones would reuse their sequence numbers. "
-                f"Restore the log from a backup, or call app.journal.repair({stream_id!r}) "
-                f"and delete the snapshots past its end",
-                path=log.directory,
-                offset=0,
-            )
 
     def _check_not_observed_beyond(self, stream_id: str, replica_id: str) -> None:
         """A replica never takes a sequence another replica has observed:
@@ -532,6 +505,9 @@ class FileEventLog:
         waiting for appends in flight. O(size of the log)."""
         if self._read_only:
             raise self._refused(f"repairing stream {stream_id!r}")
+        directory = log_directory(self._root, stream_id, replica_id)
+        if not await asyncio.to_thread(os.path.isdir, directory):
+            return RepairReport(stream_id, replica_id, 0)  # no such log: nothing to repair
         entry = self._log(stream_id, replica_id)
         entry.users += 1
         try:
