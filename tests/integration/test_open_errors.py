@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,35 @@ async def test_a_snapshot_sequence_out_of_range_is_refused(
         with pytest.raises(calliope.InvalidArgumentError, match="sequence must be an int"):
             await app.snapshots.save_snapshot("free", Cart(), sequence=sequence)  # type: ignore[arg-type]
         assert await app.snapshots.load_snapshot("free", Cart) is None
+
+
+def _race_first_writes(directory: Path) -> list[str]:
+    """Write a new id as plain and as replicated at once, from two threads;
+    the kinds refused."""
+    from calliope.adapters.files.event_log import check_kind
+
+    start = threading.Barrier(2)
+    refused: list[str] = []
+
+    def first_write(replica_id: str | None) -> None:
+        start.wait()
+        try:
+            check_kind(str(directory), "s", replica_id)
+        except calliope.InvalidArgumentError:
+            refused.append("replicated" if replica_id else "plain")
+
+    threads = [threading.Thread(target=first_write, args=(r,)) for r in (None, "a")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return refused
+
+
+def test_two_writers_of_a_new_id_as_two_kinds_cannot_both_win(tmp_path: Path) -> None:
+    """Processes that never met agree: of two first writers, one plain and
+    one replicated, racing on a new id, exactly one is refused."""
+    for n in range(40):
+        directory = tmp_path / f"stream-{n}"
+        directory.mkdir()
+        assert len(_race_first_writes(directory)) == 1, n

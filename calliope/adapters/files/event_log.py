@@ -18,6 +18,7 @@ from typing import Any
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
 from calliope.adapters.files.fsutil import (
+    create_file_exclusively,
     private_makedirs,
     storage_error,
     storage_errors,
@@ -84,15 +85,30 @@ class _LogHandle:
 
 
 def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
-    """Refuse to write a stream as plain (``replica_id`` None) if its
-    directory holds replica logs, or as replicated if it holds a plain log:
-    one id must not become two separate logs. InvalidArgumentError naming
-    the id and its kind. One ``stat`` (blocking); the file journal checks
-    once per log it opens, so processes that never met agree too."""
-    replicated = replica_id is not None
-    if not os.path.isdir(os.path.join(directory, "log" if replicated else "replicas")):
+    """Refuse to write a stream as plain (``replica_id`` None) if it is a
+    replicated stream, or as replicated if it is a plain one: one id must not
+    become two separate logs. InvalidArgumentError naming the id and its kind.
+
+    The first writer of a stream records its kind in the stream directory's
+    ``kind`` file, created exclusively (so two processes writing a new id as
+    two kinds at once cannot both win); a stream written before that file
+    existed is known by its ``log``/``replicas`` directories. Blocking, a few
+    system calls; the file journal checks once per log it opens.
+    """
+    wanted = "replicated" if replica_id is not None else "plain"
+    path = os.path.join(directory, "kind")
+    kind = _read_kind(path)
+    if kind is None:
+        other = "log" if replica_id is not None else "replicas"
+        if os.path.isdir(os.path.join(directory, other)):
+            kind = "plain" if other == "log" else "replicated"
+        elif create_file_exclusively(path, wanted.encode()):
+            return
+        else:
+            kind = _read_kind(path)
+    if kind is None or kind == wanted:
         return
-    if replicated:
+    if kind == "plain":
         raise InvalidArgumentError(
             f"stream {stream_id!r} is a plain stream (written with app.journal.event_stream); "
             f"it cannot also be written as a replicated stream, or it would hold two separate "
@@ -106,6 +122,15 @@ def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
         f"app.journal.replicated_event_stream({stream_id!r}, ...), or another id for the "
         f"plain stream"
     )
+
+
+def _read_kind(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            kind = handle.read().decode("ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    return kind if kind in ("plain", "replicated") else None
 
 
 def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:

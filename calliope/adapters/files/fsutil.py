@@ -15,6 +15,7 @@ from calliope.adapters.files.disk import OS_DISK, Disk, sync
 from calliope.errors import StorageError
 
 __all__ = [
+    "create_file_exclusively",
     "IO_CHUNK",
     "fsync_directory",
     "private_makedirs",
@@ -104,6 +105,29 @@ async def write_file_atomically_async(
     loop free meanwhile. The thread owns the file until it is done: if the
     caller is cancelled, the file is still written (or not) as a whole."""
     await asyncio.to_thread(write_file_atomically, path, parts, disk)
+
+
+def create_file_exclusively(path: str, data: bytes) -> bool:
+    """Create ``path`` holding ``data``, whole and durable, unless it exists:
+    a temporary file is written and fsynced, then linked to ``path`` (which
+    fails if another process got there first), and the directory fsynced.
+    True if this call created it."""
+    directory = os.path.dirname(path)
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temporary)
+    fsync_directory(directory)
+    return True
 
 
 def _slices(parts: Sequence[bytes]) -> Iterator[memoryview]:
