@@ -305,3 +305,14 @@ async def test_with_durability_flush_a_power_loss_is_accepted_not_an_error(
     async with calliope.open(root, replica_id="writer", durability="flush") as app:
         envelope = await app.journal.event_stream("s", ItemAdded).persist(ItemAdded("next"))
     assert envelope.sequence == 5
+
+
+async def test_last_sequence_agrees_with_a_query_over_a_stale_extent(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 2)
+    lock = log_dir(root, "s") / "lock"
+    stale = lock.read_bytes()
+    await write(root, "s", 3)
+    lock.write_bytes(stale)  # a power loss kept the segment's pages, not the lock file's
+    assert await last_sequence(root, "s") == 5
+    assert len(await skus(root, "s")) == 5
