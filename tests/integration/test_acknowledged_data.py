@@ -316,3 +316,23 @@ async def test_last_sequence_agrees_with_a_query_over_a_stale_extent(tmp_path: P
     lock.write_bytes(stale)  # a power loss kept the segment's pages, not the lock file's
     assert await last_sequence(root, "s") == 5
     assert len(await skus(root, "s")) == 5
+
+
+async def test_a_replica_log_is_not_repaired_below_what_others_observed(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    async with calliope.open(root, replica_id="a") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        for n in range(3):
+            await stream.persist(ItemAdded(f"a{n}"))
+    async with calliope.open(root, replica_id="b") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        await stream.query().to_list()
+        await stream.persist(ItemAdded("b0"))  # its version names a:3
+    (segment,) = sorted(log_dir(root, "r", "a").glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0x01  # a:3, which b observed
+    segment.write_bytes(bytes(data))
+    async with calliope.open(root, replica_id="fixer") as app:
+        with pytest.raises(calliope.CorruptJournalError, match="observed"):
+            await app.journal.repair("r", replica_id="a")
+    assert segment.read_bytes() == bytes(data)  # nothing changed

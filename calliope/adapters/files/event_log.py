@@ -245,26 +245,35 @@ class FileEventLog:
                 write_file_atomically(id_path, replica_id.encode("utf-8"))
             self._check_not_observed_beyond(stream_id, replica_id)
 
+    def _observed_of(self, stream_id: str, replica_id: str) -> int:
+        """The highest sequence of ``replica_id`` that the other replicas'
+        last versions name (blocking; O(replicas))."""
+        return max(
+            (
+                self._segment_log(stream_id, other).peek_last_version().get(replica_id, 0)
+                for other in self._replica_ids(stream_id)
+                if other != replica_id
+            ),
+            default=0,
+        )
+
     def _check_not_observed_beyond(self, stream_id: str, replica_id: str) -> None:
         """A replica never takes a sequence another replica has observed:
         its log must hold every event of it that the other replicas' last
         versions name, or it lost acknowledged events (blocking; O(replicas))."""
         own = self._segment_log(stream_id, replica_id)
         held = own.peek_last()
-        for other in self._replica_ids(stream_id):
-            if other == replica_id:
-                continue
-            seen = self._segment_log(stream_id, other).peek_last_version().get(replica_id, 0)
-            if seen > held:
-                raise CorruptJournalError(
-                    f"replica {other!r} of stream {stream_id!r} has observed events of replica "
-                    f"{replica_id!r} up to sequence {seen}, but its log in {own.directory} holds "
-                    f"only {held}: it lost acknowledged events, and new ones would take "
-                    f"sequence numbers others have already seen. Restore that log from a "
-                    f"backup, or write this stream under a new replica_id",
-                    path=own.directory,
-                    offset=0,
-                )
+        seen = self._observed_of(stream_id, replica_id)
+        if seen > held:
+            raise CorruptJournalError(
+                f"other replicas of stream {stream_id!r} have observed events of replica "
+                f"{replica_id!r} up to sequence {seen}, but its log in {own.directory} holds "
+                f"only {held}: it lost acknowledged events, and new ones would take "
+                f"sequence numbers others have already seen. Restore that log from a "
+                f"backup, or write this stream under a new replica_id",
+                path=own.directory,
+                offset=0,
+            )
 
     def _replica_ids(self, stream_id: str) -> list[str]:
         """The replicas with a log in this replicated stream (blocking).
@@ -537,7 +546,10 @@ class FileEventLog:
         entry.users += 1
         try:
             with storage_errors(f"repairing stream {stream_id!r}"):
-                repaired = await asyncio.to_thread(entry.log.repair)
+                observed = 0
+                if replica_id is not None:
+                    observed = await asyncio.to_thread(self._observed_of, stream_id, replica_id)
+                repaired = await asyncio.to_thread(entry.log.repair, observed=observed)
         finally:
             entry.users -= 1
         entry.hints.clear()

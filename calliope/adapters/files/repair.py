@@ -8,7 +8,10 @@ of the segment where the damage starts into a ``.aside`` file, and every
 later segment (and its index) renamed to ``.aside``. Nothing is deleted.
 The committed extent is then recorded for what remains, so the log is
 readable and writable again; its next event takes the sequence after the
-intact prefix.
+intact prefix. A replica's log is not repaired below what other replicas
+have observed of it (``observed``): its next events would reuse sequence
+numbers they saw, and their own events, which follow the lost ones, could
+never be delivered in causal order.
 
 Contract: call under the log's lock (segment_writer.py). O(size of the log).
 """
@@ -40,37 +43,40 @@ class Repaired(NamedTuple):
     bytes_moved: int
 
 
-def repair_log(files: SegmentFiles, lock_fd: int) -> Repaired:
+class _Plan(NamedTuple):
+    kept: Tail  # the end of the intact prefix
+    cut: bool  # the segment ``kept.segment`` holds more after ``kept.end``
+    later: list[int]  # the segments after it, all moved aside
+
+
+def repair_log(files: SegmentFiles, lock_fd: int, *, observed: int = 0) -> Repaired:
     """Keep the intact prefix of the log, move the rest aside, record the
-    extent of what remains (see the module's contract)."""
+    extent of what remains (see the module's contract). Raises
+    CorruptJournalError, changing nothing, if the prefix ends before
+    ``observed``."""
+    plan = _plan(files)
+    kept = plan.kept
+    if kept.last_sequence < observed:
+        raise CorruptJournalError(
+            f"the log in {files.directory} (stream {files.stream_id!r}) is intact only up to "
+            f"sequence {kept.last_sequence}, but other replicas have observed its events up "
+            f"to {observed}: repairing it would give their sequence numbers to new events, "
+            f"and the other replicas' later events could never be delivered in causal order. "
+            f"Nothing was changed. Restore the log from a backup",
+            path=files.path(kept.segment),
+            offset=kept.end,
+        )
     moved: list[str] = []
     count = 0
-    kept = Tail(1, -1, SEGMENT_HEADER_SIZE, 0)
-    segments = files.segments()
-    for index, segment in enumerate(segments):
-        if segment != kept.last_sequence + 1 or (index and not kept.sealed):
-            for later in segments[index:]:  # a segment missing before it, or no seal
-                count += _rename_aside(files, later, moved)
-            break
-        fd = os.open(files.path(segment), os.O_RDWR)
+    if plan.cut:
+        fd = os.open(files.path(kept.segment), os.O_RDWR)
         try:
-            tail = Tail(segment, fd, SEGMENT_HEADER_SIZE, segment - 1)
-            size = os.fstat(fd).st_size
-            try:
-                intact = size >= SEGMENT_HEADER_SIZE and catch_up(files, fd, tail, size)
-            except CorruptJournalError:  # a batch out of sequence: keep what precedes it
-                intact = False
-            if not intact and size > tail.end:
-                count += size - tail.end
-                moved.append(move_aside(files, fd, segment, tail.end, "a repair asked for"))
-            kept = tail
-            kept.fd = -1
+            count += os.fstat(fd).st_size - kept.end
+            moved.append(move_aside(files, fd, kept.segment, kept.end, "a repair asked for"))
         finally:
             os.close(fd)
-        if not intact:
-            for later in segments[index + 1 :]:
-                count += _rename_aside(files, later, moved)
-            break
+    for segment in plan.later:
+        count += _rename_aside(files, segment, moved)
     write_extent(files.disk, lock_fd, kept.extent(files.synced))
     sync(files.disk.fsync, lock_fd)
     if moved:
@@ -83,6 +89,29 @@ def repair_log(files: SegmentFiles, lock_fd: int) -> Repaired:
             ", ".join(moved),
         )
     return Repaired(kept.last_sequence, moved, count)
+
+
+def _plan(files: SegmentFiles) -> _Plan:
+    """Where the intact prefix ends, read without changing anything."""
+    kept = Tail(1, -1, SEGMENT_HEADER_SIZE, 0)
+    segments = files.segments()
+    for index, segment in enumerate(segments):
+        if segment != kept.last_sequence + 1 or (index and not kept.sealed):
+            return _Plan(kept, False, segments[index:])  # one missing before it, or no seal
+        fd = os.open(files.path(segment), os.O_RDONLY)
+        try:
+            tail = Tail(segment, -1, SEGMENT_HEADER_SIZE, segment - 1)
+            size = os.fstat(fd).st_size
+            try:
+                intact = size >= SEGMENT_HEADER_SIZE and catch_up(files, fd, tail, size)
+            except CorruptJournalError:  # a batch out of sequence: keep what precedes it
+                intact = False
+        finally:
+            os.close(fd)
+        kept = tail
+        if not intact:
+            return _Plan(kept, size > tail.end, segments[index + 1 :])
+    return _Plan(kept, False, [])
 
 
 def _rename_aside(files: SegmentFiles, segment: int, moved: list[str]) -> int:

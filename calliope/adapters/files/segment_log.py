@@ -115,9 +115,10 @@ class SegmentLog:
         one fsync for all of them."""
         return self._writer.append(requests)
 
-    def repair(self) -> Repaired:
-        """Keep the intact prefix, move the rest aside (repair.py)."""
-        return self._writer.repair()
+    def repair(self, *, observed: int = 0) -> Repaired:
+        """Keep the intact prefix, not below ``observed``; move the rest
+        aside (repair.py)."""
+        return self._writer.repair(observed=observed)
 
     def settle(self) -> bool:
         """Commit what a dead writer left past the committed extent, if no

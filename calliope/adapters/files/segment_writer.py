@@ -220,10 +220,11 @@ class SegmentWriter:
                     f"syncing the files of {self._files.directory}", error
                 ) from error
 
-    def repair(self) -> Repaired:
+    def repair(self, *, observed: int = 0) -> Repaired:
         """Keep the log's intact prefix and move the rest aside, waiting for
-        the lock (repair.py). O(size of the log). A log that refused writes
-        after a failed sync stays refused (reopen it first)."""
+        the lock (repair.py); not below ``observed``. O(size of the log). A
+        log that refused writes after a failed sync stays refused (reopen it
+        first)."""
         if self._failed:
             self._check_usable()
         with self._busy:
@@ -231,7 +232,7 @@ class SegmentWriter:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 self._forget_tail()
-                return repair_log(self._files, lock)
+                return repair_log(self._files, lock, observed=observed)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
