@@ -76,6 +76,12 @@ class CausalBuffer(Generic[T]):
         """The held-back values (in no particular order)."""
         return [value for chain in self._waiting.values() for value in _walk(chain)]
 
+    def missing(self) -> list[Dot]:
+        """What the held-back values wait for that has not arrived: the
+        (replica, sequence) of each awaited event that is not held back
+        itself. O(pending)."""
+        return [dot for dot in self._waiting if dot not in self._parked]
+
 
 def _dot(value: Causal) -> Dot:
     replica = value.replica_id

@@ -33,7 +33,7 @@ from calliope.core.causal_delivery import CausalBuffer
 from calliope.core.envelope import Envelope
 from calliope.core.replication import RecordBatch, StoredEvent, deliver_page
 from calliope.core.version_vector import VersionVector
-from calliope.errors import EventDecodingError
+from calliope.errors import CorruptJournalError, EventDecodingError
 from calliope.shell.live import LiveLifecycle
 from calliope.shell.queries import SLICE
 from calliope.shell.replica_merge import PAGE, ReplicaMerge
@@ -54,6 +54,29 @@ async def read_more(source: ReplicatedSource[E], merge: ReplicaMerge) -> None:
     excluded = () if wanted is None else wanted
     pages = await source.log.read_new(source.stream_id, merge.known, limit=PAGE, exclude=excluded)
     merge.feed(pages, excluded)
+
+
+async def _check_not_lost(source: ReplicatedSource[E], missing: list[tuple[str, int]]) -> None:
+    """Events are held back, waiting for ``missing`` events: those that
+    arrived after their log was read are left for a later query, but one its
+    writer's log does not hold at all was acknowledged and lost (a damaged
+    or deleted log): CorruptJournalError, never a silent gap. O(replicas)."""
+    needed: dict[str, int] = {}
+    for replica, sequence in missing:
+        needed[replica] = min(sequence, needed.get(replica, sequence))
+    for replica, sequence in sorted(needed.items()):
+        version = await source.log.replica_version(source.stream_id, replica)
+        held = version.get(replica, 0)
+        if held < sequence:
+            raise CorruptJournalError(
+                f"replicated stream {source.stream_id!r}: other replicas' events follow event "
+                f"{sequence} of replica {replica!r}, but its log holds only {held} events, so "
+                f"they can never be delivered in causal order: acknowledged events of "
+                f"{replica!r} were lost (a damaged, deleted or repaired log). Restore that "
+                f"log from a backup",
+                path="",
+                offset=0,
+            )
 
 
 class ReplicatedQuery(Generic[E]):
@@ -94,6 +117,8 @@ class ReplicatedQuery(Generic[E]):
                 if not merged:
                     if merge.stalled:  # pragma: no cover - a page always moves it on
                         continue
+                    if buffer.pending:
+                        await _check_not_lost(source, buffer.missing())
                     return  # every log read to its end
                 if merge.stalled:
                     ahead = asyncio.ensure_future(read_more(source, merge))

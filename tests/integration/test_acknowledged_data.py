@@ -336,3 +336,23 @@ async def test_a_replica_log_is_not_repaired_below_what_others_observed(tmp_path
         with pytest.raises(calliope.CorruptJournalError, match="observed"):
             await app.journal.repair("r", replica_id="a")
     assert segment.read_bytes() == bytes(data)  # nothing changed
+
+
+async def test_a_replicated_query_never_silently_drops_events_after_lost_ones(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    async with calliope.open(root, replica_id="a") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        for n in range(3):
+            await stream.persist(ItemAdded(f"a{n}"))
+    async with calliope.open(root, replica_id="b") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        await stream.query().to_list()
+        await stream.persist(ItemAdded("b0"))  # after a:3
+        await stream.persist(ItemAdded("b1"))
+    shutil.rmtree(log_dir(root, "r", "a"))  # replica a's log is lost
+    async with calliope.open(root, replica_id="c") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        with pytest.raises(calliope.CorruptJournalError, match="'a'"):
+            await stream.query().to_list()
