@@ -356,3 +356,21 @@ async def test_a_replicated_query_never_silently_drops_events_after_lost_ones(
         stream = app.journal.replicated_event_stream("r", ItemAdded)
         with pytest.raises(calliope.CorruptJournalError, match="'a'"):
             await stream.query().to_list()
+
+
+@pytest.mark.parametrize("damage", ["first deleted", "middle deleted", "seal cut"])
+async def test_writers_refuse_a_log_whose_segments_do_not_follow_on(
+    tmp_path: Path, damage: str
+) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 150, segment_bytes=4096)
+    files = segments(root, "s")
+    assert len(files) == 3
+    if damage == "first deleted":
+        files[0].unlink()
+    elif damage == "middle deleted":
+        files[1].unlink()
+    else:
+        files[1].write_bytes(files[1].read_bytes()[:-3])
+    with pytest.raises(calliope.CorruptJournalError):
+        await write(root, "s", 1)

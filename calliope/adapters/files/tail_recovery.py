@@ -162,16 +162,33 @@ def peek_last_version(files: SegmentFiles) -> dict[str, int]:
 
 
 def _load_tail(files: SegmentFiles) -> Tail:
-    """The tail of the last segment, found from its index and the files."""
+    """The tail of the last segment, found from its index and the files.
+
+    Also checks what a writer can cheaply: the first segment is there, and
+    the one before the last ends in its seal just before the last begins
+    (damage further back is found by readers). O(bytes after the last
+    index entry of the two last segments)."""
     segments = files.segments()
     if not segments:
         return Tail(1, create_segment(files, 1), SEGMENT_HEADER_SIZE, 0)
+    if segments[0] != 1:
+        raise damaged(files, 1, 0, "the log's first segment is missing")
     last = segments[-1]
+    previous = _scan(files, segments[-2], None) if len(segments) > 1 else None
+    if previous is not None and (not previous.sealed or previous.last_sequence + 1 != last):
+        raise damaged(
+            files,
+            previous.segment,
+            previous.end,
+            f"the segment ends there with sequence {previous.last_sequence}"
+            f"{'' if previous.sealed else ' and without its seal'}, but the next one "
+            f"starts at {last}",
+        )
     fd = create_segment(files, last)  # opens it, redoing a header a crash left out
     start, first = indexed_start(files, fd, last, None)
     tail = Tail(last, fd, start.offset, first - 1)
-    if start.offset == SEGMENT_HEADER_SIZE and len(segments) > 1:
-        tail.last_version = _scan(files, segments[-2], None).last_version
+    if start.offset == SEGMENT_HEADER_SIZE and previous is not None:
+        tail.last_version = previous.last_version
     return tail
 
 
