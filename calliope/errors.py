@@ -103,9 +103,10 @@ class ReadOnlyStoreError(StorageError):
 
 
 class CorruptJournalError(StorageError):
-    """A journal file holds a damaged frame before its tail. Data is never
-    silently skipped: restore the file from a replica or backup, or truncate
-    it at the offset named if losing what follows is acceptable."""
+    """A journal holds damaged or missing data that was acknowledged (``path``
+    and ``offset`` say where, when it is one file). Data is never silently
+    skipped or cut: restore the file from a replica or backup, or call
+    ``app.journal.repair`` to move the damaged part aside, losing its events."""
 
     def __init__(self, message: str, *, path: str, offset: int) -> None:
         super().__init__(message)

@@ -21,6 +21,7 @@ stops nothing).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -311,3 +312,17 @@ def test_two_writers_of_a_new_id_as_two_kinds_cannot_both_win(tmp_path: Path) ->
         directory = tmp_path / f"stream-{n}"
         directory.mkdir()
         assert len(_race_first_writes(directory)) == 1, n
+
+
+@pytest.mark.parametrize("replica", ["x" * 5000, "\udc80"])
+async def test_a_hand_edited_default_replica_id_is_checked(tmp_path: Path, replica: str) -> None:
+    root = tmp_path / "data"
+    async with calliope.open(root):
+        pass
+    meta = root / "calliope.json"
+    content = json.loads(meta.read_text())
+    content["default_replica_id"] = replica
+    meta.write_text(json.dumps(content))
+    with pytest.raises(calliope.StorageError, match=r"calliope\.json"):
+        async with calliope.open(root):
+            pass

@@ -28,7 +28,8 @@ from calliope.adapters.files.fsutil import (
     private_makedirs,
     write_file_atomically,
 )
-from calliope.errors import ReplicaInUseError, StorageError
+from calliope.core.ids import validate_replica_id
+from calliope.errors import InvalidArgumentError, ReplicaInUseError, StorageError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -246,6 +247,13 @@ def _read_meta(root: str, meta_path: str) -> str:
     replica = meta.get("default_replica_id")
     if not isinstance(replica, str) or not replica:
         raise StorageError(f"{meta_path} has no default_replica_id; pass replica_id= explicitly")
+    try:
+        validate_replica_id(replica)
+    except InvalidArgumentError as error:
+        raise StorageError(
+            f"{meta_path} holds a default_replica_id that is not a valid replica id ({error}); "
+            f"restore the file, or pass replica_id= explicitly"
+        ) from None
     return replica
 
 

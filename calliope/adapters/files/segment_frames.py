@@ -85,8 +85,8 @@ def check_damage(fd: int, path: str, offset: int) -> None:
         raise CorruptJournalError(
             f"journal file {path} has a damaged frame at byte offset {offset} followed "
             f"by intact data at offset {offset + found}; Calliope will not skip it. "
-            f"Restore the file from a backup or a replica, or truncate it at offset "
-            f"{offset} if losing what follows is acceptable",
+            f"Restore the file from a backup or a replica, or call app.journal.repair() "
+            f"on its stream to move the damaged part aside, losing its events",
             path=path,
             offset=offset,
         )
