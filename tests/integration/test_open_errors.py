@@ -121,6 +121,17 @@ async def test_a_store_whose_calliope_json_was_lost_is_refused(tmp_path: Path) -
     assert not (root / "calliope.json").exists()
 
 
+async def test_a_store_whose_calliope_json_was_lost_still_opens_read_only(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    await write_store(root)
+    (root / "calliope.json").unlink()
+    async with calliope.open(root, read_only=True) as app:
+        assert await app.journal.event_stream("cart", ItemAdded).last_sequence() >= 1
+    assert not (root / "calliope.json").exists()
+
+
 async def test_the_old_replica_id_recreates_calliope_json(tmp_path: Path) -> None:
     root = tmp_path / "data"
     old = await write_store(root)

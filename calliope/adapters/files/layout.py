@@ -108,9 +108,12 @@ def ensure_root(root: str, replica_id: str | None = None) -> str:
     return _read_meta(root, meta_path)
 
 
-def read_root(root: str) -> str:
+def read_root(root: str, requested: str | None = None) -> str:
     """The default replica id of an existing store, creating nothing (for
-    a read-only open). StorageError if ``root`` is not a Calliope store."""
+    a read-only open). StorageError if ``root`` is not a Calliope store. A
+    store whose ``calliope.json`` was lost still opens read-only (nothing is
+    written, so no replica can fork): as ``requested``, else as
+    ``"read-only"``."""
     meta_path = os.path.join(root, _META)
     if not os.path.exists(meta_path):
         if not os.path.isdir(root):
@@ -120,7 +123,7 @@ def read_root(root: str) -> str:
             )
         entries = _entries(root)
         if any(name in _DATA for name in entries):
-            raise StorageError(_missing_meta(root, entries, None))
+            return requested or "read-only"
         raise StorageError(
             f"{root} is not a Calliope store (it has no {_META}); a read_only open only "
             f"inspects an existing store: check the path"

@@ -85,7 +85,7 @@ class FileStore:
         requested = self._requested_replica
         try:
             if self.read_only:
-                default = await asyncio.to_thread(read_root, self.root)
+                default = await asyncio.to_thread(read_root, self.root, requested)
             else:
                 default = await asyncio.to_thread(ensure_root, self.root, requested)
         except OSError as error:
