@@ -296,7 +296,7 @@ async def test_a_snapshot_sequence_out_of_range_is_refused(
 def _race_first_writes(directory: Path) -> list[str]:
     """Write a new id as plain and as replicated at once, from two threads;
     the kinds refused."""
-    from calliope.adapters.files.event_log import check_kind
+    from calliope.adapters.files.stream_kind import check_kind
 
     start = threading.Barrier(2)
     refused: list[str] = []

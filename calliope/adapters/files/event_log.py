@@ -18,7 +18,6 @@ from typing import Any
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
 from calliope.adapters.files.fsutil import (
-    create_file_exclusively,
     private_makedirs,
     storage_error,
     storage_errors,
@@ -31,17 +30,17 @@ from calliope.adapters.files.reader import read_step
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
+from calliope.adapters.files.stream_kind import check_kind
 from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import (
     AppClosedError,
     CorruptJournalError,
-    InvalidArgumentError,
     ReadOnlyStoreError,
 )
 from calliope.shell.ports import Durability, NewEvent, RepairReport
 
-__all__ = ["FileEventLog", "check_kind"]
+__all__ = ["FileEventLog"]
 
 _HINTS = 64
 _HANDLES = 128  # logs whose state (open files, hints) this process keeps
@@ -82,55 +81,6 @@ class _LogHandle:
         if best is None or best[1].segment > sequence:
             return None
         return best[1]
-
-
-def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
-    """Refuse to write a stream as plain (``replica_id`` None) if it is a
-    replicated stream, or as replicated if it is a plain one: one id must not
-    become two separate logs. InvalidArgumentError naming the id and its kind.
-
-    The first writer of a stream records its kind in the stream directory's
-    ``kind`` file, created exclusively (so two processes writing a new id as
-    two kinds at once cannot both win); a stream written before that file
-    existed is known by its ``log``/``replicas`` directories. Blocking, a few
-    system calls; the file journal checks once per log it opens.
-    """
-    wanted = "replicated" if replica_id is not None else "plain"
-    path = os.path.join(directory, "kind")
-    kind = _read_kind(path)
-    if kind is None:
-        other = "log" if replica_id is not None else "replicas"
-        if os.path.isdir(os.path.join(directory, other)):
-            kind = "plain" if other == "log" else "replicated"
-        elif create_file_exclusively(path, wanted.encode()):
-            return
-        else:
-            kind = _read_kind(path)
-    if kind is None or kind == wanted:
-        return
-    if kind == "plain":
-        raise InvalidArgumentError(
-            f"stream {stream_id!r} is a plain stream (written with app.journal.event_stream); "
-            f"it cannot also be written as a replicated stream, or it would hold two separate "
-            f"logs. Use app.journal.event_stream({stream_id!r}, ...), or another id for the "
-            f"replicated stream"
-        )
-    raise InvalidArgumentError(
-        f"stream {stream_id!r} is a replicated stream (written with "
-        f"app.journal.replicated_event_stream); it cannot also be written as a plain stream, "
-        f"or it would hold two separate logs. Use "
-        f"app.journal.replicated_event_stream({stream_id!r}, ...), or another id for the "
-        f"plain stream"
-    )
-
-
-def _read_kind(path: str) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            kind = handle.read().decode("ascii", errors="replace")
-    except FileNotFoundError:
-        return None
-    return kind if kind in ("plain", "replicated") else None
 
 
 def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
