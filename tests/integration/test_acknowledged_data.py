@@ -374,3 +374,17 @@ async def test_writers_refuse_a_log_whose_segments_do_not_follow_on(
         files[1].write_bytes(files[1].read_bytes()[:-3])
     with pytest.raises(calliope.CorruptJournalError):
         await write(root, "s", 1)
+
+
+async def test_a_query_at_the_end_commits_a_dead_writers_frame_as_last_sequence_does(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    await write(root, "s", 3)
+    async with calliope.open(root, replica_id="reader") as app:
+        stream = app.journal.event_stream("s", ItemAdded)
+        assert len(await stream.query().to_list()) == 3  # the read hint is at the end now
+        append_unsynced_frame(root, 4)  # then a writer dies past the extent
+        events = await stream.query(from_sequence=4).to_list()
+        assert [e.event.sku for e in events] == ["unsynced"]
+        assert await stream.last_sequence() == 4

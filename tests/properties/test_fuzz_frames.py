@@ -365,8 +365,10 @@ def test_a_torn_event_holding_frames_is_a_torn_tail(tail: bytes, data: st.DataOb
         root, at, before = _blob_log(directory, inner)
         segment = segment_of(root)
         whole = segment.read_bytes()
-        cut = data.draw(st.integers(at + len(SEAL), at + len(inner)), label="cut")
-        segment.write_bytes(whole[:cut])  # torn after an inner frame, before the end
+        # Torn after an inner frame, and before the end of its own frame
+        # (an intact frame past the extent is a dead writer's: committed).
+        cut = data.draw(st.integers(at + len(SEAL), len(whole) - 1), label="cut")
+        segment.write_bytes(whole[:cut])
         (segment.parent / "lock").write_bytes(before)  # by a crash: never acknowledged
         assert _query_blobs(root) == [Blob(b"first")]
 

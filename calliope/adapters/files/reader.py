@@ -61,7 +61,11 @@ def _committed_step(log: SegmentLog, position: Position, extent: Extent, settle:
     """:func:`read_step` for a log with a committed extent."""
     committed = extent.committed_end(position.segment)
     if committed == 0 or (committed is not None and position.offset >= committed):
-        return ReadStep([], position, True)  # nothing (more) committed here yet
+        # Nothing (more) committed here yet; bytes past the extent are a
+        # writer's at work, or a dead writer's: settle those, read again.
+        if settle and _grown_past(log, position) and log.settle():
+            return read_step(log, position, settle=False)
+        return ReadStep([], position, True)
     try:
         fd = os.open(log.path(position.segment), os.O_RDONLY)
     except FileNotFoundError:
@@ -103,6 +107,14 @@ def _committed_step(log: SegmentLog, position: Position, extent: Extent, settle:
             return read_step(log, position, settle=False)
         return ReadStep(found.batches, here, True)
     raise damaged(log.files, here.segment, here.offset, "the frame there is unusable")
+
+
+def _grown_past(log: SegmentLog, position: Position) -> bool:
+    """Whether the segment at ``position`` holds bytes past it."""
+    try:
+        return os.stat(log.path(position.segment)).st_size > position.offset
+    except FileNotFoundError:
+        return False
 
 
 def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
