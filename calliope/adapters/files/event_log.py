@@ -23,8 +23,8 @@ from calliope.adapters.files.fsutil import (
     storage_errors,
     write_file_atomically,
 )
-from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.files.layout import id_directory, log_directory, stream_directory
+from calliope.adapters.files.log_handle import LogHandle
 from calliope.adapters.files.page_reads import in_range, read_page
 from calliope.adapters.files.reader import read_step
 from calliope.adapters.files.segment_files import Position
@@ -42,45 +42,10 @@ from calliope.shell.ports import Durability, NewEvent, RepairReport
 
 __all__ = ["FileEventLog"]
 
-_HINTS = 64
 _HANDLES = 128  # logs whose state (open files, hints) this process keeps
 _REPLICA_NAMES = 4096
 _QUICK_READ = 64 * 1024  # bytes appended since the last read that may be read on the loop
 _QUICK_LOGS = 16
-
-
-class _LogHandle:
-    """Everything this process holds for one log (plain or one replica's)."""
-
-    def __init__(self, log: SegmentLog) -> None:
-        self.log = log
-        self.committer: GroupCommitter[AppendRequest, RecordBatch | None] = GroupCommitter(
-            log.append, log.try_append
-        )
-        self.ready = False  # the directories and id files exist
-        self.users = 0  # appends in flight
-        # sequence -> where a read step starting at that sequence begins.
-        self.hints: OrderedDict[int, Position] = OrderedDict()
-
-    def remember(self, sequence: int, position: Position) -> None:
-        self.hints[sequence] = position
-        self.hints.move_to_end(sequence)
-        if len(self.hints) > _HINTS:
-            self.hints.popitem(last=False)
-
-    def hint(self, sequence: int) -> Position | None:
-        """Where to start reading for ``sequence``: the hint for it or, else,
-        for the nearest sequence below it in the same segment. O(hints)."""
-        exact = self.hints.get(sequence)
-        if exact is not None:
-            return exact
-        best: tuple[int, Position] | None = None
-        for start, position in self.hints.items():
-            if start <= sequence and (best is None or start > best[0]):
-                best = (start, position)
-        if best is None or best[1].segment > sequence:
-            return None
-        return best[1]
 
 
 def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
@@ -123,7 +88,7 @@ class FileEventLog:
         self._durability = durability
         self._segment_bytes = segment_bytes
         self._changes = changes
-        self._logs: OrderedDict[tuple[str, str | None], _LogHandle] = OrderedDict()
+        self._logs: OrderedDict[tuple[str, str | None], LogHandle] = OrderedDict()
         self._replica_names: OrderedDict[str, str] = OrderedDict()  # directory -> replica id
         self._directories: OrderedDict[str, str] = OrderedDict()  # stream -> its directory
         self._caches = threading.Lock()  # the caches above are also used in worker threads
@@ -154,7 +119,7 @@ class FileEventLog:
             failed=self._failed,
         )
 
-    def _log(self, stream_id: str, replica_id: str | None) -> _LogHandle:
+    def _log(self, stream_id: str, replica_id: str | None) -> LogHandle:
         """This process's handle on a log (LRU-bounded). O(1) amortised."""
         key = (stream_id, replica_id)
         logs = self._logs
@@ -162,7 +127,7 @@ class FileEventLog:
         if entry is None:
             if self._closed:
                 raise AppClosedError("this store is closed; open it again")
-            entry = logs[key] = _LogHandle(self._segment_log(stream_id, replica_id))
+            entry = logs[key] = LogHandle(self._segment_log(stream_id, replica_id))
             if len(logs) > _HANDLES:
                 self._evict()
         else:
@@ -342,7 +307,7 @@ class FileEventLog:
         return self._read(self._log(stream_id, replica_id), from_sequence, to_sequence)
 
     async def _read(
-        self, entry: _LogHandle, from_sequence: int, to_sequence: int | None
+        self, entry: LogHandle, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
         log = entry.log
         position = entry.hint(from_sequence)
