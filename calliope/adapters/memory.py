@@ -20,13 +20,13 @@ from typing import Any
 
 import msgpack
 
+from calliope.adapters.kinds import other_kind
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import (
     AppClosedError,
     ConcurrencyError,
-    InvalidArgumentError,
     ReadOnlyStoreError,
     ReplicaInUseError,
 )
@@ -75,23 +75,14 @@ class MemoryBackend:
         self.kinds: dict[str, bool] = {}  # stream -> replicated, once written
         self.default_replica_id = f"memory-{name}"
 
-    def check_kind(self, stream_id: str, replica_id: str | None) -> None:
-        """Refuse to write a replicated stream as plain or the reverse
-        (InvalidArgumentError naming the id and its kind), as the file store
-        does. An append records the kind in ``kinds``. O(1); under ``lock``."""
+    def check_kind(self, stream_id: str, replicated: bool, *, reading: bool = False) -> None:
+        """Refuse to write (or, ``reading``, to read) a replicated stream as
+        plain or the reverse (InvalidArgumentError naming the id and its
+        kind), as the file store does. An append records the kind in
+        ``kinds``. O(1); under ``lock``."""
         known = self.kinds.get(stream_id)
-        if known is None or known == (replica_id is not None):
-            return
-        kind, call, other = (
-            ("replicated", "replicated_event_stream", "plain")
-            if known
-            else ("plain", "event_stream", "replicated")
-        )
-        raise InvalidArgumentError(
-            f"stream {stream_id!r} is a {kind} stream (written with app.journal.{call}); it "
-            f"cannot also be written as a {other} stream, or it would hold two separate logs. "
-            f"Use app.journal.{call}({stream_id!r}, ...), or another id for the {other} stream"
-        )
+        if known is not None and known != replicated:
+            raise other_kind(stream_id, replicated=known, reading=reading)
 
     def log(self, stream_id: str, replica_id: str | None = None) -> _MemoryLog:
         """The plain log of a stream (``replica_id`` None) or a replica's log."""
@@ -185,7 +176,7 @@ class MemoryEventLog:
         if self.closed:
             raise AppClosedError("this store is closed; open it again to write")
         with self._backend.lock:
-            self._backend.check_kind(stream_id, replica_id)
+            self._backend.check_kind(stream_id, replica_id is not None)
             log = self._backend.log(stream_id, replica_id)
             last = log.last_sequence
             if expected_sequence is not None and expected_sequence != last:
@@ -209,6 +200,7 @@ class MemoryEventLog:
 
     async def last_sequence(self, stream_id: str) -> int:
         with self._backend.lock:
+            self._backend.check_kind(stream_id, False, reading=True)
             return self._backend.log(stream_id).last_sequence
 
     async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
@@ -222,6 +214,8 @@ class MemoryEventLog:
     def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
+        with self._backend.lock:
+            self._backend.check_kind(stream_id, False, reading=True)
         return self._read(self._backend.log(stream_id), from_sequence, to_sequence)
 
     def read_replica(
@@ -231,6 +225,7 @@ class MemoryEventLog:
 
     async def replicas(self, stream_id: str) -> list[str]:
         with self._backend.lock:
+            self._backend.check_kind(stream_id, True, reading=True)
             return self._backend.replicas(stream_id)
 
     async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
@@ -248,6 +243,7 @@ class MemoryEventLog:
         """O(replicas * log(batches) + page)."""
         pages = []
         with self._backend.lock:
+            self._backend.check_kind(stream_id, True, reading=True)
             for replica in self._backend.replicas(stream_id):
                 if replica in exclude:
                     continue

@@ -27,15 +27,16 @@ from calliope.adapters.files.layout import id_directory, log_directory, stream_d
 from calliope.adapters.files.log_handle import LogHandle
 from calliope.adapters.files.page_reads import in_range, read_page
 from calliope.adapters.files.reader import read_step
+from calliope.adapters.files.replica_evidence import check_holds_observed, observed_of
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.files.stream_kind import check_kind
+from calliope.adapters.kinds import other_kind
 from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import (
     AppClosedError,
-    CorruptJournalError,
     ReadOnlyStoreError,
 )
 from calliope.shell.ports import Durability, NewEvent, RepairReport
@@ -94,6 +95,7 @@ class FileEventLog:
         self._caches = threading.Lock()  # the caches above are also used in worker threads
         # stream -> (link count of its replicas directory, replica ids then)
         self._replica_lists: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+        self._kinds: OrderedDict[str, bool] = OrderedDict()  # stream -> replicated, once known
         self._closed = False
 
     # -- where things are -------------------------------------------------------
@@ -161,34 +163,16 @@ class FileEventLog:
             self._check_not_observed_beyond(stream_id, replica_id)
 
     def _observed_of(self, stream_id: str, replica_id: str) -> int:
-        """The highest sequence of ``replica_id`` that the other replicas'
-        last versions name (blocking; O(replicas))."""
-        return max(
-            (
-                self._segment_log(stream_id, other).peek_last_version().get(replica_id, 0)
-                for other in self._replica_ids(stream_id)
-                if other != replica_id
-            ),
-            default=0,
-        )
+        """The highest sequence of ``replica_id`` the other replicas' last
+        versions name (blocking; O(replicas))."""
+        others = [r for r in self._replica_ids(stream_id) if r != replica_id]
+        return observed_of(replica_id, [self._segment_log(stream_id, r) for r in others])
 
     def _check_not_observed_beyond(self, stream_id: str, replica_id: str) -> None:
-        """A replica never takes a sequence another replica has observed:
-        its log must hold every event of it that the other replicas' last
-        versions name, or it lost acknowledged events (blocking; O(replicas))."""
+        """Raise unless this replica's log holds all the others observed of
+        it (replica_evidence.py; blocking, O(replicas))."""
         own = self._segment_log(stream_id, replica_id)
-        held = own.peek_last()
-        seen = self._observed_of(stream_id, replica_id)
-        if seen > held:
-            raise CorruptJournalError(
-                f"other replicas of stream {stream_id!r} have observed events of replica "
-                f"{replica_id!r} up to sequence {seen}, but its log in {own.directory} holds "
-                f"only {held}: it lost acknowledged events, and new ones would take "
-                f"sequence numbers others have already seen. Restore that log from a "
-                f"backup, or write this stream under a new replica_id",
-                path=own.directory,
-                offset=0,
-            )
+        check_holds_observed(own, replica_id, self._observed_of(stream_id, replica_id))
 
     def _replica_ids(self, stream_id: str) -> list[str]:
         """The replicas with a log in this replicated stream (blocking).
@@ -292,23 +276,45 @@ class FileEventLog:
 
     # -- reading ----------------------------------------------------------------
 
+    async def _check_reading(self, stream_id: str, replicated: bool) -> None:
+        """Refuse to read a stream as the other kind (it would find nothing;
+        see stream_kind.py). A known kind is remembered: O(1) then."""
+        known = self._kinds.get(stream_id)
+        if known is None:
+            directory = self._stream_directory(stream_id)
+            replica = "-" if replicated else None
+            with storage_errors(f"reading stream {stream_id!r}"):
+                if not await asyncio.to_thread(
+                    check_kind, directory, stream_id, replica, reading=True
+                ):
+                    return  # no kind yet: it may become either
+            with self._caches:
+                self._kinds[stream_id] = replicated
+                if len(self._kinds) > _HANDLES:
+                    self._kinds.popitem(last=False)
+        elif known != replicated:
+            raise other_kind(stream_id, replicated=known, reading=True)
+
     async def last_sequence(self, stream_id: str) -> int:
+        await self._check_reading(stream_id, False)
         with storage_errors(f"reading stream {stream_id!r}"):
             return await asyncio.to_thread(self._log(stream_id, None).log.peek_last)
 
     def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
-        return self._read(self._log(stream_id, None), from_sequence, to_sequence)
+        return self._read(stream_id, None, from_sequence, to_sequence)
 
     def read_replica(
         self, stream_id: str, replica_id: str, from_sequence: int, to_sequence: int | None = None
     ) -> AsyncIterator[list[RecordBatch]]:
-        return self._read(self._log(stream_id, replica_id), from_sequence, to_sequence)
+        return self._read(stream_id, replica_id, from_sequence, to_sequence)
 
     async def _read(
-        self, entry: LogHandle, from_sequence: int, to_sequence: int | None
+        self, stream_id: str, replica_id: str | None, from_sequence: int, to_sequence: int | None
     ) -> AsyncIterator[list[RecordBatch]]:
+        await self._check_reading(stream_id, replica_id is not None)
+        entry = self._log(stream_id, replica_id)
         log = entry.log
         position = entry.hint(from_sequence)
         if position is None:
@@ -343,6 +349,7 @@ class FileEventLog:
                 pending.cancel()
 
     async def replicas(self, stream_id: str) -> list[str]:
+        await self._check_reading(stream_id, True)
         with storage_errors(f"listing the replicas of stream {stream_id!r}"):
             return await asyncio.to_thread(self._replica_ids, stream_id)
 
@@ -363,6 +370,7 @@ class FileEventLog:
         worker-thread hop, or at once on the event loop when that is surely
         quick (every log's position is known and little was appended: the
         usual case of a persist's or a live query's read). O(replicas + page)."""
+        await self._check_reading(stream_id, True)
         logs = dict(self._logs)  # read-only in the worker thread
         known = dict(known)
         listed: list[str] | None = None

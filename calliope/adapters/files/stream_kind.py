@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 
 from calliope.adapters.files.fsutil import create_file_exclusively
-from calliope.errors import InvalidArgumentError
+from calliope.adapters.kinds import other_kind
 
 __all__ = ["check_kind"]
 
 
-def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
+def check_kind(
+    directory: str, stream_id: str, replica_id: str | None, *, reading: bool = False
+) -> bool:
     """Refuse to write a stream as plain (``replica_id`` None) if it is a
     replicated stream, or as replicated if it is a plain one: one id must not
     become two separate logs. InvalidArgumentError naming the id and its kind.
@@ -26,6 +28,10 @@ def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
     two kinds at once cannot both win); a stream written before that file
     existed is known by its ``log``/``replicas`` directories. Blocking, a few
     system calls; the file journal checks once per log it opens.
+
+    ``reading``: refuse to read the stream as the other kind (a query would
+    otherwise find nothing, and a live query wait forever); nothing is
+    created. Returns whether the stream's kind is known now.
     """
     wanted = "replicated" if replica_id is not None else "plain"
     path = os.path.join(directory, "kind")
@@ -34,26 +40,17 @@ def check_kind(directory: str, stream_id: str, replica_id: str | None) -> None:
         other = "log" if replica_id is not None else "replicas"
         if os.path.isdir(os.path.join(directory, other)):
             kind = "plain" if other == "log" else "replicated"
+        elif reading:
+            return False
         elif create_file_exclusively(path, wanted.encode()):
-            return
+            return True
         else:
             kind = _read_kind(path)
-    if kind is None or kind == wanted:
-        return
-    if kind == "plain":
-        raise InvalidArgumentError(
-            f"stream {stream_id!r} is a plain stream (written with app.journal.event_stream); "
-            f"it cannot also be written as a replicated stream, or it would hold two separate "
-            f"logs. Use app.journal.event_stream({stream_id!r}, ...), or another id for the "
-            f"replicated stream"
-        )
-    raise InvalidArgumentError(
-        f"stream {stream_id!r} is a replicated stream (written with "
-        f"app.journal.replicated_event_stream); it cannot also be written as a plain stream, "
-        f"or it would hold two separate logs. Use "
-        f"app.journal.replicated_event_stream({stream_id!r}, ...), or another id for the "
-        f"plain stream"
-    )
+    if kind is None:
+        return False
+    if kind != wanted:
+        raise other_kind(stream_id, replicated=kind == "replicated", reading=reading)
+    return True
 
 
 def _read_kind(path: str) -> str | None:
