@@ -55,6 +55,21 @@ async def last_sequence(root: Path, stream_id: str) -> int:
         return await app.journal.event_stream(stream_id, ItemAdded).last_sequence()
 
 
+async def a_then_b_after_it(root: Path) -> None:
+    """Replica ``a`` writes three events to the replicated stream ``r``;
+    replica ``b`` reads them, then writes two of its own, whose versions
+    name ``a:3``."""
+    async with calliope.open(root, replica_id="a") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        for n in range(3):
+            await stream.persist(ItemAdded(f"a{n}"))
+    async with calliope.open(root, replica_id="b") as app:
+        stream = app.journal.replicated_event_stream("r", ItemAdded)
+        await stream.query().to_list()
+        await stream.persist(ItemAdded("b0"))
+        await stream.persist(ItemAdded("b1"))
+
+
 async def refused_everywhere(root: Path, stream_id: str) -> calliope.CorruptJournalError:
     """Readers and writers both refuse the stream; the error says what to do."""
     with pytest.raises(calliope.CorruptJournalError) as read:
@@ -209,14 +224,7 @@ async def test_repair_of_a_deleted_middle_segment_keeps_the_prefix(tmp_path: Pat
 
 async def test_a_replica_never_reuses_a_sequence_another_replica_observed(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    async with calliope.open(root, replica_id="a") as app:
-        stream = app.journal.replicated_event_stream("r", ItemAdded)
-        for n in range(3):
-            await stream.persist(ItemAdded(f"a{n}"))
-    async with calliope.open(root, replica_id="b") as app:
-        stream = app.journal.replicated_event_stream("r", ItemAdded)
-        await stream.query().to_list()
-        await stream.persist(ItemAdded("b0"))  # its version names a:3
+    await a_then_b_after_it(root)
     shutil.rmtree(log_dir(root, "r", "a"))  # replica a's log is lost
     async with calliope.open(root, replica_id="a") as app:
         stream = app.journal.replicated_event_stream("r", ItemAdded)
@@ -320,14 +328,7 @@ async def test_last_sequence_agrees_with_a_query_over_a_stale_extent(tmp_path: P
 
 async def test_a_replica_log_is_not_repaired_below_what_others_observed(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    async with calliope.open(root, replica_id="a") as app:
-        stream = app.journal.replicated_event_stream("r", ItemAdded)
-        for n in range(3):
-            await stream.persist(ItemAdded(f"a{n}"))
-    async with calliope.open(root, replica_id="b") as app:
-        stream = app.journal.replicated_event_stream("r", ItemAdded)
-        await stream.query().to_list()
-        await stream.persist(ItemAdded("b0"))  # its version names a:3
+    await a_then_b_after_it(root)
     (segment,) = sorted(log_dir(root, "r", "a").glob("*.seg"))
     data = bytearray(segment.read_bytes())
     data[-3] ^= 0x01  # a:3, which b observed
@@ -342,15 +343,7 @@ async def test_a_replicated_query_never_silently_drops_events_after_lost_ones(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "data"
-    async with calliope.open(root, replica_id="a") as app:
-        stream = app.journal.replicated_event_stream("r", ItemAdded)
-        for n in range(3):
-            await stream.persist(ItemAdded(f"a{n}"))
-    async with calliope.open(root, replica_id="b") as app:
-        stream = app.journal.replicated_event_stream("r", ItemAdded)
-        await stream.query().to_list()
-        await stream.persist(ItemAdded("b0"))  # after a:3
-        await stream.persist(ItemAdded("b1"))
+    await a_then_b_after_it(root)
     shutil.rmtree(log_dir(root, "r", "a"))  # replica a's log is lost
     async with calliope.open(root, replica_id="c") as app:
         stream = app.journal.replicated_event_stream("r", ItemAdded)
