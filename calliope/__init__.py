@@ -44,10 +44,14 @@ from calliope.errors import (
     InvalidEnvelopeError,
     InvalidOperationError,
     InvalidStreamIdError,
+    KeyDeletedError,
     ReadOnlyStoreError,
     ReplicaInUseError,
+    ReplicationTimeout,
     StorageError,
     UnknownEventTypeError,
+    WaitTimeout,
+    WrongCRDTTypeError,
 )
 from calliope.shell.app import App
 from calliope.shell.app import open_app as open
@@ -56,6 +60,7 @@ from calliope.shell.ports import RepairReport
 from calliope.shell.queries import LiveQuery, Query
 from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_stream import ReplicatedEventStream
+from calliope.shell.replicator import ReplicaStatus, Replicator, Updates
 from calliope.shell.skipped import SkippedEvent
 
 __all__ = [
@@ -65,6 +70,13 @@ __all__ = [
     "GCounter",
     "GSet",
     "InvalidOperationError",
+    "KeyDeletedError",
+    "ReplicaStatus",
+    "ReplicationTimeout",
+    "Replicator",
+    "Updates",
+    "WaitTimeout",
+    "WrongCRDTTypeError",
     "LWWRegister",
     "MVRegister",
     "ORMap",

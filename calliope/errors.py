@@ -21,10 +21,14 @@ __all__ = [
     "InvalidEnvelopeError",
     "InvalidOperationError",
     "InvalidStreamIdError",
+    "KeyDeletedError",
     "ReadOnlyStoreError",
     "ReplicaInUseError",
+    "ReplicationTimeout",
     "StorageError",
     "UnknownEventTypeError",
+    "WaitTimeout",
+    "WrongCRDTTypeError",
 ]
 
 
@@ -116,3 +120,29 @@ class CorruptJournalError(StorageError):
 
 class AppClosedError(CalliopeError):
     """The app (or a handle from it) was used after it was closed; open it again."""
+
+
+class ReplicationTimeout(CalliopeError, TimeoutError):
+    """Fewer replicas than asked for (``required``) applied an update, or
+    reported progress for a read, within the timeout; ``acknowledged`` says
+    how many did. An update is durable all the same and spreads to the
+    others later: wait again, or ask for fewer replicas."""
+
+    def __init__(self, message: str, *, acknowledged: int, required: int) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
+        self.required = required
+
+
+class WaitTimeout(CalliopeError, TimeoutError):
+    """``wait_until``'s predicate did not hold within its timeout."""
+
+
+class WrongCRDTTypeError(InvalidArgumentError):
+    """A replicator key holds one CRDT type and was used as another (each key
+    has one type for its whole life); use the key's type or another key."""
+
+
+class KeyDeletedError(CalliopeError):
+    """The replicator key was deleted (``app.replicator.delete``); a deleted
+    key stays deleted on every replica. Use another key."""

@@ -26,6 +26,8 @@ from cattrs.preconf.msgpack import make_converter
 
 from calliope.adapters.codec_check import quick_check, unencodable, verify_round_trip
 from calliope.adapters.codec_hooks import configure_hooks
+from calliope.adapters.crdt_codec import CRDTCodec
+from calliope.adapters.crdt_ops_codec import CRDTOpCodec
 from calliope.core.event_types import EventTypeInfo, type_info
 from calliope.errors import (
     EventDecodingError,
@@ -238,6 +240,8 @@ class Codec:
         self._converter = make_converter(detailed_validation=False)
         configure_hooks(self._converter)
         self._codecs: dict[Any, DeclaredTypeCodec[Any]] = {}
+        self._crdt_codec: CRDTCodec | None = None
+        self._crdt_codecs: dict[type, CRDTOpCodec] = {}
         # Only benchmarks turn it off (before opening streams), to measure it.
         self._verify_round_trip = True
 
@@ -251,4 +255,16 @@ class Codec:
         if codec is None:
             codec = DeclaredTypeCodec(self._converter, declared, verify=self._verify_round_trip)
             self._codecs[declared] = codec
+        return codec
+
+    def for_crdt(self, crdt_type: type) -> CRDTOpCodec:
+        """The codec of ``crdt_type``'s operations and states (the type is
+        known by name from then on, also nested in an ORMap)."""
+        codec = self._crdt_codecs.get(crdt_type)
+        if codec is None:
+            if self._crdt_codec is None:
+                self._crdt_codec = CRDTCodec()
+            self._crdt_codec.register(crdt_type)
+            codec = CRDTOpCodec(self._crdt_codec, crdt_type)
+            self._crdt_codecs[crdt_type] = codec
         return codec

@@ -85,21 +85,26 @@ class CRDTCodec:
     ) -> None:
         self._types: dict[str, type] = {}
         for crdt_type in (*BUILTIN_CRDTS, *types):
-            name = crdt_name(crdt_type)
-            known = self._types.get(name)
-            if known is not None and known is not crdt_type:
-                raise InvalidArgumentError(
-                    f"{known.__qualname__} and {crdt_type.__qualname__} are both named "
-                    f"{name!r}; give one a different `crdt_name` class attribute"
-                )
-            if not isinstance(getattr(crdt_type, "op_types", None), tuple):
-                raise InvalidArgumentError(
-                    f"{crdt_type.__qualname__} has no `op_types` tuple; a CRDT type lists "
-                    f"the operation classes its effect accepts, e.g. op_types = (Put,)"
-                )
-            self._types[name] = crdt_type
+            self.register(crdt_type)
         self.converter = converter if converter is not None else _new_converter()
         _install(self.converter, self)
+
+    def register(self, crdt_type: type) -> None:
+        """Know ``crdt_type`` by its name from now on (idempotent); a
+        different type with the same name is refused."""
+        name = crdt_name(crdt_type)
+        known = self._types.get(name)
+        if known is not None and known is not crdt_type:
+            raise InvalidArgumentError(
+                f"{known.__qualname__} and {crdt_type.__qualname__} are both named "
+                f"{name!r}; give one a different `crdt_name` class attribute"
+            )
+        if not isinstance(getattr(crdt_type, "op_types", None), tuple):
+            raise InvalidArgumentError(
+                f"{crdt_type.__qualname__} has no `op_types` tuple; a CRDT type lists "
+                f"the operation classes its effect accepts, e.g. op_types = (Put,)"
+            )
+        self._types[name] = crdt_type
 
     @property
     def types(self) -> dict[str, type]:

@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 
 from calliope.adapters.kinds import other_kind
+from calliope.adapters.memory_progress import MemoryProgress
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
@@ -30,7 +31,13 @@ from calliope.errors import (
     ReadOnlyStoreError,
     ReplicaInUseError,
 )
-from calliope.shell.ports import NewEvent, RepairReport, SnapshotRecord
+from calliope.shell.ports import (
+    HeartbeatRecord,
+    NewEvent,
+    ProgressRecord,
+    RepairReport,
+    SnapshotRecord,
+)
 
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
@@ -71,6 +78,8 @@ class MemoryBackend:
         self.logs: dict[tuple[str, str | None], _MemoryLog] = {}
         self.signals: dict[str, Signal] = {}
         self.snapshots: dict[str, list[SnapshotRecord]] = {}
+        self.progress: dict[str, dict[str, ProgressRecord]] = {}
+        self.heartbeats: dict[str, HeartbeatRecord] = {}
         self.leases: set[str] = set()
         self.kinds: dict[str, bool] = {}  # stream -> replicated, once written
         self.default_replica_id = f"memory-{name}"
@@ -356,6 +365,10 @@ class MemoryStore:
         self._log = MemoryEventLog(self._backend, read_only=read_only)
         self.changes = MemoryChanges(self._backend)
         self.snapshots = MemorySnapshots(self._backend, read_only=read_only)
+        backend = self._backend
+        self.progress = MemoryProgress(
+            name, backend.lock, backend.progress, backend.heartbeats, read_only=read_only
+        )
 
     @property
     def plain(self) -> MemoryEventLog:

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from calliope.errors import InvalidArgumentError, InvalidStreamIdError
 
-__all__ = ["MAX_ID_BYTES", "validate_replica_id", "validate_stream_id"]
+__all__ = ["MAX_ID_BYTES", "RESERVED_PREFIX", "validate_replica_id", "validate_stream_id"]
 
 MAX_ID_BYTES = 1024
 
+RESERVED_PREFIX = "$calliope/"
+"""Stream and snapshot ids starting with this are Calliope's own (the
+replicator keeps each key in ``$calliope/crdt/<key>``)."""
 
-def validate_stream_id(stream_id: object, *, kind: str = "stream id") -> str:
+
+def validate_stream_id(
+    stream_id: object, *, kind: str = "stream id", internal: bool = False
+) -> str:
     """Return ``stream_id`` if it is a non-empty str of at most 1,024 UTF-8
-    bytes; otherwise raise :class:`~calliope.errors.InvalidStreamIdError`.
+    bytes, not starting with ``"$calliope/"`` (Calliope's own);
+    otherwise raise :class:`~calliope.errors.InvalidStreamIdError`.
 
-    Any such string is allowed (slashes, dots, NUL, any case): ids are
-    never used as raw paths.
+    Any other such string is allowed (slashes, dots, NUL, any case): ids
+    are never used as raw paths.
     """
     if not isinstance(stream_id, str):
         raise InvalidStreamIdError(f"a {kind} must be a str, got {type(stream_id).__name__}")
@@ -30,6 +37,11 @@ def validate_stream_id(stream_id: object, *, kind: str = "stream id") -> str:
         raise InvalidStreamIdError(
             f"a {kind} may be at most {MAX_ID_BYTES} UTF-8 bytes, this one is {size}; "
             f"use a shorter id (e.g. a hash of the long one)"
+        )
+    if stream_id.startswith(RESERVED_PREFIX):
+        raise InvalidStreamIdError(
+            f"{kind}s starting with {RESERVED_PREFIX!r} are reserved for Calliope's own "
+            f"streams (the replicator's keys live there); choose another id"
         )
     return stream_id
 

@@ -11,6 +11,7 @@ from calliope.core.ids import validate_replica_id
 from calliope.errors import AppClosedError, InvalidArgumentError
 from calliope.shell.journal import Journal
 from calliope.shell.ports import CodecPort, Durability, StorePort
+from calliope.shell.replicator import Replicator
 from calliope.shell.scope import AppScope
 from calliope.shell.snapshot_store import SnapshotStore
 
@@ -23,7 +24,8 @@ def utc_now() -> datetime.datetime:
 
 
 class App:
-    """An opened Calliope store: ``journal``, ``snapshots``, ``replica_id``.
+    """An opened Calliope store: ``journal``, ``snapshots``, ``replicator``,
+    ``replica_id``.
 
     Use ``async with calliope.open(...) as app``. Leaving the block (or
     :meth:`aclose`) refuses new work, lets persists already in flight
@@ -40,6 +42,9 @@ class App:
         *,
         target: str,
         clock: Callable[[], datetime.datetime] = utc_now,
+        heartbeat_interval: float = 1.0,
+        failure_timeout: float = 10.0,
+        poll_interval: float = 0.01,
     ) -> None:
         self._store = store
         self._codec = codec
@@ -57,6 +62,15 @@ class App:
         )
         self.snapshots = SnapshotStore(
             store.snapshots, codec, checked, self._scope, plain=store.plain
+        )
+        self.replicator = Replicator(
+            store,
+            codec,
+            clock=checked,
+            scope=self._scope,
+            heartbeat_interval=heartbeat_interval,
+            failure_timeout=failure_timeout,
+            poll_interval=poll_interval,
         )
 
     def __repr__(self) -> str:
@@ -138,7 +152,13 @@ def checked_clock(clock: Callable[[], object]) -> Callable[[], datetime.datetime
     return now
 
 
-def check_options(durability: object, segment_bytes: object, poll_interval: object) -> None:
+def check_options(
+    durability: object,
+    segment_bytes: object,
+    poll_interval: object,
+    heartbeat_interval: object = 1.0,
+    failure_timeout: object = 10.0,
+) -> None:
     if durability not in ("fsync", "flush"):
         raise InvalidArgumentError(f'durability must be "fsync" or "flush", got {durability!r}')
     if not isinstance(segment_bytes, int) or segment_bytes < 4096:
@@ -151,6 +171,22 @@ def check_options(durability: object, segment_bytes: object, poll_interval: obje
         raise InvalidArgumentError(
             f"poll_interval must be seconds in (0, 60], got {poll_interval!r}"
         )
+    for name, seconds in (
+        ("heartbeat_interval", heartbeat_interval),
+        ("failure_timeout", failure_timeout),
+    ):
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not 0 < seconds <= 3600
+        ):
+            raise InvalidArgumentError(f"{name} must be seconds in (0, 3600], got {seconds!r}")
+    if failure_timeout <= heartbeat_interval:  # type: ignore[operator]
+        raise InvalidArgumentError(
+            f"failure_timeout ({failure_timeout}s) must be longer than heartbeat_interval "
+            f"({heartbeat_interval}s), or live replicas would be taken for failed; "
+            f"a few heartbeats long is usual"
+        )
 
 
 def open_app(
@@ -162,6 +198,8 @@ def open_app(
     poll_interval: float = 0.01,
     clock: Callable[[], datetime.datetime] = utc_now,
     read_only: bool = False,
+    heartbeat_interval: float = 1.0,
+    failure_timeout: float = 10.0,
 ) -> App:
     """Open a store; use as ``async with calliope.open(target) as app``.
 
@@ -189,6 +227,12 @@ def open_app(
       created (a missing store is a StorageError); queries, live queries and
       snapshot loads work, and every write raises
       :class:`calliope.ReadOnlyStoreError`.
+    * ``heartbeat_interval``: how often (seconds) this app's replicator
+      records that it is alive, once it is used.
+    * ``failure_timeout``: a replica silent this long (seconds) is taken for
+      failed: it no longer counts for ``replicas=n`` nor holds back CRDT
+      compaction (it catches up when it returns). Must exceed
+      ``heartbeat_interval``.
 
     The constructor does no I/O: the store is opened on ``async with``.
     """
@@ -196,7 +240,7 @@ def open_app(
 
     if replica_id is not None:
         validate_replica_id(replica_id)
-    check_options(durability, segment_bytes, poll_interval)
+    check_options(durability, segment_bytes, poll_interval, heartbeat_interval, failure_timeout)
     if not callable(clock):
         raise InvalidArgumentError(
             f"clock must be a function returning an aware UTC datetime, got {clock!r}"
@@ -211,4 +255,12 @@ def open_app(
         poll_interval=poll_interval,
         read_only=read_only,
     )
-    return App(store, codec, target=name, clock=clock)
+    return App(
+        store,
+        codec,
+        target=name,
+        clock=clock,
+        heartbeat_interval=heartbeat_interval,
+        failure_timeout=failure_timeout,
+        poll_interval=poll_interval,
+    )

@@ -3,7 +3,8 @@
 Adapters (memory, files, PostgreSQL) implement these protocols; the shell's
 handles talk to storage only through them, and every adapter passes the
 same contract suite (:mod:`calliope.testing.contract`). Ports are narrow,
-one concern each: plain logs, replica logs, change notification, snapshots.
+one concern each: plain logs, replica logs, change notification, snapshots,
+replica progress.
 Records cross a port as plain data (the codec's output): the adapter
 decides how to lay it out, never what it means, and versions come from
 :mod:`calliope.core.replication`, never from the adapter.
@@ -21,10 +22,14 @@ from calliope.core.replication import RecordBatch, ReplicaPage
 
 __all__ = [
     "ChangesPort",
+    "CRDTTypeCodec",
     "CodecPort",
     "Durability",
     "NewEvent",
     "PlainLogPort",
+    "ProgressPort",
+    "ProgressRecord",
+    "HeartbeatRecord",
     "RecordBatch",
     "ReplicaLogPort",
     "RepairReport",
@@ -203,6 +208,50 @@ class SnapshotPort(Protocol):
         ...
 
 
+class ProgressRecord(NamedTuple):
+    """What one replica last reported having applied of one replicator key."""
+
+    replica_id: str
+    delivered: dict[str, int]
+    timestamp_us: int
+
+
+class HeartbeatRecord(NamedTuple):
+    """One replica's last sign of life: when (its clock, microseconds since
+    the epoch) and whether it was still running (False once it closed)."""
+
+    replica_id: str
+    timestamp_us: int
+    running: bool
+
+
+class ProgressPort(Protocol):
+    """Replica progress for the replicator: per key, what each replica has
+    applied; per replica, a heartbeat. Records replace older ones whole."""
+
+    async def report(
+        self, key: str, replica_id: str, delivered: Mapping[str, int], *, timestamp_us: int
+    ) -> None:
+        """Record that ``replica_id`` has applied ``delivered`` of ``key``'s
+        operations, replacing its previous report atomically (a crash leaves
+        the old report or the new one; it survives the process). It need not
+        survive a power loss: an older report only makes others wait longer."""
+        ...
+
+    async def reports(self, key: str) -> list[ProgressRecord]:
+        """Every replica's last report on ``key``, sorted by replica id.
+        O(replicas)."""
+        ...
+
+    async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
+        """Record a heartbeat of ``replica_id`` (``running`` False: it closed)."""
+        ...
+
+    async def heartbeats(self) -> list[HeartbeatRecord]:
+        """Every replica's last heartbeat, sorted by replica id. O(replicas)."""
+        ...
+
+
 class StorePort(Protocol):
     """One store: its ports, and the resources an app holds while open.
 
@@ -222,6 +271,9 @@ class StorePort(Protocol):
 
     @property
     def snapshots(self) -> SnapshotPort: ...
+
+    @property
+    def progress(self) -> ProgressPort: ...
 
     @property
     def replica_id(self) -> str:
@@ -253,7 +305,21 @@ class TypeCodec(Protocol[E]):
         ...
 
 
+class CRDTTypeCodec(TypeCodec[Any], Protocol):
+    """One CRDT type's operations (as events) and states (for snapshots)."""
+
+    name: str
+
+    def encode_state(self, state: Any) -> Any: ...
+
+    def decode_state(self, type_name: str, data: Any) -> Any: ...
+
+
 class CodecPort(Protocol):
     """Builds a :class:`TypeCodec` for a declared type (cached by the caller)."""
 
     def for_type(self, declared: Any) -> TypeCodec[Any]: ...
+
+    def for_crdt(self, crdt_type: type) -> CRDTTypeCodec:
+        """The codec of a CRDT type's operations and states (cached)."""
+        ...

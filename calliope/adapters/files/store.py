@@ -12,6 +12,7 @@ from calliope.adapters.files.disk import OS_DISK, Disk
 from calliope.adapters.files.event_log import FileEventLog
 from calliope.adapters.files.fsutil import storage_error
 from calliope.adapters.files.layout import ReplicaLease, ensure_root, read_root
+from calliope.adapters.files.progress import FileProgress
 from calliope.adapters.files.snapshots import FileSnapshots
 from calliope.errors import AppClosedError, ReadOnlyStoreError, StorageError
 from calliope.shell.ports import Durability, SnapshotRecord
@@ -62,6 +63,7 @@ class FileStore:
             read_only=read_only,
             disk=disk,
         )
+        self.progress = FileProgress(self.root, read_only=read_only)
         snapshots = FileSnapshots(self.root, disk=disk)
         self.snapshots: FileSnapshots | ReadOnlySnapshots = (
             ReadOnlySnapshots(snapshots, self.root) if read_only else snapshots

@@ -1,0 +1,208 @@
+"""Replica progress and heartbeats in files.
+
+::
+
+    <root>/progress/<h2>/<h>/id            the replicator key, as UTF-8
+    <root>/progress/<h2>/<h>/<r>.progress  one replica's last report on the key
+    <root>/heartbeats/<r>.beat             one replica's last heartbeat
+
+``<h>`` is the SHA-256 of the key and ``<r>`` of the replica id (as in
+:mod:`.layout`). Each file is one record, ``CPRG`` + CRC-32 + msgpack, and
+is replaced whole (temporary file, rename): a reader sees the old record or
+the new one, and a process that crashes after writing one leaves it in
+place. Records are not fsynced: after a power loss a replica's report may
+read as an older one (or as none), and that is always safe, because a
+report only ever lets others go on. What a replica applied is rebuilt from
+the operations' own logs, which are fsynced; an older report makes the
+others wait longer for acknowledgements and compact later, never lose or
+misapply anything. A damaged or foreign file reads as no record, logged,
+with the same effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import uuid
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+from calliope.adapters.files.fsutil import private_makedirs, storage_errors
+from calliope.adapters.files.layout import id_digest, id_directory
+from calliope.errors import ReadOnlyStoreError
+from calliope.shell.ports import HeartbeatRecord, ProgressRecord
+
+__all__ = ["FileProgress"]
+
+logger = logging.getLogger("calliope.files")
+
+_MAGIC = b"CPRG"
+_MAX_RECORD = 1024 * 1024
+
+
+def encode_record(fields: list[Any]) -> bytes:
+    payload: bytes = msgpack.packb(fields)
+    return _MAGIC + struct.pack("<I", zlib.crc32(payload)) + payload
+
+
+def decode_record(data: bytes) -> list[Any] | None:
+    """The fields of one record, or None when the bytes are not an intact one."""
+    if len(data) < 8 or not data.startswith(_MAGIC):
+        return None
+    (crc,) = struct.unpack_from("<I", data, 4)
+    payload = data[8:]
+    if zlib.crc32(payload) != crc:
+        return None
+    try:
+        fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return fields if type(fields) is list and len(fields) == 3 else None
+
+
+def _progress_of(fields: list[Any]) -> ProgressRecord | None:
+    replica, delivered, timestamp_us = fields
+    if (
+        type(replica) is not str
+        or type(delivered) is not dict
+        or type(timestamp_us) is not int
+        or not all(
+            type(name) is str and type(count) is int and count > 0
+            for name, count in delivered.items()
+        )
+    ):
+        return None
+    return ProgressRecord(replica, delivered, timestamp_us)
+
+
+def _heartbeat_of(fields: list[Any]) -> HeartbeatRecord | None:
+    replica, timestamp_us, running = fields
+    if type(replica) is not str or type(timestamp_us) is not int or type(running) is not bool:
+        return None
+    return HeartbeatRecord(replica, timestamp_us, running)
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` whole (not fsynced: see the module)."""
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _read_all(directory: str, suffix: str) -> list[tuple[str, list[Any]]]:
+    """(path, fields) of every intact record file in ``directory``."""
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(suffix))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(_MAX_RECORD + 1)
+        except FileNotFoundError:  # replaced or removed meanwhile
+            continue
+        fields = decode_record(data)
+        if fields is None:
+            logger.warning("ignoring damaged replica progress file %s", path)
+            continue
+        found.append((path, fields))
+    return found
+
+
+class FileProgress:
+    """Implements :class:`calliope.shell.ports.ProgressPort` under ``root``.
+
+    Reading the reports of a key, or the heartbeats, is O(replicas) small
+    files; writing one is one small file. Both run on the event loop: with
+    no fsync they take tens of microseconds, while a hop to a worker thread
+    can wait behind the journal's fsyncs for a hundred milliseconds.
+    """
+
+    def __init__(self, root: str, *, read_only: bool = False) -> None:
+        self._root = root
+        self._read_only = read_only
+        self._directories: dict[str, str] = {}
+
+    def _writable(self, what: str) -> None:
+        if self._read_only:
+            raise ReadOnlyStoreError(
+                f"{self._root} was opened with read_only=True, so {what} is refused "
+                f"(nothing was written); open it without read_only to write"
+            )
+
+    def _key_directory(self, key: str) -> str:
+        directory = self._directories.get(key)
+        if directory is None:
+            directory = id_directory(self._root, "progress", key)
+            self._directories[key] = directory
+        return directory
+
+    async def report(
+        self, key: str, replica_id: str, delivered: Mapping[str, int], *, timestamp_us: int
+    ) -> None:
+        self._writable(f"recording progress on key {key!r}")
+        data = encode_record([replica_id, dict(delivered), timestamp_us])
+
+        def write() -> None:
+            directory = self._key_directory(key)
+            path = os.path.join(directory, f"{id_digest(replica_id)}.progress")
+            _replace(path, data)
+
+        with storage_errors(f"recording replica progress on key {key!r}"):
+            write()
+
+    async def reports(self, key: str) -> list[ProgressRecord]:
+        digest = id_digest(key)
+        directory = os.path.join(self._root, "progress", digest[:2], digest)
+        with storage_errors(f"reading replica progress on key {key!r}"):
+            found = _read_all(directory, ".progress")
+        records = []
+        for path, fields in found:
+            record = _progress_of(fields)
+            if record is None or f"{id_digest(record.replica_id)}.progress" != os.path.basename(
+                path
+            ):
+                logger.warning("ignoring a replica progress file of the wrong shape: %s", path)
+                continue
+            records.append(record)
+        return sorted(records)
+
+    async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
+        self._writable("a heartbeat")
+        data = encode_record([replica_id, timestamp_us, running])
+        directory = os.path.join(self._root, "heartbeats")
+
+        def write() -> None:
+            if not os.path.isdir(directory):
+                private_makedirs(directory)
+            path = os.path.join(directory, f"{id_digest(replica_id)}.beat")
+            _replace(path, data)
+
+        with storage_errors(f"recording the heartbeat of replica {replica_id!r}"):
+            write()
+
+    async def heartbeats(self) -> list[HeartbeatRecord]:
+        directory = os.path.join(self._root, "heartbeats")
+        with storage_errors("reading replica heartbeats"):
+            found = _read_all(directory, ".beat")
+        records = []
+        for path, fields in found:
+            record = _heartbeat_of(fields)
+            if record is None or f"{id_digest(record.replica_id)}.beat" != os.path.basename(path):
+                logger.warning("ignoring a heartbeat file of the wrong shape: %s", path)
+                continue
+            records.append(record)
+        return sorted(records)

@@ -1,0 +1,60 @@
+"""Replica progress and heartbeats in memory (``memory://name`` stores)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from calliope.errors import ReadOnlyStoreError
+from calliope.shell.ports import HeartbeatRecord, ProgressRecord
+
+__all__ = ["MemoryProgress"]
+
+
+class MemoryProgress:
+    """Implements :class:`calliope.shell.ports.ProgressPort` on a backend's
+    dictionaries (shared by the apps opened with the same name)."""
+
+    def __init__(
+        self,
+        name: str,
+        lock: threading.Lock,
+        reports: dict[str, dict[str, ProgressRecord]],
+        beats: dict[str, HeartbeatRecord],
+        *,
+        read_only: bool = False,
+    ) -> None:
+        self._name = name
+        self._lock = lock
+        self._reports = reports
+        self._beats = beats
+        self._read_only = read_only
+
+    def _writable(self, what: str) -> None:
+        if self._read_only:
+            raise ReadOnlyStoreError(
+                f"memory://{self._name} was opened with read_only=True, so {what} is "
+                f"refused (nothing was written); open it without read_only to write"
+            )
+
+    async def report(
+        self, key: str, replica_id: str, delivered: Mapping[str, int], *, timestamp_us: int
+    ) -> None:
+        self._writable(f"recording progress on key {key!r}")
+        record = ProgressRecord(replica_id, dict(delivered), timestamp_us)
+        with self._lock:
+            self._reports.setdefault(key, {})[replica_id] = record
+
+    async def reports(self, key: str) -> list[ProgressRecord]:
+        with self._lock:
+            kept = self._reports.get(key, {})
+            return [kept[replica] for replica in sorted(kept)]
+
+    async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
+        self._writable("a heartbeat")
+        with self._lock:
+            self._beats[replica_id] = HeartbeatRecord(replica_id, timestamp_us, running)
+
+    async def heartbeats(self) -> list[HeartbeatRecord]:
+        with self._lock:
+            return [self._beats[replica] for replica in sorted(self._beats)]
