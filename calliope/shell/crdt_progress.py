@@ -74,6 +74,9 @@ class KeyProgress:
         self._snapshot_at = 0
         self._snapshot_after = 0.0  # monotonic time before which no snapshot is taken
         self.polled = Changed()  # fires after each read of the reports, and at close
+        self.reported = Changed()  # fires after each report written (or failed)
+        self._attempts_started = 0
+        self._attempts_done = 0
 
     # -- the reporter ---------------------------------------------------------
 
@@ -94,6 +97,7 @@ class KeyProgress:
             if self._stopping:
                 break
             self._dirty.clear()
+            self._attempts_started += 1
             try:
                 await self.key.storage.report(self.key.counts)
             except CalliopeError as error:
@@ -101,12 +105,24 @@ class KeyProgress:
                 self._dirty.set()
                 await self._pause(_RETRY)
                 continue
+            finally:
+                self._attempts_done += 1
+                self.reported.fire()
             applied = self.key.applied
             if (
                 applied - self._compacted_at >= COMPACT_EVERY
                 or applied - self._snapshot_at >= SNAPSHOT_EVERY
             ):
                 self._due.set()
+
+    async def wait_reported(self) -> None:
+        """Until a report written after this call started has been attempted:
+        what this replica applied before the call is then visible to other
+        replicas' ``get``. Returns early if the key stops."""
+        after = self._attempts_started
+        self._dirty.set()
+        while self._attempts_done <= after and not self._stopping and self._tasks:
+            await self.reported.wait(self.reported.generation, self.poll_interval)
 
     async def _maintain(self) -> None:
         """Compact, and snapshot, when enough was applied (apart from
@@ -143,6 +159,7 @@ class KeyProgress:
         self._stopping = True
         self._stopped.set()
         self.polled.close()
+        self.reported.close()
         self._dirty.set()
         self._due.set()
         tasks, self._tasks = self._tasks, []

@@ -236,6 +236,7 @@ class Replicator:
             state, dot = await held.key.update(prepare)
         finally:
             self._scope.end()
+        await held.progress.wait_reported()  # visible to get() everywhere
         if replicas > 1:
             await held.progress.wait_acknowledged(dot, replicas, timeout)
         result: C = state
