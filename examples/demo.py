@@ -3,8 +3,11 @@
 Persist, replay, snapshot, restart from the snapshot, a live query that
 sees events written by a second process, and two processes editing one
 replicated cart concurrently: the conflict is detected, resolved, and every
-replica ends with the same cart. Everything lives in a fresh temporary
-directory, removed at the end.
+replica ends with the same cart; then three processes increment one
+replicated counter and add to one set through the replicator, each waits
+until the counter reaches the total, and an update that asks for more
+replicas than are running times out (and succeeds once they run).
+Everything lives in a fresh temporary directory, removed at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 
 import calliope
+from calliope import GCounter, ORSet
 from examples.cart import Cart, CartEvent, CheckedOut, ItemAdded, ItemRemoved, update_cart
 from examples.replicated_cart import cart_versions
 
@@ -141,11 +145,66 @@ async def replicated(directory: str) -> None:
         print(f"  web-shop $ {'show':<12} -> cart {versions.state.describe()}")
 
 
+async def replicator(directory: str) -> None:
+    step("8. three processes count page views with a replicated counter (CRDT)")
+    each, names = 200, ["berlin", "lagos", "lima"]
+    total = each * len(names)
+    replica = [sys.executable, "-m", "examples.counter_replica", directory]
+    counters = [
+        subprocess.Popen([*replica, name, "count", str(each), str(total)], cwd=ROOT)
+        for name in names
+    ]
+    for process in counters:
+        process.wait(timeout=120)
+    async with calliope.open(directory, replica_id="web-shop") as app:
+        views = await app.replicator.wait_until(
+            "views", GCounter, lambda c: c.value >= total, timeout=30
+        )
+        visitors = await app.replicator.get("visitors", ORSet)
+        print(f"  web-shop: views={views.value} (= {len(names)} x {each})")
+        print(f"  visitors={sorted(visitors.value)}: every add seen by every replica")
+
+        step("9. an update that asks for 3 replicas while only this one runs")
+        try:
+            await app.replicator.update(
+                "views", GCounter, lambda c: c.increment(), replicas=3, timeout=1
+            )
+        except calliope.ReplicationTimeout as error:
+            print(f"  ReplicationTimeout: {error.acknowledged} of {error.required} replicas had it")
+            print("  the increment is durable all the same; it reaches the others when they run")
+        holders = [
+            subprocess.Popen(
+                [*replica, name, "hold"],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name in names[:2]
+        ]
+        try:
+            for holder in holders:
+                assert holder.stdout is not None
+                holder.stdout.readline()  # "ready": it holds a replica of "views"
+            views = await app.replicator.update(
+                "views", GCounter, lambda c: c.increment(), replicas=3, timeout=30
+            )
+            print(
+                f"  {names[0]} and {names[1]} run again: views={views.value}, applied by 3 replicas"
+            )
+        finally:
+            for holder in holders:
+                assert holder.stdin is not None
+                holder.stdin.close()
+                holder.wait(timeout=30)
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
         await first_run(directory)
         await restart(directory)
         await replicated(directory)
+        await replicator(directory)
     print("\nDone: the demo's directory has been removed.")
 
 

@@ -29,6 +29,12 @@ def test_the_demo_runs_the_cart_end_to_end() -> None:
     finals = [line for line in out.splitlines() if "$ show" in line]
     assert len(finals) == 3
     assert all(line.endswith("cart [3 x apples, 1 x bread]") for line in finals), finals
+    counted = [line for line in out.splitlines() if ": views=600, visitors so far=" in line]
+    assert len(counted) == 3  # each process waited until all 600 increments arrived
+    assert "web-shop: views=600 (= 3 x 200)" in out
+    assert "visitors=['berlin', 'lagos', 'lima']" in out
+    assert "ReplicationTimeout: 1 of 3 replicas had it" in out
+    assert "views=602, applied by 3 replicas" in out
 
 
 def test_the_core_tour_runs() -> None:
