@@ -47,3 +47,5 @@ async def test_every_readme_block_runs(
     assert "2 ItemAdded(sku='pear', quantity=1)" in out  # the live query's catch-up
     assert namespace["snapshot"].sequence == 3
     assert namespace["counter"].value == 5
+    assert "6\n" in out and "7\n" in out and "2 3\n" in out  # the replicator's block
+    assert namespace["tags"].value == {"new", "sale"}

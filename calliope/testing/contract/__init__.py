@@ -2,7 +2,7 @@
 
 Each case is an async function ``case(new_store)`` checking one promise of
 the ports in :mod:`calliope.shell.ports` (plain logs, replica logs, change
-notification, snapshots, the store's lifecycle and leases) with plain data,
+notification, snapshots, replica progress, the store's lifecycle and leases) with plain data,
 below the public API. Our adapters (memory, files) run it, and so should
 yours: the same cases, one adapter-specific factory.
 
@@ -45,12 +45,13 @@ from calliope.testing.contract._support import QUIET_SECONDS as QUIET_SECONDS
 
 # Importing a case module registers its cases in CASES, so the order of these
 # imports is the order of CASES: keep it (plain logs, replica logs, change
-# notification, snapshots, the store), not sorted.
+# notification, snapshots, progress, the store), not sorted.
 # isort: off
 from calliope.testing.contract import plain_log as plain_log
 from calliope.testing.contract import replica_logs as replica_logs
 from calliope.testing.contract import changes as changes
 from calliope.testing.contract import snapshots as snapshots
+from calliope.testing.contract import progress as progress
 from calliope.testing.contract import store as store
 
 # isort: on
