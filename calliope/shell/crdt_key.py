@@ -17,9 +17,10 @@ vector of what it has applied (*delivered*), and keeps them moving:
   left by the previous one, tags the operations after *delivered* (exactly
   what they were prepared against), appends them in one atomic batch and
   only then makes them the state: an operation is durable before anything
-  counts it. A prepare that raises, or returns something that is not an
-  operation of the key's type (or would not read back equal), fails that
-  caller only, before anything is written.
+  counts it. It then records this replica's progress and answers: a ``get``
+  on any replica after that includes the round. A prepare that raises, or
+  returns something that is not an operation of the key's type (or would not
+  read back equal), fails that caller only, before anything is written.
 
 A lock keeps rounds and remote deliveries apart, so the state and
 *delivered* always move together. If the follower fails (a stored operation
@@ -30,13 +31,14 @@ that error.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from calliope.core.crdt.protocol import Tagged, as_operations, effect_all, tag_operations
 from calliope.core.envelope import Dot, Envelope
 from calliope.core.version_vector import VersionVector
-from calliope.errors import AppClosedError, KeyDeletedError, StorageError
+from calliope.errors import AppClosedError, CalliopeError, KeyDeletedError, StorageError
 from calliope.shell.crdt_storage import KeyStorage
 from calliope.shell.key_deleted import DELETED
 from calliope.shell.ports import CRDTTypeCodec, NewEvent, ReplicaLogPort
@@ -45,6 +47,8 @@ from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQue
 from calliope.shell.replicated_source import ReplicatedSource
 
 __all__ = ["CRDTKey", "Changed"]
+
+logger = logging.getLogger("calliope")
 
 MAX_ROUND = 1024
 """The most update calls one round writes (the rest wait for the next)."""
@@ -180,7 +184,9 @@ class CRDTKey:
             async for envelope in query:
                 self._apply(envelope)
             self._started = True
-            live: ReplicatedLiveQuery[Any] = ReplicatedLiveQuery(self.source, self.delivered)
+            live: ReplicatedLiveQuery[Any] = ReplicatedLiveQuery(
+                self.source, self.delivered, passing=self.own
+            )
             await live.__aenter__()
             self._live = live
             self._follower = asyncio.get_running_loop().create_task(self._follow(live))
@@ -312,10 +318,16 @@ class CRDTKey:
             self.deleted_by = own
         self.state = state
         self.counts[own] = version[own]
+        if self._live is not None:  # the follower never reads this replica's log
+            self._live.written(version[own])
         self._delivered = None
         self.applied += len(encoded)
         self.changed.fire()
-        self._on_progress()
+        try:  # before answering: a get on any replica then includes the round
+            await self.storage.report(self.counts)
+        except CalliopeError as error:
+            logger.warning("replicator key %r: recording progress failed (%s)", self.key, error)
+            self._on_progress()  # the reporter retries
         for update, after, dot in answers:
             if not update.reply.done():
                 update.reply.set_result((after, dot))

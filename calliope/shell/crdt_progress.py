@@ -74,9 +74,6 @@ class KeyProgress:
         self._snapshot_at = 0
         self._snapshot_after = 0.0  # monotonic time before which no snapshot is taken
         self.polled = Changed()  # fires after each read of the reports, and at close
-        self.reported = Changed()  # fires after each report written (or failed)
-        self._attempts_started = 0
-        self._attempts_done = 0
 
     # -- the reporter ---------------------------------------------------------
 
@@ -97,7 +94,6 @@ class KeyProgress:
             if self._stopping:
                 break
             self._dirty.clear()
-            self._attempts_started += 1
             try:
                 await self.key.storage.report(self.key.counts)
             except CalliopeError as error:
@@ -105,24 +101,12 @@ class KeyProgress:
                 self._dirty.set()
                 await self._pause(_RETRY)
                 continue
-            finally:
-                self._attempts_done += 1
-                self.reported.fire()
             applied = self.key.applied
             if (
                 applied - self._compacted_at >= COMPACT_EVERY
                 or applied - self._snapshot_at >= SNAPSHOT_EVERY
             ):
                 self._due.set()
-
-    async def wait_reported(self) -> None:
-        """Until a report written after this call started has been attempted:
-        what this replica applied before the call is then visible to other
-        replicas' ``get``. Returns early if the key stops."""
-        after = self._attempts_started
-        self._dirty.set()
-        while self._attempts_done <= after and not self._stopping and self._tasks:
-            await self.reported.wait(self.reported.generation, self.poll_interval)
 
     async def _maintain(self) -> None:
         """Compact, and snapshot, when enough was applied (apart from
@@ -159,7 +143,6 @@ class KeyProgress:
         self._stopping = True
         self._stopped.set()
         self.polled.close()
-        self.reported.close()
         self._dirty.set()
         self._due.set()
         tasks, self._tasks = self._tasks, []
@@ -237,10 +220,10 @@ class KeyProgress:
         self._fetched = time.monotonic()
         self.polled.fire()
 
-    async def live_vectors(self) -> list[VersionVector]:
+    async def live_vectors(self, *, fresh: bool = False) -> list[VersionVector]:
         """This replica's delivered vector, then every other live replica's
-        last report."""
-        reports = await self.reports()
+        last report (read now if ``fresh``, else at most a poll interval old)."""
+        reports = await self.reports(force=fresh)
         live = await self.liveness.live()
         own = self.key.own
         return [self.key.delivered] + [
@@ -268,8 +251,10 @@ class KeyProgress:
         live replicas have (there must be that many)."""
         deadline = _deadline(timeout)
         key = self.key
+        fresh = True  # what was reported before the call is included
         while True:
-            vectors = await self.live_vectors()
+            vectors = await self.live_vectors(fresh=fresh)
+            fresh = False
             floor = read_floor(vectors, replicas) if len(vectors) >= replicas else None
             if floor is not None:
                 if all(key.counts.get(origin, 0) >= count for origin, count in floor.items()):

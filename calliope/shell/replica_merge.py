@@ -83,8 +83,9 @@ class ReplicaMerge:
     Per call of :meth:`runs`, O(events + runs * log replicas).
     """
 
-    def __init__(self, known: dict[str, int]) -> None:
+    def __init__(self, known: dict[str, int], *, skip: str | None = None) -> None:
         self.known = known
+        self._skip = skip  # a log never read (its reader learns its events otherwise)
         self._cursors: dict[str, _Cursor] = {}
         # Logs that may hold more than their cursor: None means every log,
         # those not yet seen included (a new replica may appear).
@@ -94,9 +95,12 @@ class ReplicaMerge:
         """None when the next page must come from every log; else the logs it
         need not come from (those with buffered events, or at their end):
         pass them as ``exclude``."""
+        skipped = [] if self._skip is None else [self._skip]
         if self._open is None:
-            return [replica for replica, cursor in self._cursors.items() if cursor.batches]
-        return [
+            if not skipped:
+                return [replica for replica, cursor in self._cursors.items() if cursor.batches]
+            return skipped + [r for r, cursor in self._cursors.items() if cursor.batches]
+        return skipped + [
             replica
             for replica, cursor in self._cursors.items()
             if cursor.batches or replica not in self._open

@@ -193,19 +193,24 @@ class ReplicatedLiveQuery(Generic[E]):
     """Catch-up in the deterministic causal order, then every new event from
     any replica, each once its causal past has been yielded. Ends on
     :meth:`close`, on leaving ``async with``, on cancellation, or when the
-    app closes (the iteration ends)."""
+    app closes (the iteration ends). Events of the writer ``passing`` (the
+    replicator's own, which it applied when it wrote them) count as
+    delivered without being decoded or yielded."""
 
     def __init__(
         self,
         source: ReplicatedSource[E],
         since: VersionVector | None,
         policy: UndecodablePolicy = RAISE,
+        *,
+        passing: str | None = None,
     ) -> None:
         self._source = source
         self._policy = policy
+        self._passing = passing  # a writer whose events are delivered, not yielded
         since = since if since is not None else VersionVector()
         self._buffer: CausalBuffer[StoredEvent] = CausalBuffer(delivered=since)
-        self._merge = ReplicaMerge(since.to_dict())
+        self._merge = ReplicaMerge(since.to_dict(), skip=passing)
         self._ready: deque[tuple[RecordBatch, int]] = deque()
         self._live = LiveLifecycle(
             source.scope, lambda: source.changes.watch(source.stream_id), source.start, self
@@ -214,6 +219,23 @@ class ReplicatedLiveQuery(Generic[E]):
     async def __aenter__(self) -> ReplicatedLiveQuery[E]:
         await self._live.watcher()
         return self
+
+    def written(self, last: int) -> None:
+        """The ``passing`` writer's log now ends at ``last``: count its events
+        up to there as delivered (its log is never read), releasing what
+        waited for them. O(replicas) unless events are held back."""
+        writer = self._passing
+        assert writer is not None, "written() is for a live query with a passing writer"
+        first = self._buffer.delivered.get(writer, 0) + 1
+        if last < first:
+            return
+        stand_in = RecordBatch(first, writer, {writer: first}, 0, [()] * (last - first + 1))
+        self._buffer, released = deliver_page(self._buffer, [(stand_in, 0, last - first + 1)])
+        for batch, start, stop in released:
+            if batch.writer == writer:
+                self._source.observe_next(writer, batch.first_sequence + stop - 1)
+            else:
+                self._ready.extend((batch, index) for index in range(start, stop))
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
@@ -265,6 +287,10 @@ class ReplicatedLiveQuery(Generic[E]):
             if live.closed:  # nothing more once closed, buffered or not
                 raise StopAsyncIteration
             batch, index = self._ready[0]  # taken off only once decoded (or skipped)
+            if batch.writer == self._passing:  # its reader has it already: no decoding
+                self._ready.popleft()
+                source.observe_next(batch.writer, batch.first_sequence + index)
+                continue
             try:
                 envelope: Envelope[E] = source.envelope(batch, index)
             except EventDecodingError as error:

@@ -117,7 +117,11 @@ class Replicator:
         return self._liveness
 
     async def _held(self, key: str, crdt_type: type) -> _Held:
-        """This replica's started key (created on first use)."""
+        """This replica's started key (created on first use). O(1) once started."""
+        held = self._keys.get(key) if type(key) is str else None
+        if held is not None and held.key.started and held.key.crdt_type is crdt_type:
+            self._scope.ensure_open()
+            return held
         stream_id = _stream_id(key)
         _check_crdt_type(crdt_type)
         self._scope.begin()  # close waits for a start in progress
@@ -192,7 +196,7 @@ class Replicator:
         _check_count(replicas, timeout)
         held = await self._held(key, crdt_type)
         held.key.check()
-        if replicas > 1 or len(await held.progress.reports()) > 1:
+        if replicas > 1 or len(await held.progress.reports(force=True)) > 1:
             await held.progress.wait_read_floor(replicas, timeout)
         held.key.check()
         state: C = held.key.state
@@ -236,7 +240,6 @@ class Replicator:
             state, dot = await held.key.update(prepare)
         finally:
             self._scope.end()
-        await held.progress.wait_reported()  # visible to get() everywhere
         if replicas > 1:
             await held.progress.wait_acknowledged(dot, replicas, timeout)
         result: C = state

@@ -7,16 +7,20 @@
     <root>/heartbeats/<r>.beat             one replica's last heartbeat
 
 ``<h>`` is the SHA-256 of the key and ``<r>`` of the replica id (as in
-:mod:`.layout`). Each file is one record, ``CPRG`` + CRC-32 + msgpack, and
-is replaced whole (temporary file, rename): a reader sees the old record or
-the new one, and a process that crashes after writing one leaves it in
-place. Records are not fsynced: after a power loss a replica's report may
-read as an older one (or as none), and that is always safe, because a
-report only ever lets others go on. What a replica applied is rebuilt from
-the operations' own logs, which are fsynced; an older report makes the
-others wait longer for acknowledgements and compact later, never lose or
-misapply anything. A damaged or foreign file reads as no record, logged,
-with the same effect.
+:mod:`.layout`). Each file holds one record, ``CPRG`` + length + CRC-32 +
+msgpack (bytes after it are ignored), overwritten in place from offset 0
+with one ``pwrite`` by the one process that writes it (the replica's lease
+holder), through a descriptor kept open. Not a rename: on ext4 replacing a
+file by rename makes the kernel write the new data out first, which cost as
+much as the journal's own write and fsync. Records are not fsynced either.
+
+Why that is safe: a report only ever lets others go on (count an
+acknowledgement, compact). After a power loss, or read while it is being
+overwritten, a record may read as the previous one, or as damaged, which
+reads as no record (read twice before it is taken as damaged); either makes
+the others wait longer or compact later, never lose or misapply anything.
+What a replica applied is rebuilt from the operations' logs, which are
+fsynced.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import contextlib
 import logging
 import os
 import struct
-import uuid
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -47,16 +50,17 @@ _MAX_RECORD = 1024 * 1024
 
 def encode_record(fields: list[Any]) -> bytes:
     payload: bytes = msgpack.packb(fields)
-    return _MAGIC + struct.pack("<I", zlib.crc32(payload)) + payload
+    return _MAGIC + struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
 
 
 def decode_record(data: bytes) -> list[Any] | None:
-    """The fields of one record, or None when the bytes are not an intact one."""
-    if len(data) < 8 or not data.startswith(_MAGIC):
+    """The fields of the record at the start of ``data``, or None when it is
+    not an intact one."""
+    if len(data) < 12 or not data.startswith(_MAGIC):
         return None
-    (crc,) = struct.unpack_from("<I", data, 4)
-    payload = data[8:]
-    if zlib.crc32(payload) != crc:
+    size, crc = struct.unpack_from("<II", data, 4)
+    payload = data[12 : 12 + size]
+    if len(payload) != size or zlib.crc32(payload) != crc:
         return None
     try:
         fields = msgpack.unpackb(payload, raw=False, strict_map_key=False)
@@ -87,19 +91,6 @@ def _heartbeat_of(fields: list[Any]) -> HeartbeatRecord | None:
     return HeartbeatRecord(replica, timestamp_us, running)
 
 
-def _replace(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` whole (not fsynced: see the module)."""
-    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 def _read_all(directory: str, suffix: str) -> list[tuple[str, list[Any]]]:
     """(path, fields) of every intact record file in ``directory``."""
     try:
@@ -109,12 +100,16 @@ def _read_all(directory: str, suffix: str) -> list[tuple[str, list[Any]]]:
     found = []
     for name in names:
         path = os.path.join(directory, name)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(_MAX_RECORD + 1)
-        except FileNotFoundError:  # replaced or removed meanwhile
-            continue
-        fields = decode_record(data)
+        fields = None
+        for _ in range(2):  # a read racing the overwrite: read again
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read(_MAX_RECORD)
+            except FileNotFoundError:  # removed meanwhile
+                break
+            fields = decode_record(data)
+            if fields is not None:
+                break
         if fields is None:
             logger.warning("ignoring damaged replica progress file %s", path)
             continue
@@ -135,6 +130,22 @@ class FileProgress:
         self._root = root
         self._read_only = read_only
         self._directories: dict[str, str] = {}
+        self._descriptors: dict[str, int] = {}  # path -> open for writing
+
+    def _overwrite(self, path: str, data: bytes) -> None:
+        """Write ``data`` at offset 0 of ``path`` (created 0600 if missing)."""
+        fd = self._descriptors.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            self._descriptors[path] = fd
+        os.pwrite(fd, data, 0)
+
+    def close(self) -> None:
+        """Close the descriptors kept open for writing."""
+        descriptors, self._descriptors = self._descriptors, {}
+        for fd in descriptors.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _writable(self, what: str) -> None:
         if self._read_only:
@@ -159,7 +170,7 @@ class FileProgress:
         def write() -> None:
             directory = self._key_directory(key)
             path = os.path.join(directory, f"{id_digest(replica_id)}.progress")
-            _replace(path, data)
+            self._overwrite(path, data)
 
         with storage_errors(f"recording replica progress on key {key!r}"):
             write()
@@ -189,7 +200,7 @@ class FileProgress:
             if not os.path.isdir(directory):
                 private_makedirs(directory)
             path = os.path.join(directory, f"{id_digest(replica_id)}.beat")
-            _replace(path, data)
+            self._overwrite(path, data)
 
         with storage_errors(f"recording the heartbeat of replica {replica_id!r}"):
             write()

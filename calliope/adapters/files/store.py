@@ -106,6 +106,7 @@ class FileStore:
 
     async def aclose(self) -> None:
         try:
+            self.progress.close()
             await self.changes.aclose()
             await self._log.aclose()
         finally:

@@ -51,9 +51,7 @@ async def heartbeats_replace_and_are_shared(new_store: StoreFactory) -> None:
         await store.progress.beat(first, timestamp_us=_T0 + 1)
         await other.progress.beat(second, timestamp_us=_T0 + 2, running=False)
         mine = [
-            beat
-            for beat in await store.progress.heartbeats()
-            if beat.replica_id in (first, second)
+            beat for beat in await store.progress.heartbeats() if beat.replica_id in (first, second)
         ]
         _expect_equal(
             mine,
