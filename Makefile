@@ -38,6 +38,7 @@ bench: $(VENV)/.runtime
 	$(BIN)/python -m benchmarks.core
 	$(BIN)/python -m benchmarks.journal
 	$(BIN)/python -m benchmarks.replication
+	$(BIN)/python -m benchmarks.replicator
 	$(BIN)/python -m benchmarks.crdt
 	$(BIN)/python -m benchmarks.responsiveness
 	$(BIN)/python -m benchmarks.snapshots

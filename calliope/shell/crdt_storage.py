@@ -13,10 +13,11 @@ every one of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from calliope.errors import WrongCRDTTypeError
+from calliope.errors import ReadOnlyStoreError, WrongCRDTTypeError
 from calliope.shell.ports import CRDTTypeCodec, ProgressPort, SnapshotPort, SnapshotRecord
 from calliope.shell.records import to_timestamp_us
 
@@ -85,13 +86,19 @@ class KeyStorage:
             schema_version=1,
             data=data,
         )
-        await self._snapshots.save(self.stream_id, record)
+        with contextlib.suppress(ReadOnlyStoreError):  # a reader keeps nothing
+            await self._snapshots.save(self.stream_id, record)
 
     async def report(self, counts: Mapping[str, int]) -> None:
-        """Record durably that this replica has applied ``counts``."""
-        await self.progress.report(
-            self.key, self.replica_id, dict(counts), timestamp_us=to_timestamp_us(self._clock())
-        )
+        """Record that this replica has applied ``counts`` (nothing on a
+        read-only store: a replica that cannot write holds nothing back)."""
+        with contextlib.suppress(ReadOnlyStoreError):
+            await self.progress.report(
+                self.key,
+                self.replica_id,
+                dict(counts),
+                timestamp_us=to_timestamp_us(self._clock()),
+            )
 
 
 def _size(state: object) -> int:

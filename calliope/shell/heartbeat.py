@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calliope.core.crdt.quorum import is_live
-from calliope.errors import CalliopeError
+from calliope.errors import CalliopeError, ReadOnlyStoreError
 from calliope.shell.ports import ProgressPort
 from calliope.shell.records import to_timestamp_us
 
@@ -52,6 +52,7 @@ class Liveness:
         self._poll_interval = poll_interval
         self._beat_at = -float("inf")  # monotonic time of the last heartbeat written
         self._task: asyncio.Task[None] | None = None
+        self._read_only = False
         self._stop = asyncio.Event()
         self._live: set[str] = {replica_id}
         self._fetched = -float("inf")
@@ -62,8 +63,12 @@ class Liveness:
 
     async def start(self) -> None:
         """Write the first heartbeat, then keep beating (idempotent)."""
-        if self._task is None:
-            await self.beat()
+        if self._task is None and not self._read_only:
+            try:
+                await self.beat()
+            except ReadOnlyStoreError:  # a read-only app reads, and beats nothing
+                self._read_only = True
+                return
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def beat(self) -> None:

@@ -427,3 +427,13 @@ async def test_a_restart_loads_the_snapshot_and_replays_only_newer_operations() 
         await a.replicator.update("hits", GCounter, increment)
     async with replicas(target, "b") as (b,):
         assert (await b.replicator.get("hits", GCounter)).value == 301
+
+
+async def test_a_read_only_app_reads_keys_and_refuses_updates(tmp_path: Any) -> None:
+    async with calliope.open(tmp_path, replica_id="a", **FAST) as a:
+        await a.replicator.update("hits", GCounter, lambda c: c.increment(3))
+    async with calliope.open(tmp_path, read_only=True, **FAST) as reader:
+        assert (await reader.replicator.get("hits", GCounter)).value == 3
+        with pytest.raises(calliope.ReadOnlyStoreError):
+            await reader.replicator.update("hits", GCounter, increment)
+        assert (await reader.replicator.get("hits", GCounter)).value == 3
