@@ -437,3 +437,29 @@ async def test_a_read_only_app_reads_keys_and_refuses_updates(tmp_path: Any) -> 
         with pytest.raises(calliope.ReadOnlyStoreError):
             await reader.replicator.update("hits", GCounter, increment)
         assert (await reader.replicator.get("hits", GCounter)).value == 3
+
+
+async def test_a_failed_replica_catches_up_when_it_returns_and_everyone_converges() -> None:
+    target = store()
+    async with replicas(target, "a") as (a,):
+        async with replicas(target, "b", failure_timeout=0.2) as (b,):
+            await b.replicator.update("text", RGA, lambda t: t.insert(0, "x"))
+            await b.replicator.update("text", RGA, lambda t: t.insert(1, "y"))
+            await b.replicator.update("set", ORSet, lambda s: s.add("kept"))
+        # b is gone: a deletes what b wrote and compacts past it (tombstones go)
+        await a.replicator.get("text", RGA, timeout=5)
+        await a.replicator.update("text", RGA, lambda t: t.delete(0))
+        await a.replicator.update("set", ORSet, lambda s: s.remove("kept"))
+        assert await a.replicator._keys["text"].progress.compact() == VersionVector(
+            {"a": 1, "b": 2}
+        )
+        await a.replicator._keys["text"].progress.snapshot()
+        async with replicas(target, "b") as (b,):
+            text = await b.replicator.get("text", RGA, timeout=5)
+            assert text.value == ("y",)  # b caught up before writing
+            await b.replicator.update("text", RGA, lambda t: t.insert(0, "z"))
+            await b.replicator.update("set", ORSet, lambda s: s.add("again"))
+            texts = {(await app.replicator.get("text", RGA, timeout=5)).value for app in (a, b)}
+            sets = {(await app.replicator.get("set", ORSet, timeout=5)).value for app in (a, b)}
+            assert texts == {("z", "y")}
+            assert sets == {frozenset({"again"})}
