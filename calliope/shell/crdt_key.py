@@ -56,7 +56,7 @@ MAX_ROUND = 1024
 
 class _Update(NamedTuple):
     prepare: Callable[[Any], object]
-    reply: asyncio.Future[tuple[Any, Dot]]
+    reply: asyncio.Future[tuple[Any, Dot | None]]
 
 
 class Changed:
@@ -228,12 +228,13 @@ class CRDTKey:
 
     # -- updates --------------------------------------------------------------
 
-    async def update(self, prepare: Callable[[Any], object]) -> tuple[Any, Dot]:
+    async def update(self, prepare: Callable[[Any], object]) -> tuple[Any, Dot | None]:
         """Queue ``prepare`` for the next round; the state after its
-        operations and the dot of its last one, once durable. The caller has
+        operations and the dot of its last one (None if it returned no
+        operation: nothing is written), once durable. The caller has
         begun an operation on the app's scope (so close waits for the round)."""
         self.check()
-        reply: asyncio.Future[tuple[Any, Dot]] = asyncio.get_running_loop().create_future()
+        reply: asyncio.Future[tuple[Any, Dot | None]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Update(prepare, reply))
         if self._round is None:
             self._round = self.source.scope.spawn(self._run_rounds())
@@ -243,16 +244,23 @@ class CRDTKey:
         try:
             while self._queue:
                 group, self._queue = self._queue[:MAX_ROUND], self._queue[MAX_ROUND:]
-                async with self.lock:
-                    await self._round_of(group)
+                try:
+                    async with self.lock:
+                        await self._round_of(group)
+                except BaseException as error:  # a bug: still answer everyone
+                    for update in group:
+                        if not update.reply.done():
+                            update.reply.set_exception(
+                                error if isinstance(error, Exception) else _closed()
+                            )
+                    if not isinstance(error, Exception):
+                        raise
         finally:
             self._round = None
             queued, self._queue = self._queue, []
             for update in queued:
                 if not update.reply.done():
-                    update.reply.set_exception(
-                        AppClosedError("the app closed before this update was written")
-                    )
+                    update.reply.set_exception(_closed())
 
     async def _round_of(self, group: list[_Update]) -> None:
         """Prepare, tag and write ``group``; then apply and answer."""
@@ -272,6 +280,9 @@ class CRDTKey:
                 continue
             try:
                 operations = as_operations(update.prepare(state))
+                if not operations:  # nothing to do: nothing written
+                    update.reply.set_result((state, None))
+                    continue
                 events = [self.codec.encode(operation) for operation in operations]
                 tagged = tag_operations(self.own, version, operations)
                 after = effect_all(state, [one for one in tagged if one.op is not DELETED])
@@ -343,3 +354,7 @@ class CRDTKey:
         if follower is not None:
             await asyncio.gather(follower, return_exceptions=True)
         self.changed.close()
+
+
+def _closed() -> AppClosedError:
+    return AppClosedError("the app closed before this update was written")

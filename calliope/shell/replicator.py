@@ -217,7 +217,8 @@ class Replicator:
         ``prepare`` gets this replica's current state and returns one
         operation or several (from the state's methods, e.g.
         ``lambda counter: counter.increment(5)``). Concurrent updates share
-        one write. Returns once ``replicas`` live replicas (this one counted)
+        one write. An empty list writes nothing and returns the state.
+        Returns once ``replicas`` live replicas (this one counted)
         have applied the operations; not within ``timeout`` seconds:
         :class:`calliope.ReplicationTimeout`, and the operations, durable
         already, spread later. If ``prepare`` raises, or returns something
@@ -240,7 +241,7 @@ class Replicator:
             state, dot = await held.key.update(prepare)
         finally:
             self._scope.end()
-        if replicas > 1:
+        if replicas > 1 and dot is not None:
             await held.progress.wait_acknowledged(dot, replicas, timeout)
         result: C = state
         return result

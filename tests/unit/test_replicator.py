@@ -306,6 +306,18 @@ async def test_a_bad_prepare_fails_alone_and_writes_nothing(
         assert a.replicator._keys["hits"].key.counts == {"a": 2}
 
 
+async def test_a_prepare_returning_no_operation_writes_nothing() -> None:
+    async with replicas(store(), "a") as (a,):
+        await a.replicator.update("hits", GCounter, increment)
+        results = await asyncio.gather(
+            a.replicator.update("hits", GCounter, lambda c: []),
+            a.replicator.update("hits", GCounter, increment),
+            a.replicator.update("hits", GCounter, lambda c: (), replicas=2, timeout=0.1),
+        )
+        assert [state.value for state in results] == [1, 2, 2]
+        assert a.replicator._keys["hits"].key.counts == {"a": 2}
+
+
 async def test_an_operation_that_would_not_read_back_equal_is_refused() -> None:
     async with replicas(store(), "a") as (a,):
         with pytest.raises(calliope.InvalidOperationError, match=r"read back|stored"):
