@@ -80,6 +80,7 @@ class MemoryBackend:
         self.snapshots: dict[str, list[SnapshotRecord]] = {}
         self.progress: dict[str, dict[str, ProgressRecord]] = {}
         self.heartbeats: dict[str, HeartbeatRecord] = {}
+        self.crdt_types: dict[str, str] = {}  # replicator key -> CRDT type name
         self.leases: set[str] = set()
         self.kinds: dict[str, bool] = {}  # stream -> replicated, once written
         self.default_replica_id = f"memory-{name}"
@@ -367,7 +368,12 @@ class MemoryStore:
         self.snapshots = MemorySnapshots(self._backend, read_only=read_only)
         backend = self._backend
         self.progress = MemoryProgress(
-            name, backend.lock, backend.progress, backend.heartbeats, read_only=read_only
+            name,
+            backend.lock,
+            backend.progress,
+            backend.heartbeats,
+            backend.crdt_types,
+            read_only=read_only,
         )
 
     @property

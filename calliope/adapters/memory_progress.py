@@ -21,6 +21,7 @@ class MemoryProgress:
         lock: threading.Lock,
         reports: dict[str, dict[str, ProgressRecord]],
         beats: dict[str, HeartbeatRecord],
+        types: dict[str, str],
         *,
         read_only: bool = False,
     ) -> None:
@@ -28,6 +29,7 @@ class MemoryProgress:
         self._lock = lock
         self._reports = reports
         self._beats = beats
+        self._types = types
         self._read_only = read_only
 
     def _writable(self, what: str) -> None:
@@ -49,6 +51,12 @@ class MemoryProgress:
         with self._lock:
             kept = self._reports.get(key, {})
             return [kept[replica] for replica in sorted(kept)]
+
+    async def claim_type(self, key: str, type_name: str) -> str:
+        with self._lock:
+            if self._read_only:
+                return self._types.get(key, type_name)
+            return self._types.setdefault(key, type_name)
 
     async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
         self._writable("a heartbeat")

@@ -14,10 +14,11 @@ replicator keeps each key in ``$calliope/crdt/<key>``)."""
 
 
 def validate_stream_id(
-    stream_id: object, *, kind: str = "stream id", internal: bool = False
+    stream_id: object, *, kind: str = "stream id", reserved: bool = False
 ) -> str:
     """Return ``stream_id`` if it is a non-empty str of at most 1,024 UTF-8
-    bytes, not starting with ``"$calliope/"`` (Calliope's own);
+    bytes, not starting with ``"$calliope/"`` (Calliope's own; allowed with
+    ``reserved``, for repairs);
     otherwise raise :class:`~calliope.errors.InvalidStreamIdError`.
 
     Any other such string is allowed (slashes, dots, NUL, any case): ids
@@ -38,7 +39,7 @@ def validate_stream_id(
             f"a {kind} may be at most {MAX_ID_BYTES} UTF-8 bytes, this one is {size}; "
             f"use a shorter id (e.g. a hash of the long one)"
         )
-    if stream_id.startswith(RESERVED_PREFIX):
+    if not reserved and stream_id.startswith(RESERVED_PREFIX):
         raise InvalidStreamIdError(
             f"{kind}s starting with {RESERVED_PREFIX!r} are reserved for Calliope's own "
             f"streams (the replicator's keys live there); choose another id"

@@ -178,9 +178,9 @@ def check_options(
         if (
             not isinstance(seconds, int | float)
             or isinstance(seconds, bool)
-            or not 0 < seconds <= 3600
+            or not 0.01 <= seconds <= 3600
         ):
-            raise InvalidArgumentError(f"{name} must be seconds in (0, 3600], got {seconds!r}")
+            raise InvalidArgumentError(f"{name} must be seconds in [0.01, 3600], got {seconds!r}")
     if failure_timeout <= heartbeat_interval:  # type: ignore[operator]
         raise InvalidArgumentError(
             f"failure_timeout ({failure_timeout}s) must be longer than heartbeat_interval "

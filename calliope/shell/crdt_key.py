@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from calliope.core.crdt.protocol import Tagged, as_operations, effect_all, tag_operations
@@ -110,6 +111,7 @@ class CRDTKey:
         storage: KeyStorage,
         clock: Callable[[], Any],
         on_progress: Callable[[], None],
+        before_round: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.key = key
         self.crdt_type = crdt_type
@@ -118,6 +120,7 @@ class CRDTKey:
         self.storage = storage
         self._clock = clock
         self._on_progress = on_progress
+        self._before_round = before_round
         self.own = source.replica_id
         self.state: Any = crdt_type()
         self.counts: dict[str, int] = {}
@@ -173,6 +176,7 @@ class CRDTKey:
         async with self._starting:
             if self._started:
                 return
+            await self.storage.claim_type()
             await self.source.start()
             loaded = await self.storage.load()
             if loaded is not None:
@@ -181,8 +185,10 @@ class CRDTKey:
                 self._delivered = None
             await self.storage.report(self.counts)  # hold back stability from now on
             query = ReplicatedQuery(self.source, self.delivered)
+            pause = _Pauser()
             async for envelope in query:
                 self._apply(envelope)
+                await pause.now_and_then()
             self._started = True
             live: ReplicatedLiveQuery[Any] = ReplicatedLiveQuery(
                 self.source, self.delivered, passing=self.own
@@ -192,6 +198,7 @@ class CRDTKey:
             self._follower = asyncio.get_running_loop().create_task(self._follow(live))
 
     async def _follow(self, live: ReplicatedLiveQuery[Any]) -> None:
+        pause = _Pauser()
         try:
             async for envelope in live:
                 if self.lock.locked():  # a round is writing: apply after it
@@ -199,6 +206,7 @@ class CRDTKey:
                         self._apply(envelope)
                 else:
                     self._apply(envelope)
+                await pause.now_and_then()
         except Exception as error:  # the key stops; every call raises it
             self.failure = error
             self.changed.fire()
@@ -222,9 +230,11 @@ class CRDTKey:
 
     async def caught_up(self) -> None:
         """Apply everything stored now (one finite read), then return."""
+        pause = _Pauser()
         async with self.lock:
             async for envelope in ReplicatedQuery(self.source, self.delivered):
                 self._apply(envelope)
+                await pause.now_and_then()
 
     # -- updates --------------------------------------------------------------
 
@@ -245,6 +255,8 @@ class CRDTKey:
             while self._queue:
                 group, self._queue = self._queue[:MAX_ROUND], self._queue[MAX_ROUND:]
                 try:
+                    if self._before_round is not None and self.failure is None:
+                        await self._before_round()  # catch up, outside the lock
                     async with self.lock:
                         await self._round_of(group)
                 except BaseException as error:  # a bug: still answer everyone
@@ -275,8 +287,19 @@ class CRDTKey:
         version = self.delivered
         encoded: list[NewEvent] = []
         answers: list[tuple[_Update, Any, Dot]] = []
+        deleting = False
+        pause = _Pauser()
         for update in group:
+            await pause.now_and_then()  # a long round lets the loop breathe (lock held)
             if update.reply.done():  # the caller was cancelled: write nothing for it
+                continue
+            if deleting:
+                update.reply.set_exception(
+                    KeyDeletedError(
+                        f"replicator key {self.key!r} is being deleted (by replica "
+                        f"{self.own!r}); a deleted key stays deleted: use another key"
+                    )
+                )
                 continue
             try:
                 operations = as_operations(update.prepare(state))
@@ -286,9 +309,12 @@ class CRDTKey:
                 events = [self.codec.encode(operation) for operation in operations]
                 tagged = tag_operations(self.own, version, operations)
                 after = effect_all(state, [one for one in tagged if one.op is not DELETED])
-            except Exception as error:  # this caller's mistake: nothing of it is written
-                update.reply.set_exception(error)
+            except BaseException as error:  # this caller's mistake: nothing of it is written
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                update.reply.set_exception(error)  # SystemExit too: raised in the caller
                 continue
+            deleting = any(operation is DELETED for operation in operations)
             state = after
             version = tagged[-1].version
             encoded.extend(events)
@@ -358,3 +384,21 @@ class CRDTKey:
 
 def _closed() -> AppClosedError:
     return AppClosedError("the app closed before this update was written")
+
+
+class _Pauser:
+    """Lets a long loop of pure work give the event loop a turn every few
+    milliseconds (``await pause.now_and_then()`` in the loop)."""
+
+    __slots__ = ("_since",)
+
+    SLICE = 0.005
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    async def now_and_then(self) -> None:
+        now = time.perf_counter()
+        if now - self._since >= self.SLICE:
+            await asyncio.sleep(0)
+            self._since = time.perf_counter()

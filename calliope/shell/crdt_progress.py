@@ -19,7 +19,8 @@ never wait on a snapshot:
 
 Waiting for replicas (``update(..., replicas=n)``, ``get(..., replicas=n)``)
 reads the other replicas' reports at most once per poll interval, however
-many callers wait, and counts only live replicas (this one always).
+many callers wait (``get`` reads them once more when it starts). Every
+replica's last report counts for what it applied, a stopped one's too.
 """
 
 from __future__ import annotations
@@ -220,21 +221,27 @@ class KeyProgress:
         self._fetched = time.monotonic()
         self.polled.fire()
 
-    async def live_vectors(self, *, fresh: bool = False) -> list[VersionVector]:
-        """This replica's delivered vector, then every other live replica's
-        last report (read now if ``fresh``, else at most a poll interval old)."""
+    async def vectors(self, *, fresh: bool = False) -> list[VersionVector]:
+        """This replica's delivered vector, then every other replica's last
+        report (read now if ``fresh``, else at most a poll interval old).
+        A replica that stopped still counts for what it applied."""
         reports = await self.reports(force=fresh)
-        live = await self.liveness.live()
         own = self.key.own
         return [self.key.delivered] + [
-            vector for replica, vector in reports.items() if replica != own and replica in live
+            vector for replica, vector in reports.items() if replica != own
         ]
 
+    async def catch_up_with_reports(self) -> None:
+        """Until this replica has applied everything any replica reported
+        (read now): what an update prepares against then includes every
+        update that returned anywhere before. O(replicas) when caught up."""
+        await self.wait_read_floor(1, None)
+
     async def wait_acknowledged(self, dot: Dot, replicas: int, timeout: float | None) -> None:
-        """Until ``replicas`` live replicas (this one counted) have applied ``dot``."""
+        """Until ``replicas`` replicas (this one counted) have applied ``dot``."""
         deadline = _deadline(timeout)
         while True:
-            count = acknowledgements(dot, await self.live_vectors())
+            count = acknowledgements(dot, await self.vectors())
             if count >= replicas:
                 return
             if not await self._sleep(deadline):
@@ -248,12 +255,12 @@ class KeyProgress:
 
     async def wait_read_floor(self, replicas: int, timeout: float | None) -> None:
         """Until this replica has applied everything at least ``replicas``
-        live replicas have (there must be that many)."""
+        replicas have (there must be that many reporting on the key)."""
         deadline = _deadline(timeout)
         key = self.key
         fresh = True  # what was reported before the call is included
         while True:
-            vectors = await self.live_vectors(fresh=fresh)
+            vectors = await self.vectors(fresh=fresh)
             fresh = False
             floor = read_floor(vectors, replicas) if len(vectors) >= replicas else None
             if floor is not None:
@@ -272,7 +279,7 @@ class KeyProgress:
                 raise ReplicationTimeout(
                     f"reading {self.key.key!r} from {replicas} replicas: "
                     + (
-                        f"only {count} live replica(s) reported on it"
+                        f"only {count} replica(s) reported on it"
                         if floor is None
                         else "this replica has not applied yet what they have"
                     )

@@ -52,6 +52,16 @@ class KeyStorage:
         self._codec = codec
         self._clock = clock
 
+    async def claim_type(self) -> None:
+        """Claim the key for this CRDT type, or raise WrongCRDTTypeError if
+        it holds another (before anything is read or written)."""
+        held = await self.progress.claim_type(self.key, self._codec.name)
+        if held != self._codec.name:
+            raise WrongCRDTTypeError(
+                f"replicator key {self.key!r} holds a {held}, not a {self._codec.name}; a key "
+                f"has one CRDT type for its whole life: use that type, or another key"
+            )
+
     async def load(self) -> Loaded | None:
         """The key's newest CRDT snapshot, or None. O(size of the state)."""
         record = await self._snapshots.load(self.stream_id)

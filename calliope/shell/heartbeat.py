@@ -87,6 +87,11 @@ class Liveness:
             except CalliopeError as error:
                 logger.warning("replica %r: heartbeat failed (%s)", self.replica_id, error)
 
+    @property
+    def read_only(self) -> bool:
+        """The store is read-only: this replica beats no heartbeat."""
+        return self._read_only
+
     def stale(self) -> bool:
         """True when this replica's last heartbeat is older than the failure
         timeout (others may have taken it for failed)."""

@@ -67,9 +67,10 @@ class Journal:
         the files), and logged at error level. The events there are lost and
         the stream's next event takes the sequence after the prefix, so
         readers that saw the lost events must be told. On an intact stream
-        it does nothing. O(size of the log).
+        it does nothing. O(size of the log). Calliope's own streams (a
+        replicator key's ``$calliope/crdt/<key>``) are repaired the same way.
         """
-        validate_stream_id(stream_id)
+        validate_stream_id(stream_id, reserved=True)
         if replica_id is not None:
             validate_replica_id(replica_id)
         self._scope.begin()

@@ -243,6 +243,13 @@ class ProgressPort(Protocol):
         O(replicas)."""
         ...
 
+    async def claim_type(self, key: str, type_name: str) -> str:
+        """The CRDT type name ``key`` holds: the one already claimed, else
+        ``type_name``, claimed now, atomically (of two stores claiming at
+        once, one wins and both return its name). A read-only store claims
+        nothing and returns ``type_name`` if none was claimed."""
+        ...
+
     async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
         """Record a heartbeat of ``replica_id`` (``running`` False: it closed)."""
         ...

@@ -18,6 +18,7 @@ waiting (``updates()`` iterations end; a wait for replicas raises
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from collections.abc import AsyncIterator, Callable
@@ -172,6 +173,7 @@ class Replicator:
             storage=storage,
             clock=self._clock,
             on_progress=lambda: progress[0].touched(),
+            before_round=lambda: progress[0].catch_up_with_reports(),
         )
         progress.append(
             KeyProgress(crdt_key, self._liveness_of(), poll_interval=self._poll_interval)
@@ -186,9 +188,11 @@ class Replicator:
         self, key: str, crdt_type: type[C], *, replicas: int = 1, timeout: float | None = None
     ) -> C:
         """The key's state here, once it includes everything at least
-        ``replicas`` live replicas (this one counted) have applied.
+        ``replicas`` replicas (this one counted) have applied, by their last
+        progress reports: with the default, everything any replica reported,
+        so an update that returned anywhere is included.
 
-        With fewer live replicas than that, or this replica not caught up
+        With fewer replicas reporting on the key, or this replica not caught up
         with them within ``timeout`` seconds (None: no limit), raises
         :class:`calliope.ReplicationTimeout`. A new key reads as the empty
         state. O(replicas) reads of progress, at most once per poll interval.
@@ -214,11 +218,12 @@ class Replicator:
         """Apply ``prepare(state)``'s operation(s) to the key, durably, and
         return the state right after them.
 
-        ``prepare`` gets this replica's current state and returns one
-        operation or several (from the state's methods, e.g.
-        ``lambda counter: counter.increment(5)``). Concurrent updates share
-        one write. An empty list writes nothing and returns the state.
-        Returns once ``replicas`` live replicas (this one counted)
+        ``prepare`` gets this replica's state, caught up with every update
+        that returned anywhere before the call, and returns one operation or
+        several (from the state's methods, e.g. ``lambda counter:
+        counter.increment(5)``). Concurrent updates share one write. An
+        empty list writes nothing and returns the state. Returns once
+        ``replicas`` replicas (this one counted)
         have applied the operations; not within ``timeout`` seconds:
         :class:`calliope.ReplicationTimeout`, and the operations, durable
         already, spread later. If ``prepare`` raises, or returns something
@@ -233,7 +238,7 @@ class Replicator:
         _check_count(replicas, timeout)
         held = await self._held(key, crdt_type)
         liveness = self._liveness_of()
-        if liveness.stale():  # others may have taken us for failed: catch up first
+        if liveness.stale() and not liveness.read_only:  # taken for failed? catch up first
             await held.key.caught_up()
             await liveness.beat()
         self._scope.begin()
@@ -358,9 +363,12 @@ class Replicator:
         if self._closing:
             return
         self._closing = True
-        for held in list(self._keys.values()):
+
+        async def stop(held: _Held) -> None:
             await held.key.stop()
             await held.progress.stop()
+
+        await asyncio.gather(*(stop(held) for held in list(self._keys.values())))
         if self._liveness is not None:
             await self._liveness.stop()
 

@@ -475,3 +475,77 @@ async def test_a_failed_replica_catches_up_when_it_returns_and_everyone_converge
             sets = {(await app.replicator.get("set", ORSet, timeout=5)).value for app in (a, b)}
             assert texts == {("z", "y")}
             assert sets == {frozenset({"again"})}
+
+
+# -- found by attacking it ----------------------------------------------------------
+
+
+async def test_two_replicas_starting_a_key_as_two_types_at_once_leave_it_usable() -> None:
+    async with replicas(store(), "a", "b") as (a, b):
+        results = await asyncio.gather(
+            a.replicator.update("k", GCounter, increment),
+            b.replicator.update("k", ORSet, lambda s: s.add("x")),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, calliope.WrongCRDTTypeError)]
+        assert len(failed) == 1  # one claimed the key first; the other wrote nothing
+        winner = GCounter if not isinstance(results[0], BaseException) else ORSet
+        for app in (a, b):
+            await app.replicator.get("k", winner, timeout=5)  # usable everywhere
+        async with replicas(store(), "c") as (c,):
+            await c.replicator.get("other", GCounter)
+
+
+async def test_a_prepare_sees_every_update_that_returned_elsewhere() -> None:
+    async with replicas(store(), "berlin", "lima") as (berlin, lima):
+        await lima.replicator.get("tags", ORSet)  # lima holds the key already
+        await berlin.replicator.update("tags", ORSet, lambda s: s.add("x"))
+        seen: list[frozenset[str]] = []
+
+        def remove_x(tags: ORSet) -> object:
+            seen.append(tags.value)
+            return tags.remove("x")
+
+        await lima.replicator.update("tags", ORSet, remove_x)
+        assert seen == [frozenset({"x"})]
+        assert (await berlin.replicator.get("tags", ORSet, timeout=5)).value == frozenset()
+
+
+async def test_get_includes_an_update_whose_writer_closed_since(tmp_path: Any) -> None:
+    target = str(tmp_path)
+    async with replicas(target, "b", poll_interval=0.5) as (b,):
+        await b.replicator.get("hits", GCounter)
+        async with replicas(target, "a") as (a,):
+            await a.replicator.update("hits", GCounter, increment)
+        # a stopped (its heartbeat says so) before b's follower applied its update
+        assert (await b.replicator.get("hits", GCounter, timeout=5)).value == 1
+
+
+async def test_an_update_after_a_delete_in_the_same_round_is_refused() -> None:
+    async with replicas(store(), "a") as (a,):
+        await a.replicator.update("hits", GCounter, increment)
+        results = await asyncio.gather(
+            a.replicator.delete("hits"),
+            a.replicator.update("hits", GCounter, increment),
+            return_exceptions=True,
+        )
+        assert results[0] is None
+        assert isinstance(results[1], calliope.KeyDeletedError)
+
+
+async def test_system_exit_in_prepare_reaches_its_caller_alone() -> None:
+    def leave(_: GCounter) -> object:
+        raise SystemExit(3)
+
+    async with replicas(store(), "a") as (a,):
+        others = asyncio.ensure_future(a.replicator.update("hits", GCounter, increment))
+        with pytest.raises(SystemExit):
+            await a.replicator.update("hits", GCounter, leave)
+        assert (await others).value == 1
+        assert (await a.replicator.update("hits", GCounter, increment)).value == 2
+
+
+async def test_a_damaged_replicator_key_can_be_repaired(tmp_path: Any) -> None:
+    async with calliope.open(tmp_path, replica_id="a", **FAST) as app:
+        report = await app.journal.repair("$calliope/crdt/hits", replica_id="a")
+        assert not report.repaired

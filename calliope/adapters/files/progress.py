@@ -4,15 +4,17 @@
 
     <root>/progress/<h2>/<h>/id            the replicator key, as UTF-8
     <root>/progress/<h2>/<h>/<r>.progress  one replica's last report on the key
+    <root>/progress/<h2>/<h>/type          the key's CRDT type name (created once)
     <root>/heartbeats/<r>.beat             one replica's last heartbeat
 
 ``<h>`` is the SHA-256 of the key and ``<r>`` of the replica id (as in
 :mod:`.layout`). Each file holds one record, ``CPRG`` + length + CRC-32 +
 msgpack (bytes after it are ignored), overwritten in place from offset 0
 with one ``pwrite`` by the one process that writes it (the replica's lease
-holder), through a descriptor kept open. Not a rename: on ext4 replacing a
-file by rename makes the kernel write the new data out first, which cost as
-much as the journal's own write and fsync. Records are not fsynced either.
+holder), through a descriptor kept open (for the 64 most recently written).
+Not a rename: on ext4 replacing a file by rename makes the kernel write the
+new data out first, which cost as much as the journal's own write and
+fsync. Records are not fsynced either.
 
 Why that is safe: a report only ever lets others go on (count an
 acknowledgement, compact). After a power loss, or read while it is being
@@ -25,6 +27,7 @@ fsynced.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -35,7 +38,11 @@ from typing import Any
 
 import msgpack
 
-from calliope.adapters.files.fsutil import private_makedirs, storage_errors
+from calliope.adapters.files.fsutil import (
+    create_file_exclusively,
+    private_makedirs,
+    storage_errors,
+)
 from calliope.adapters.files.layout import id_digest, id_directory
 from calliope.errors import ReadOnlyStoreError
 from calliope.shell.ports import HeartbeatRecord, ProgressRecord
@@ -46,6 +53,8 @@ logger = logging.getLogger("calliope.files")
 
 _MAGIC = b"CPRG"
 _MAX_RECORD = 1024 * 1024
+_KEEP_OPEN = 64
+"""Progress files kept open for writing (the most recently written)."""
 
 
 def encode_record(fields: list[Any]) -> bytes:
@@ -134,10 +143,14 @@ class FileProgress:
 
     def _overwrite(self, path: str, data: bytes) -> None:
         """Write ``data`` at offset 0 of ``path`` (created 0600 if missing)."""
-        fd = self._descriptors.get(path)
+        fd = self._descriptors.pop(path, None)  # re-inserted: most recently used last
         if fd is None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-            self._descriptors[path] = fd
+            while len(self._descriptors) >= _KEEP_OPEN:
+                oldest = next(iter(self._descriptors))
+                with contextlib.suppress(OSError):
+                    os.close(self._descriptors.pop(oldest))
+        self._descriptors[path] = fd
         os.pwrite(fd, data, 0)
 
     def close(self) -> None:
@@ -190,6 +203,24 @@ class FileProgress:
                 continue
             records.append(record)
         return sorted(records)
+
+    async def claim_type(self, key: str, type_name: str) -> str:
+        digest = id_digest(key)
+        path = os.path.join(self._root, "progress", digest[:2], digest, "type")
+
+        def claim() -> str:
+            if not self._read_only and not os.path.exists(path):
+                create_file_exclusively(
+                    os.path.join(self._key_directory(key), "type"), type_name.encode()
+                )
+            try:
+                with open(path, "rb") as handle:
+                    return handle.read(4096).decode("utf-8", errors="replace")
+            except FileNotFoundError:  # read-only, and nobody claimed it
+                return type_name
+
+        with storage_errors(f"recording the CRDT type of replicator key {key!r}"):
+            return await asyncio.to_thread(claim)
 
     async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
         self._writable("a heartbeat")

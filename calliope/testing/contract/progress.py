@@ -58,3 +58,16 @@ async def heartbeats_replace_and_are_shared(new_store: StoreFactory) -> None:
             [HeartbeatRecord(first, _T0 + 1, True), HeartbeatRecord(second, _T0 + 2, False)],
             "heartbeats after three beats",
         )
+
+
+@_case
+async def a_key_type_is_claimed_once(new_store: StoreFactory) -> None:
+    """claim_type returns the type name claimed first, in every store; a
+    second claim with another name returns the first."""
+    ids = _Ids()
+    key = ids("key")
+    async with opened(new_store) as store, opened(new_store) as other:
+        _expect_equal(await store.progress.claim_type(key, "GCounter"), "GCounter", "first claim")
+        _expect_equal(await other.progress.claim_type(key, "ORSet"), "GCounter", "second claim")
+        _expect_equal(await store.progress.claim_type(key, "GCounter"), "GCounter", "again")
+        _expect_equal(await other.progress.claim_type(ids("k2"), "ORSet"), "ORSet", "other key")
