@@ -38,6 +38,7 @@ from calliope.core.envelope import Dot
 from calliope.core.version_vector import VersionVector
 from calliope.errors import AppClosedError, CalliopeError, ReplicationTimeout
 from calliope.shell.crdt_key import Changed, CRDTKey
+from calliope.shell.crdt_storage import LARGE_STATE, state_size
 from calliope.shell.heartbeat import Liveness
 
 __all__ = ["COMPACT_EVERY", "SNAPSHOT_EVERY", "KeyProgress"]
@@ -182,9 +183,15 @@ class KeyProgress:
         )
         stable = stable_point(delivered, chosen)
         if not stable <= self.stable:
+            state = key.state
+            if state_size(state) > LARGE_STATE:  # off the loop; kept if nothing moved
+                compacted = await asyncio.to_thread(state.compact, stable)
+            else:
+                compacted = state.compact(stable)
             async with key.lock:
-                key.state = key.state.compact(stable)
-            self.stable = stable.merge(self.stable)
+                if key.state is state:
+                    key.state = compacted
+                    self.stable = stable.merge(self.stable)
         return self.stable
 
     async def snapshot(self) -> None:

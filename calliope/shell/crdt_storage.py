@@ -21,13 +21,13 @@ from calliope.errors import ReadOnlyStoreError, WrongCRDTTypeError
 from calliope.shell.ports import CRDTTypeCodec, ProgressPort, SnapshotPort, SnapshotRecord
 from calliope.shell.records import to_timestamp_us
 
-__all__ = ["KeyStorage", "Loaded"]
+__all__ = ["LARGE_STATE", "KeyStorage", "Loaded", "state_size"]
 
 Loaded = tuple[Any, dict[str, int], str | None]
 """A loaded snapshot: (state, delivered counts, deleted by)."""
 
-_LARGE_STATE = 4096
-"""States with more entries than this are encoded off the event loop."""
+LARGE_STATE = 4096
+"""States with more entries than this are encoded and decoded off the event loop."""
 
 
 class KeyStorage:
@@ -77,14 +77,19 @@ class KeyStorage:
                 f"the snapshot of replicator key {self.key!r} is not a CRDT snapshot "
                 f"(it holds a {record.type_name!r}); use another key"
             )
-        state = self._codec.decode_state(record.type_name, data["state"])
+        if _plain_size(data["state"]) > LARGE_STATE:  # off the loop: it may take 100 ms
+            state = await asyncio.to_thread(
+                self._codec.decode_state, record.type_name, data["state"]
+            )
+        else:
+            state = self._codec.decode_state(record.type_name, data["state"])
         deleted_by = data.get("deleted_by")
         return state, dict(data["delivered"]), deleted_by if isinstance(deleted_by, str) else None
 
     async def save(self, state: Any, counts: Mapping[str, int], deleted_by: str | None) -> None:
         """Save ``state`` (which includes exactly ``counts``) as the key's
         snapshot. O(size of the state), off the event loop when large."""
-        if _size(state) > _LARGE_STATE:
+        if state_size(state) > LARGE_STATE:
             encoded = await asyncio.to_thread(self._codec.encode_state, state)
         else:
             encoded = self._codec.encode_state(state)
@@ -111,7 +116,7 @@ class KeyStorage:
             )
 
 
-def _size(state: object) -> int:
+def state_size(state: object) -> int:
     """A rough size of a CRDT state: its length if it has one, else small."""
     try:
         return len(state)  # type: ignore[arg-type]
@@ -121,3 +126,10 @@ def _size(state: object) -> int:
             return len(value)  # type: ignore[arg-type]
         except TypeError:
             return 0
+
+
+def _plain_size(data: object) -> int:
+    """A rough size of plain data: the lengths of its top-level containers."""
+    if isinstance(data, dict):
+        return sum(len(value) for value in data.values() if isinstance(value, list | dict))
+    return len(data) if isinstance(data, list) else 0
