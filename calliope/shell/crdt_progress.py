@@ -241,14 +241,7 @@ class KeyProgress:
     async def catch_up_with_reports(self) -> None:
         """Until this replica has applied everything any replica reported
         (read now): what an update prepares against then includes every
-        update that returned anywhere before. O(replicas) when caught up.
-
-        While no other replica has reported on the key (as read within the
-        last poll interval), nothing is read: a lone writer pays nothing,
-        and a replica that started within that interval may be missed."""
-        alone = set(self._reports) <= {self.key.own}
-        if alone and time.monotonic() - self._fetched < self.poll_interval:
-            return
+        update that returned anywhere before. O(replicas) when caught up."""
         await self.wait_read_floor(1, None)
 
     async def wait_acknowledged(self, dot: Dot, replicas: int, timeout: float | None) -> None:
