@@ -47,6 +47,10 @@ class MemoryProgress:
         with self._lock:
             self._reports.setdefault(key, {})[replica_id] = record
 
+    async def reporters_token(self, key: str) -> object:
+        with self._lock:
+            return frozenset(self._reports.get(key, ()))
+
     async def reports(self, key: str) -> list[ProgressRecord]:
         with self._lock:
             kept = self._reports.get(key, {})

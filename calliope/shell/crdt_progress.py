@@ -64,6 +64,7 @@ class KeyProgress:
         self.poll_interval = poll_interval
         self._reports: dict[str, VersionVector] = {}
         self._fetched = -float("inf")
+        self._token: object = None
         self._fetching: asyncio.Future[None] | None = None
         self._usable: dict[str, VersionVector] = {}
         self.stable = VersionVector()
@@ -212,18 +213,27 @@ class KeyProgress:
         share one read."""
         if not force and time.monotonic() - self._fetched < self.poll_interval:
             return self._reports
-        if self._fetching is None:
-            self._fetching = asyncio.ensure_future(self._fetch())
-        fetching = self._fetching
+        if self._fetching is not None:  # join the read in flight
+            await asyncio.shield(self._fetching)
+            return self._reports
+        fetching: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fetching = fetching
         try:
-            await asyncio.shield(fetching)
+            await self._fetch()  # in this task: no hop when the port answers at once
+            fetching.set_result(None)
+        except BaseException as error:
+            fetching.set_exception(error)
+            fetching.exception()  # retrieved: the joiners, if any, raise it
+            raise
         finally:
-            if fetching.done() and self._fetching is fetching:
-                self._fetching = None
+            self._fetching = None
         return self._reports
 
     async def _fetch(self) -> None:
-        records = await self.key.storage.progress.reports(self.key.key)
+        progress = self.key.storage.progress
+        token = await progress.reporters_token(self.key.key)
+        records = await progress.reports(self.key.key)
+        self._token = token  # taken before the read: a reporter after it changes it
         self._reports = {record.replica_id: VersionVector(record.delivered) for record in records}
         self._fetched = time.monotonic()
         self.polled.fire()
@@ -241,7 +251,12 @@ class KeyProgress:
     async def catch_up_with_reports(self) -> None:
         """Until this replica has applied everything any replica reported
         (read now): what an update prepares against then includes every
-        update that returned anywhere before. O(replicas) when caught up."""
+        update that returned anywhere before. O(replicas) when caught up;
+        one ``stat`` while this replica is the key's only reporter."""
+        if set(self._reports) <= {self.key.own}:
+            token = await self.key.storage.progress.reporters_token(self.key.key)
+            if token == self._token and self._fetched > -float("inf"):
+                return  # still alone: nobody else has reported anything
         await self.wait_read_floor(1, None)
 
     async def wait_acknowledged(self, dot: Dot, replicas: int, timeout: float | None) -> None:

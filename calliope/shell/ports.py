@@ -243,6 +243,13 @@ class ProgressPort(Protocol):
         O(replicas)."""
         ...
 
+    async def reporters_token(self, key: str) -> object:
+        """A value that changes whenever a replica reports on ``key`` for the
+        first time (compare with ``==``; it may also change when nothing
+        did); cheap (one ``stat`` on files). The replicator reads no reports
+        while it is the key's only reporter and this stays the same."""
+        ...
+
     async def claim_type(self, key: str, type_name: str) -> str:
         """The CRDT type name ``key`` holds: the one already claimed, else
         ``type_name``, claimed now, atomically (of two stores claiming at

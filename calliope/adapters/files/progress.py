@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -53,6 +54,9 @@ logger = logging.getLogger("calliope.files")
 
 _MAGIC = b"CPRG"
 _MAX_RECORD = 1024 * 1024
+_COARSE_CLOCK_NS = 100_000_000
+"""File times move in coarse ticks (a few ms on Linux); a directory changed
+more recently than this may change again without its time moving."""
 _KEEP_OPEN = 64
 """Progress files kept open for writing (the most recently written)."""
 
@@ -203,6 +207,19 @@ class FileProgress:
                 continue
             records.append(record)
         return sorted(records)
+
+    async def reporters_token(self, key: str) -> object:
+        digest = id_digest(key)
+        directory = os.path.join(self._root, "progress", digest[:2], digest)
+        try:  # a new report file changes the directory; an overwrite does not
+            status = os.stat(directory)
+        except FileNotFoundError:
+            return None
+        if time.time_ns() - status.st_mtime_ns < _COARSE_CLOCK_NS:
+            # Changed so recently that a second new file in the same clock
+            # tick would leave the time as it is: trust nothing yet.
+            return object()
+        return (status.st_ino, status.st_mtime_ns)
 
     async def claim_type(self, key: str, type_name: str) -> str:
         digest = id_digest(key)

@@ -37,6 +37,12 @@ async def progress_reports_replace_and_are_shared(new_store: StoreFactory) -> No
         _expect_equal(await store.progress.reports(key), expected, "reports after three")
         _expect_equal(await other.progress.reports(key), expected, "reports in another store")
         _expect_equal(await store.progress.reports(other_key), [], "another key's reports")
+        before = await store.progress.reporters_token(key)  # it may change spuriously,
+        await other.progress.report(key, ids("third"), {}, timestamp_us=_T0 + 4)
+        if await store.progress.reporters_token(key) == before:
+            raise AssertionError(  # but never stays when a new replica reported
+                "reporters_token did not change when a new replica reported"
+            )
 
 
 @_case
