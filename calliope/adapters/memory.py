@@ -205,7 +205,7 @@ class MemoryEventLog:
             log.firsts.append(batch.first_sequence)
             log.last_sequence = batch.last_sequence
             log.version = batch.last_version
-        log.signal.fire()
+        log.signal.fire(replica_id)
         return batch
 
     async def last_sequence(self, stream_id: str) -> int:
@@ -303,19 +303,22 @@ class MemoryChanges:
         self._backend = backend
 
     @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[_MemoryWatcher]:
+    async def watch(
+        self, stream_id: str, *, ignoring: str | None = None
+    ) -> AsyncIterator[_MemoryWatcher]:
         with self._backend.lock:
             signal = self._backend.signals.setdefault(stream_id, Signal())
-        yield _MemoryWatcher(signal)
+        yield _MemoryWatcher(signal, ignoring)
 
 
 class _MemoryWatcher:
-    def __init__(self, signal: Signal) -> None:
+    def __init__(self, signal: Signal, ignoring: str | None) -> None:
         self._signal = signal
-        self._seen = signal.generation
+        self._ignoring = ignoring
+        self._seen = signal.count(ignoring)
 
     async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen)
+        self._seen = await self._signal.wait(self._seen, self._ignoring)
 
 
 class MemorySnapshots:

@@ -188,10 +188,14 @@ class ReplicaLogPort(Protocol):
 class ChangesPort(Protocol):
     """Change notification: wakes live readers when a stream grows."""
 
-    def watch(self, stream_id: str) -> AbstractAsyncContextManager[Watcher]:
+    def watch(
+        self, stream_id: str, *, ignoring: str | None = None
+    ) -> AbstractAsyncContextManager[Watcher]:
         """A watcher for appends to ``stream_id`` (its plain log or any of its
         replica logs) by this or other processes. However many watchers an
-        app holds on one stream, the adapter looks for changes once."""
+        app holds on one stream, the adapter looks for changes once.
+        ``ignoring``: appends this app makes to that replica's log need not
+        wake it (it may still wake, e.g. when a poll sees them)."""
         ...
 
 

@@ -213,7 +213,10 @@ class ReplicatedLiveQuery(Generic[E]):
         self._merge = ReplicaMerge(since.to_dict(), skip=passing)
         self._ready: deque[tuple[RecordBatch, int]] = deque()
         self._live = LiveLifecycle(
-            source.scope, lambda: source.changes.watch(source.stream_id), source.start, self
+            source.scope,
+            lambda: source.changes.watch(source.stream_id, ignoring=passing),
+            source.start,
+            self,
         )
 
     async def __aenter__(self) -> ReplicatedLiveQuery[E]:

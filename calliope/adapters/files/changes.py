@@ -193,12 +193,13 @@ class _Watched:
 
 
 class _FileWatcher:
-    def __init__(self, watched: _Watched) -> None:
+    def __init__(self, watched: _Watched, ignoring: str | None) -> None:
         self._signal = watched.signal
-        self._seen = watched.signal.generation
+        self._ignoring = ignoring
+        self._seen = watched.signal.count(ignoring)
 
     async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen)
+        self._seen = await self._signal.wait(self._seen, self._ignoring)
 
 
 class FileChanges:
@@ -212,14 +213,17 @@ class FileChanges:
         self._looking = asyncio.Lock()
         self._closed = False
 
-    def fire(self, stream_id: str) -> None:
-        """This app appended to ``stream_id``: wake its watchers now."""
+    def fire(self, stream_id: str, writer: str | None = None) -> None:
+        """This app appended to ``stream_id`` (as ``writer``): wake its
+        watchers now (but those ignoring that writer)."""
         watched = self._watched.get(stream_id)
         if watched is not None:
-            watched.signal.fire()
+            watched.signal.fire(writer)
 
     @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[_FileWatcher]:
+    async def watch(
+        self, stream_id: str, *, ignoring: str | None = None
+    ) -> AsyncIterator[_FileWatcher]:
         watched = self._watched.get(stream_id)
         if watched is None:
             watched = self._watched[stream_id] = _Watched(_StreamProbe(self._root, stream_id))
@@ -237,7 +241,7 @@ class FileChanges:
         if self._poller is None and not self._closed:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         try:
-            yield _FileWatcher(watched)
+            yield _FileWatcher(watched, ignoring)
         finally:
             self._unwatch(stream_id, watched)
             poller = self._poller

@@ -247,7 +247,7 @@ class FileEventLog:
             if len(self._logs) > _HANDLES:
                 self._evict()
         if batch is not None:
-            self._changes.fire(stream_id)
+            self._changes.fire(stream_id, replica_id)
         return batch
 
     def append(

@@ -76,6 +76,22 @@ async def watch_wakes_on_replica_append(new_store: StoreFactory) -> None:
 
 
 @_case
+async def watch_ignoring_a_replica_wakes_for_the_others(new_store: StoreFactory) -> None:
+    """A watcher ignoring one replica still wakes when another replica's log
+    grows, whether another store or its own appended it."""
+    ids = _Ids()
+    async with opened(new_store) as watching, opened(new_store) as writing:
+        stream = ids("s")
+        async with watching.changes.watch(stream, ignoring="ignored") as watcher:
+            for round_, store in enumerate((writing, watching)):
+                async with _waiting(watcher) as task:
+                    await store.replicated.append_replica(
+                        stream, ids(f"r{round_}"), _events(1), observed={}, timestamp_us=_T0
+                    )
+                    await _woken(task, f"replica r{round_} appended (round {round_ + 1})")
+
+
+@_case
 async def watch_wakes_every_watcher(new_store: StoreFactory) -> None:
     """Many watchers on one stream, in one store or several, all wake after
     one append."""
