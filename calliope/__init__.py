@@ -62,6 +62,7 @@ from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQue
 from calliope.shell.replicated_stream import ReplicatedEventStream
 from calliope.shell.replicator import ReplicaStatus, Replicator, Updates
 from calliope.shell.skipped import SkippedEvent
+from calliope.shell.stream_info import StreamInfo
 
 __all__ = [
     "CRDT",
@@ -106,6 +107,7 @@ __all__ = [
     "SkippedEvent",
     "Snapshot",
     "StorageError",
+    "StreamInfo",
     "UnknownEventTypeError",
     "event_type",
     "open",

@@ -233,6 +233,17 @@ class MemoryEventLog:
     ) -> AsyncIterator[list[RecordBatch]]:
         return self._read(self._backend.log(stream_id, replica_id), from_sequence, to_sequence)
 
+    async def list_streams(self, prefix: str | None) -> AsyncIterator[list[tuple[str, bool]]]:
+        with self._backend.lock:
+            kinds = list(self._backend.kinds.items())
+        page = [
+            (stream, replicated)
+            for stream, replicated in kinds
+            if prefix is None or stream.startswith(prefix)
+        ]
+        for start in range(0, len(page), 256):
+            yield page[start : start + 256]
+
     async def replicas(self, stream_id: str) -> list[str]:
         with self._backend.lock:
             self._backend.check_kind(stream_id, True, reading=True)
@@ -385,6 +396,10 @@ class MemoryStore:
 
     @property
     def replicated(self) -> MemoryEventLog:
+        return self._log
+
+    @property
+    def catalog(self) -> MemoryEventLog:
         return self._log
 
     @property

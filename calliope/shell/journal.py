@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 from calliope.core.ids import validate_replica_id, validate_stream_id
@@ -10,6 +10,7 @@ from calliope.shell.event_stream import EventStream
 from calliope.shell.ports import CodecPort, RepairReport, StorePort
 from calliope.shell.replicated_stream import ReplicatedEventStream
 from calliope.shell.scope import AppScope
+from calliope.shell.stream_info import StreamInfo, list_streams
 
 __all__ = ["Journal"]
 
@@ -54,6 +55,16 @@ class Journal:
             clock=self._clock,
             scope=self._scope,
         )
+
+    def streams(self, prefix: str | None = None) -> AsyncIterator[StreamInfo]:
+        """Every stream of the store whose id starts with ``prefix`` (all for
+        None), as :class:`calliope.StreamInfo`: ``async for info in
+        app.journal.streams("cart-")``. Streamed: a store of a million
+        streams lists in constant memory. Each stream once, in an order
+        stable for the store (not sorted); Calliope's own ``$calliope/``
+        streams only when ``prefix`` starts with ``"$calliope/"``. O(1)
+        storage calls per stream."""
+        return list_streams(self._store, self._scope, prefix)
 
     async def repair(self, stream_id: str, *, replica_id: str | None = None) -> RepairReport:
         """Make a damaged stream readable and writable again, losing what is

@@ -35,6 +35,7 @@ __all__ = [
     "RepairReport",
     "ReplicaPage",
     "SnapshotPort",
+    "StreamCatalogPort",
     "SnapshotRecord",
     "StorePort",
     "TypeCodec",
@@ -185,6 +186,16 @@ class ReplicaLogPort(Protocol):
         ...
 
 
+class StreamCatalogPort(Protocol):
+    """Which streams a store holds."""
+
+    def list_streams(self, prefix: str | None) -> AsyncIterator[list[tuple[str, bool]]]:
+        """Pages of (stream id, replicated) of every stream that was written,
+        whose id starts with ``prefix`` (all for None), each once, in an
+        order stable for the store (not sorted). Memory O(a page)."""
+        ...
+
+
 class ChangesPort(Protocol):
     """Change notification: wakes live readers when a stream grows."""
 
@@ -286,6 +297,11 @@ class StorePort(Protocol):
 
     @property
     def changes(self) -> ChangesPort: ...
+
+    @property
+    def catalog(self) -> StreamCatalogPort:
+        """The streams the store holds (usually the log object itself)."""
+        ...
 
     @property
     def snapshots(self) -> SnapshotPort: ...

@@ -31,6 +31,7 @@ from calliope.adapters.files.replica_evidence import check_holds_observed, obser
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
+from calliope.adapters.files.stream_catalog import list_streams
 from calliope.adapters.files.stream_kind import check_kind
 from calliope.adapters.kinds import other_kind
 from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
@@ -347,6 +348,9 @@ class FileEventLog:
         finally:
             if not pending.done():
                 pending.cancel()
+
+    def list_streams(self, prefix: str | None) -> AsyncIterator[list[tuple[str, bool]]]:
+        return list_streams(self._root, prefix)
 
     async def replicas(self, stream_id: str) -> list[str]:
         await self._check_reading(stream_id, True)

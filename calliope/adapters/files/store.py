@@ -78,6 +78,10 @@ class FileStore:
         return self._log
 
     @property
+    def catalog(self) -> FileEventLog:
+        return self._log
+
+    @property
     def replica_id(self) -> str:
         if self._replica is None:
             raise AppClosedError("the store is not open; use `async with calliope.open(...)`")

@@ -52,6 +52,7 @@ from calliope.testing.contract import replica_logs as replica_logs
 from calliope.testing.contract import changes as changes
 from calliope.testing.contract import snapshots as snapshots
 from calliope.testing.contract import progress as progress
+from calliope.testing.contract import catalog as catalog
 from calliope.testing.contract import store as store
 
 # isort: on
