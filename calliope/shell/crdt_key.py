@@ -252,7 +252,7 @@ class CRDTKey:
 
     async def _run_rounds(self) -> None:
         try:
-            while self._queue:
+            while self._queue or await _one_more_turn(self._queue):
                 group, self._queue = self._queue[:MAX_ROUND], self._queue[MAX_ROUND:]
                 try:
                     if self._before_round is not None and self.failure is None:
@@ -380,6 +380,13 @@ class CRDTKey:
         if follower is not None:
             await asyncio.gather(follower, return_exceptions=True)
         self.changed.close()
+
+
+async def _one_more_turn(queue: list[_Update]) -> bool:
+    """Let the callers just answered run once: one that updates again at
+    once joins this task's next round instead of starting a task."""
+    await asyncio.sleep(0)
+    return bool(queue)
 
 
 def _closed() -> AppClosedError:
