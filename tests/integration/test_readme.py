@@ -49,3 +49,4 @@ async def test_every_readme_block_runs(
     assert namespace["counter"].value == 5
     assert "6\n" in out and "7\n" in out and "2 3\n" in out  # the replicator's block
     assert namespace["tags"].value == {"new", "sale"}
+    assert "cart-7 plain 1\n" in out  # the stream listing
