@@ -310,9 +310,11 @@ class CRDTKey:
                 tagged = tag_operations(self.own, version, operations)
                 after = effect_all(state, [one for one in tagged if one.op is not DELETED])
             except BaseException as error:  # this caller's mistake: nothing of it is written
+                # (no await in the try: even a CancelledError came from prepare)
                 if isinstance(error, asyncio.CancelledError):
-                    raise
-                update.reply.set_exception(error)  # SystemExit too: raised in the caller
+                    update.reply.cancel()
+                else:
+                    update.reply.set_exception(error)  # SystemExit too: raised in the caller
                 continue
             deleting = any(operation is DELETED for operation in operations)
             state = after

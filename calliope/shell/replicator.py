@@ -19,6 +19,7 @@ waiting (``updates()`` iterations end; a wait for replicas raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ from calliope.core.version_vector import VersionVector
 from calliope.errors import (
     InvalidArgumentError,
     InvalidStreamIdError,
+    ReadOnlyStoreError,
     WaitTimeout,
     WrongCRDTTypeError,
 )
@@ -128,6 +130,11 @@ class Replicator:
         self._scope.begin()  # close waits for a start in progress
         try:
             held = self._keys.get(key)
+            if held is not None and held.key.crdt_type is not crdt_type and not held.key.started:
+                # Another type's first use is starting: its claim decides.
+                with contextlib.suppress(Exception):
+                    await held.key.start()
+                held = self._keys.get(key)
             if held is None:
                 held = self._create(key, stream_id, crdt_type)
             elif held.key.crdt_type is not crdt_type:
@@ -315,13 +322,24 @@ class Replicator:
             return
         self._scope.begin()
         try:
-            await self._store.replicated.append_replica(
+            store = self._store
+            own = store.replica_id
+            stored = await store.replicated.append_replica(
                 stream_id,
-                self._store.replica_id,
+                own,
                 [NewEvent(DELETED.name, 1, None)],
                 observed={},
                 timestamp_us=to_timestamp_us(self._clock()),
             )
+            if stored is not None:  # report it: every replica's next round catches up to it
+                reported = {own: stored.first_sequence}
+                for record in await store.progress.reports(key):
+                    if record.replica_id == own:
+                        reported = {**record.delivered, **reported}
+                with contextlib.suppress(ReadOnlyStoreError):
+                    await store.progress.report(
+                        key, own, reported, timestamp_us=to_timestamp_us(self._clock())
+                    )
         finally:
             self._scope.end()
 
@@ -427,8 +445,8 @@ def _stream_id(key: object) -> str:
     stream_id = KEY_PREFIX + str(key)
     if len(stream_id.encode("utf-8")) > MAX_ID_BYTES:
         raise InvalidStreamIdError(
-            f"a replicator key may be at most {MAX_ID_BYTES - len(KEY_PREFIX)} UTF-8 bytes; "
-            f"use a shorter key"
+            f"a replicator key may be at most {MAX_ID_BYTES - len(KEY_PREFIX)} UTF-8 bytes, "
+            f"this one is {len(str(key).encode('utf-8'))}; use a shorter key"
         )
     return stream_id
 

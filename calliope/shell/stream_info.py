@@ -37,7 +37,7 @@ class StreamInfo:
 async def list_streams(
     store: StorePort, scope: AppScope, prefix: str | None
 ) -> AsyncIterator[StreamInfo]:
-    """Every stream whose id starts with ``prefix`` (Calliope's own
+    """Every stream holding events whose id starts with ``prefix`` (Calliope's own
     ``$calliope/`` streams only when the prefix asks for them), each once,
     in an order stable for the store. Streams a page at a time: memory stays
     flat however many streams there are; O(1) storage calls per stream."""
@@ -52,9 +52,12 @@ async def list_streams(
             scope.ensure_open()
             if not replicated:
                 last = await store.plain.last_sequence(stream_id)
-                yield StreamInfo(stream_id, "plain", last_sequence=last)
+                if last:  # (a stream whose first write was refused holds nothing)
+                    yield StreamInfo(stream_id, "plain", last_sequence=last)
                 continue
             replicas = await store.replicated.replicas(stream_id)
+            if not replicas:
+                continue
             version = VersionVector()
             for replica in replicas:
                 version = version.merge(

@@ -97,3 +97,29 @@ async def test_listing_memory_does_not_grow_with_the_number_of_streams(tmp_path:
             peaks.append(peak)
     # ten times the streams (3 MB of ids): about the same peak (a page at a time)
     assert peaks[1] < 2 * peaks[0] + 512 * 1024, peaks
+
+
+async def test_a_stream_whose_first_write_was_refused_is_not_listed(target: str) -> None:
+    async with calliope.open(target, replica_id="a") as app:
+        with pytest.raises(calliope.ConcurrencyError):
+            await app.journal.event_stream("conflict", Noted).persist(Noted(1), expected_sequence=5)
+        assert [info async for info in app.journal.streams()] == []
+
+
+@pytest.mark.parametrize("damage", [b"good", b"", b"\xff\xfe", b"Z" * 3000, "directory", "missing"])
+async def test_a_damaged_id_file_leaves_that_stream_out_and_the_rest_listed(
+    tmp_path: Path, damage: bytes | str
+) -> None:
+    async with calliope.open(tmp_path, replica_id="a") as app:
+        for name in ("good", "victim", "other"):
+            await app.journal.event_stream(name, Noted).persist(Noted(1))
+    victim = next(p for p in (tmp_path / "streams").glob("*/*/id") if p.read_bytes() == b"victim")
+    victim.unlink()
+    if damage == "directory":
+        victim.mkdir()
+    elif damage != "missing":
+        assert isinstance(damage, bytes)
+        victim.write_bytes(damage)
+    async with calliope.open(tmp_path, replica_id="a") as app:
+        listed = sorted([info.stream_id async for info in app.journal.streams()])
+    assert listed == ["good", "other"]

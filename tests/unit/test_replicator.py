@@ -551,3 +551,41 @@ async def test_a_damaged_replicator_key_can_be_repaired(tmp_path: Any) -> None:
     async with calliope.open(tmp_path, replica_id="a", **FAST) as app:
         report = await app.journal.repair("$calliope/crdt/hits", replica_id="a")
         assert not report.repaired
+
+
+async def test_a_delete_by_an_app_that_never_used_the_key_reaches_the_next_update() -> None:
+    async with replicas(store(), "a", "b") as (a, b):
+        await b.replicator.update("k", GCounter, increment)
+        await a.replicator.delete("k")  # a never held "k"
+        with pytest.raises(calliope.KeyDeletedError):
+            await b.replicator.update("k", GCounter, increment)
+
+
+async def test_a_prepare_raising_cancelled_error_cancels_its_caller_alone() -> None:
+    def cancelled(_: GCounter) -> object:
+        raise asyncio.CancelledError
+
+    async with replicas(store(), "a") as (a,):
+        results = await asyncio.gather(
+            a.replicator.update("hits", GCounter, increment),
+            a.replicator.update("hits", GCounter, cancelled),
+            a.replicator.update("hits", GCounter, increment),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], asyncio.CancelledError)
+        assert [r.value for r in (results[0], results[2])] == [1, 2]  # type: ignore[union-attr]
+
+
+async def test_the_keys_own_type_is_not_refused_while_another_types_start_fails(
+    tmp_path: Any,
+) -> None:
+    target = str(tmp_path)
+    async with replicas(target, "a", "b") as (a, b):
+        await b.replicator.update("k", ORSet, lambda s: s.add("x"))
+        results = await asyncio.gather(
+            a.replicator.update("k", GCounter, increment),
+            a.replicator.update("k", ORSet, lambda s: s.add("y")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], calliope.WrongCRDTTypeError)
+        assert not isinstance(results[1], BaseException), results[1]

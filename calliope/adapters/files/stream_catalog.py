@@ -5,18 +5,25 @@ kind in ``kind`` (or known by its ``log``/``replicas`` directory). A listing
 walks the 256 ``<h2>`` directories in order, reads the ids of one of them at
 a time (one worker-thread hop each) and yields those matching the prefix:
 memory stays at one directory's entries, whatever the number of streams.
-The order is that of the ids' hashes: stable for a store, not sorted.
+The order is that of the ids' hashes: stable for a store, not sorted. A
+directory whose ``id`` file does not hash to its name (damaged, or edited by
+hand) is left out and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 
 from calliope.adapters.files.fsutil import storage_errors
+from calliope.adapters.files.layout import id_digest
+from calliope.core.ids import MAX_ID_BYTES
 
 __all__ = ["list_streams"]
+
+logger = logging.getLogger("calliope.files")
 
 
 def _kind_of(directory: str) -> bool | None:
@@ -46,9 +53,20 @@ def _page(parent: str, prefix: str | None) -> list[tuple[str, bool]]:
         directory = os.path.join(parent, name)
         try:
             with open(os.path.join(directory, "id"), "rb") as handle:
-                stream_id = handle.read().decode("utf-8")
-        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
-            continue  # being created, or not a stream directory
+                stream_id = handle.read(MAX_ID_BYTES + 1).decode("utf-8")
+        except FileNotFoundError:
+            continue  # being created
+        except (OSError, UnicodeDecodeError) as error:
+            logger.warning("not listing %s: its id file cannot be read (%s)", directory, error)
+            continue
+        if id_digest(stream_id) != name:
+            logger.warning(
+                "not listing %s: its id file names %r, whose directory is another; "
+                "the file was changed by hand or damaged",
+                directory,
+                stream_id[:100],
+            )
+            continue
         if prefix is not None and not stream_id.startswith(prefix):
             continue
         replicated = _kind_of(directory)
