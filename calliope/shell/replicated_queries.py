@@ -229,8 +229,15 @@ class ReplicatedLiveQuery(Generic[E]):
         waited for them. O(replicas) unless events are held back."""
         writer = self._passing
         assert writer is not None, "written() is for a live query with a passing writer"
-        first = self._buffer.delivered.get(writer, 0) + 1
+        buffer = self._buffer
+        first = buffer.delivered.get(writer, 0) + 1
         if last < first:
+            return
+        if not buffer.pending:  # nothing waits for them: just count them
+            delivered = buffer.delivered.to_dict()
+            delivered[writer] = last
+            self._buffer = CausalBuffer(delivered=VersionVector.unchecked(delivered))
+            self._source.observe_next(writer, last)
             return
         stand_in = RecordBatch(first, writer, {writer: first}, 0, [()] * (last - first + 1))
         self._buffer, released = deliver_page(self._buffer, [(stand_in, 0, last - first + 1)])

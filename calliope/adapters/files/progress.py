@@ -42,6 +42,7 @@ import msgpack
 from calliope.adapters.files.fsutil import (
     create_file_exclusively,
     private_makedirs,
+    storage_error,
     storage_errors,
 )
 from calliope.adapters.files.layout import id_digest, id_directory
@@ -143,6 +144,7 @@ class FileProgress:
         self._root = root
         self._read_only = read_only
         self._directories: dict[str, str] = {}
+        self._paths: dict[tuple[str, str], str] = {}  # (key, replica) -> report file
         self._descriptors: dict[str, int] = {}  # path -> open for writing
 
     def _overwrite(self, path: str, data: bytes) -> None:
@@ -181,16 +183,20 @@ class FileProgress:
     async def report(
         self, key: str, replica_id: str, delivered: Mapping[str, int], *, timestamp_us: int
     ) -> None:
-        self._writable(f"recording progress on key {key!r}")
+        if self._read_only:
+            self._writable(f"recording progress on key {key!r}")
         data = encode_record([replica_id, dict(delivered), timestamp_us])
-
-        def write() -> None:
-            directory = self._key_directory(key)
-            path = os.path.join(directory, f"{id_digest(replica_id)}.progress")
+        try:  # (the hot path of every replicator round: no context manager)
+            path = self._paths.get((key, replica_id))
+            if path is None:
+                directory = self._key_directory(key)
+                path = os.path.join(directory, f"{id_digest(replica_id)}.progress")
+                if len(self._paths) >= 4096:
+                    self._paths.clear()
+                self._paths[(key, replica_id)] = path
             self._overwrite(path, data)
-
-        with storage_errors(f"recording replica progress on key {key!r}"):
-            write()
+        except OSError as error:
+            raise storage_error(f"recording replica progress on key {key!r}", error) from error
 
     async def reports(self, key: str) -> list[ProgressRecord]:
         digest = id_digest(key)
