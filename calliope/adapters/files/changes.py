@@ -3,10 +3,13 @@
 Appends by this app wake its watchers at once (:meth:`FileChanges.fire`).
 Appends by other processes are noticed by polling the files: however many
 live queries an app runs, it keeps one record per watched stream (counted
-by its watchers) and one poller task, which every ``poll_interval`` looks
-at all watched streams in one worker-thread hop (per log, one ``stat`` of
-its last segment; see :class:`_LogProbe`) and wakes the watchers of the
-streams that changed. The poller runs while something is watched, and the
+by its watchers) and one poller task, which every ``poll_interval`` reads
+the store's change marker (:mod:`.change_marker`, touched by every append)
+and, only if it moved (or every hundredth poll), looks at all watched
+streams in one worker-thread hop (per log, one ``stat`` of its last
+segment; see :class:`_LogProbe`) and wakes the watchers of the streams that
+changed. So an idle app costs one small read per interval, however many
+streams it watches. The poller runs while something is watched, and the
 app's close ends it. Nothing here runs on the event loop but the wake-ups.
 """
 
@@ -18,6 +21,7 @@ import os
 from collections.abc import AsyncIterator
 
 from calliope.adapters.files.batch_format import SEAL
+from calliope.adapters.files.change_marker import ChangeMarker
 from calliope.adapters.files.extent import Extent, read_extent
 from calliope.adapters.files.layout import stream_directory
 from calliope.adapters.notify import Signal
@@ -168,6 +172,9 @@ class _StreamProbe:
 
 _RARELY = 10  # looks between checks for a new kind of log in a stream that has one
 
+_FULL_LOOK_EVERY = 100
+"""Polls with the marker unchanged before the streams are looked at anyway."""
+
 
 def _links(directory: str) -> int:
     """A directory's link count (2 + its subdirectories), -1 if absent."""
@@ -208,6 +215,9 @@ class FileChanges:
     def __init__(self, root: str, *, poll_interval: float) -> None:
         self._root = root
         self._interval = poll_interval
+        self._marker = ChangeMarker(root)
+        self._seen_marker: bytes | None = None
+        self._quiet_polls = 0
         self._watched: dict[str, _Watched] = {}
         self._poller: asyncio.Task[None] | None = None
         self._looking = asyncio.Lock()
@@ -216,6 +226,7 @@ class FileChanges:
     def fire(self, stream_id: str, writer: str | None = None) -> None:
         """This app appended to ``stream_id`` (as ``writer``): wake its
         watchers now (but those ignoring that writer)."""
+        self._marker.touch()  # other processes' pollers: something moved
         watched = self._watched.get(stream_id)
         if watched is not None:
             watched.signal.fire(writer)
@@ -262,8 +273,15 @@ class FileChanges:
             while self._watched:
                 await asyncio.sleep(self._interval)
                 watched = list(self._watched.values())
+                full = self._quiet_polls >= _FULL_LOOK_EVERY
                 async with self._looking:  # a probe is used by one thread at a time
-                    changed = await asyncio.to_thread(_look, [w.probe for w in watched])
+                    marker, changed = await asyncio.to_thread(
+                        self._look, [w.probe for w in watched], full
+                    )
+                if marker is not None and marker == self._seen_marker and not full:
+                    self._quiet_polls += 1
+                else:
+                    self._seen_marker, self._quiet_polls = marker, 0
                 for entry, moved in zip(watched, changed, strict=True):
                     if moved:
                         entry.signal.fire()
@@ -276,9 +294,18 @@ class FileChanges:
             if self._poller is asyncio.current_task():
                 self._poller = None
 
+    def _look(self, probes: list[_StreamProbe], full: bool) -> tuple[bytes | None, list[bool]]:
+        """Blocking: the marker, and which streams changed; the streams are
+        looked at only if the marker moved (or ``full``, or there is none)."""
+        marker = self._marker.read()
+        if marker is not None and marker == self._seen_marker and not full:
+            return marker, [False] * len(probes)
+        return marker, _look(probes)
+
     async def aclose(self) -> None:
         """End the poller (the app is closing)."""
         self._closed = True
+        self._marker.close()
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()

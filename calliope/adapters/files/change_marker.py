@@ -1,0 +1,60 @@
+"""The store's change marker: one small file every append touches.
+
+``<root>/changes`` holds 16 bytes that every writer overwrites after each
+append it made visible (a random number fixed per process, and a counter):
+any append by any process changes them. A poller reads them first and looks
+at its watched streams only when they moved, so an idle app costs one
+``pread`` per poll interval however many streams it watches. Nothing relies
+on the marker alone: the poller still looks at every watched stream now and
+then (a reader settling a dead writer's tail publishes events without
+touching the marker), so a missed touch only delays a wake-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import struct
+
+__all__ = ["ChangeMarker"]
+
+_NAME = "changes"
+_SIZE = 16
+
+
+class ChangeMarker:
+    """Touch and read ``<root>/changes``. Not thread-safe for touching (the
+    event loop touches); reading happens in the poller's worker thread."""
+
+    def __init__(self, root: str) -> None:
+        self._path = os.path.join(root, _NAME)
+        self._nonce = secrets.randbits(64)
+        self._count = 0
+        self._fd: int | None = None
+
+    def touch(self) -> None:
+        """Record that this process made an append visible. Best effort: a
+        failure only delays other processes' wake-ups until their next full
+        look."""
+        self._count += 1
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.pwrite(self._fd, struct.pack("<QQ", self._nonce, self._count), 0)
+        except OSError:
+            self.close()
+
+    def read(self) -> bytes | None:
+        """The marker's bytes now (None if there is no marker file)."""
+        try:
+            with open(self._path, "rb") as handle:
+                return handle.read(_SIZE)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
