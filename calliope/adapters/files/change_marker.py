@@ -12,6 +12,7 @@ touching the marker), so a missed touch only delays a wake-up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -32,11 +33,22 @@ class ChangeMarker:
         self._count = 0
         self._fd: int | None = None
         self._reader: int | None = None
+        self._scheduled = False
 
     def touch(self) -> None:
-        """Record that this process made an append visible. Best effort: a
+        """Record that this process made an append visible: once per turn of
+        the event loop, however many appends a group commit answered (the
+        write follows them, so it follows their publication). Best effort: a
         failure only delays other processes' wake-ups until their next full
         look."""
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        if not self._scheduled:  # written by close() already
+            return
+        self._scheduled = False
         self._count += 1
         try:
             if self._fd is None:
@@ -63,6 +75,8 @@ class ChangeMarker:
                 os.close(fd)
 
     def close(self) -> None:
+        if self._scheduled:
+            self._write()
         self._close_reader()
         fd, self._fd = self._fd, None
         if fd is not None:
