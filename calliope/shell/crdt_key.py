@@ -112,6 +112,7 @@ class CRDTKey:
         clock: Callable[[], Any],
         on_progress: Callable[[], None],
         before_round: Callable[[], Awaitable[None]] | None = None,
+        after_round: Callable[[], None] = lambda: None,
     ) -> None:
         self.key = key
         self.crdt_type = crdt_type
@@ -121,6 +122,7 @@ class CRDTKey:
         self._clock = clock
         self._on_progress = on_progress
         self._before_round = before_round
+        self._after_round = after_round
         self.own = source.replica_id
         self.state: Any = crdt_type()
         self.counts: dict[str, int] = {}
@@ -367,6 +369,7 @@ class CRDTKey:
         except CalliopeError as error:
             logger.warning("replicator key %r: recording progress failed (%s)", self.key, error)
             self._on_progress()  # the reporter retries
+        self._after_round()
         for update, after, dot in answers:
             if not update.reply.done():
                 update.reply.set_result((after, dot))

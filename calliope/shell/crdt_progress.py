@@ -90,6 +90,16 @@ class KeyProgress:
         """This replica applied something: report it soon."""
         self._dirty.set()
 
+    def wrote(self) -> None:
+        """A round wrote (and reported) this replica's own operations:
+        compact or snapshot if enough was applied."""
+        applied = self.key.applied
+        if (
+            applied - self._compacted_at >= COMPACT_EVERY
+            or applied - self._snapshot_at >= SNAPSHOT_EVERY
+        ):
+            self._due.set()
+
     async def _report(self) -> None:
         """Record progress whenever it moved (the newest, one write at a time)."""
         while not self._stopping:

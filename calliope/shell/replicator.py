@@ -181,6 +181,7 @@ class Replicator:
             clock=self._clock,
             on_progress=lambda: progress[0].touched(),
             before_round=lambda: progress[0].catch_up_with_reports(),
+            after_round=lambda: progress[0].wrote(),
         )
         progress.append(
             KeyProgress(crdt_key, self._liveness_of(), poll_interval=self._poll_interval)

@@ -428,6 +428,22 @@ async def test_a_failed_replica_stops_holding_back_stability() -> None:
         assert stable == VersionVector({"a": 1, "b": 1})
 
 
+async def test_a_lone_writer_snapshots_while_it_runs_not_only_at_close() -> None:
+    async with replicas(store(), "a") as (a,):
+        for _ in range(4):
+            await asyncio.gather(
+                *(a.replicator.update("hits", GCounter, increment) for _ in range(300))
+            )
+        storage = a.replicator._keys["hits"].key.storage
+        for _ in range(200):  # the compactor runs beside the rounds
+            loaded = await storage.load()
+            if loaded is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert loaded is not None
+        assert loaded[1]["a"] >= 1000
+
+
 async def test_a_restart_loads_the_snapshot_and_replays_only_newer_operations() -> None:
     target = store()
     async with replicas(target, "a") as (a,):
