@@ -27,7 +27,9 @@ class ReadStep(NamedTuple):
     at_end: bool
 
 
-def read_step(log: SegmentLog, position: Position, *, settle: bool = True) -> ReadStep:
+def read_step(
+    log: SegmentLog, position: Position, *, settle: bool = True, limit: int | None = None
+) -> ReadStep:
     """Read the committed batches at ``position`` (blocking; no lock taken).
 
     Only frames up to the log's committed extent are read (extent.py): a
@@ -42,22 +44,27 @@ def read_step(log: SegmentLog, position: Position, *, settle: bool = True) -> Re
     A reader at the committed end that finds more bytes past it, while no
     writer is busy, settles the log (``SegmentLog.settle``: a dead writer's
     intact frames are committed, a torn end moved aside) and reads again.
+
+    ``limit``: decode at most that many batches (a page reader asks for
+    what it still needs; the rest of the window is read again next step).
     """
     extent = read_extent(log.directory)
     if extent is None:
         return _legacy_step(log, position)
     try:
-        return _committed_step(log, position, extent, settle)
+        return _committed_step(log, position, extent, settle, limit)
     except CorruptJournalError:
         # Written with durability="flush", the extent is no evidence: a
         # power loss may have taken what it covers. A writer settles that
         # (logged at error level); then read again.
         if extent.synced or not settle or not log.settle():
             raise
-        return read_step(log, position, settle=False)
+        return read_step(log, position, settle=False, limit=limit)
 
 
-def _committed_step(log: SegmentLog, position: Position, extent: Extent, settle: bool) -> ReadStep:
+def _committed_step(
+    log: SegmentLog, position: Position, extent: Extent, settle: bool, limit: int | None
+) -> ReadStep:
     """:func:`read_step` for a log with a committed extent."""
     committed = extent.committed_end(position.segment)
     if committed == 0 or (committed is not None and position.offset >= committed):
@@ -82,7 +89,7 @@ def _committed_step(log: SegmentLog, position: Position, extent: Extent, settle:
                 position.offset,
                 f"the file ends at offset {size}, before {end}",
             )
-        found = _frames(log, fd, position, end)
+        found = _frames(log, fd, position, end, limit)
     finally:
         os.close(fd)
     here = Position(position.segment, found.offset)
@@ -171,13 +178,18 @@ class _Frames(NamedTuple):
     reached: bool  # the read reached the end asked for
 
 
-def _frames(log: SegmentLog, fd: int, position: Position, end: int | None) -> _Frames:
-    """The batches at ``position``, up to ``end`` (None: the end of the file)."""
+def _frames(
+    log: SegmentLog, fd: int, position: Position, end: int | None, limit: int | None = None
+) -> _Frames:
+    """The batches at ``position``, up to ``end`` (None: the end of the
+    file), at most ``limit`` of them (None: all the window holds)."""
     parsed, reached = read_window(fd, position.offset, end)
     batches: list[RecordBatch] = []
     offset = position.offset
     path = log.path(position.segment)
     for payload in parsed.payloads:
+        if limit is not None and len(batches) >= limit:  # the rest: next step
+            return _Frames(batches, offset, False, Stop.INCOMPLETE, False)
         batch = decode_batch(payload, path=path, offset=offset)
         if batch is None:
             return _Frames(batches, offset, True, parsed.stop, reached)
