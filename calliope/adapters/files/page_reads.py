@@ -57,7 +57,7 @@ def read_page(
     expected: int | None = None
     while True:
         start, start_sequence = position, expected if expected is not None else from_sequence
-        step = read_step(log, position, limit=limit - count + 1)
+        step = read_step(log, position, limit=limit - count)
         wanted, expected = in_range(log, step, position, expected, from_sequence, None)
         for batch in wanted:
             if count >= limit:
