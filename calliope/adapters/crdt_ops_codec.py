@@ -8,7 +8,8 @@ type. The replicator's own marker for a deleted key is stored under the
 reserved name ``"calliope.deleted"``.
 
 Encoding checks that the operation reads back equal (packed and unpacked
-as storage does), so a value that would change on the way (a tuple that
+as storage does, or proven from its fields' exact types by the events'
+quick check), so a value that would change on the way (a tuple that
 comes back a list, an object cattrs cannot rebuild) is refused with
 :class:`calliope.InvalidOperationError` before anything is written: every
 replica applies exactly the operation the writer applied.
@@ -16,12 +17,11 @@ replica applies exactly the operation the writer applied.
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
-import attrs
 import msgpack
 
+from calliope.adapters.codec_quick_check import quick_check
 from calliope.adapters.crdt_codec import CRDTCodec
 from calliope.adapters.packing import pack_data
 from calliope.core.crdt.protocol import crdt_name
@@ -48,7 +48,11 @@ class CRDTOpCodec:
         }
         self._names = {op_type: f"{self.name}.{name}" for name, op_type in self._op_types.items()}
         self._converter = crdt_codec.converter
-        self._flat = {op_type: _flat_fields(op_type) for op_type in self._op_types.values()}
+        # Operations whose fields are simple enough are proven to read back
+        # equal from their values' exact types, as events are (codec_quick_check).
+        self._quick = {
+            op_type: quick_check(self._converter, op_type) for op_type in self._op_types.values()
+        }
 
     # -- operations (the TypeCodec protocol) --------------------------------
 
@@ -64,9 +68,9 @@ class CRDTOpCodec:
                 f"{self.name} (those are {sorted(self._op_types)}); call the state's "
                 f"methods to make operations, e.g. `lambda state: state.increment()`"
             )
-        flat = self._flat[type(value)]
-        if flat is not None and _holds_scalars(value, flat):  # reads back equal, surely
-            return NewEvent(name, 1, {field: getattr(value, field) for field, _ in flat})
+        quick = self._quick[type(value)]
+        if quick is not None and quick(value):  # reads back equal, surely
+            return NewEvent(name, 1, self._converter.unstructure(value))
         try:
             data = self._converter.unstructure(value)
             stored = msgpack.unpackb(pack_data(data), raw=False, strict_map_key=False)
@@ -115,37 +119,3 @@ class CRDTOpCodec:
                 f"CRDT type for its whole life: use that type, or another key"
             )
         return self._codec.decode_state(data, self.crdt_type)
-
-
-_SCALARS = (int, str, float, bool)
-
-
-def _flat_fields(op_type: type) -> tuple[tuple[str, type], ...] | None:
-    """The (name, type) of each field when ``op_type`` is an attrs class whose
-    fields are all declared int, str, float or bool; else None."""
-    if not attrs.has(op_type):
-        return None
-    try:
-        hints = typing.get_type_hints(op_type)
-    except Exception:  # unresolvable annotations: take the checked path
-        return None
-    fields = []
-    for field in attrs.fields(op_type):
-        declared = hints.get(field.name)
-        if declared not in _SCALARS or not field.init:
-            return None
-        fields.append((field.name, declared))
-    return tuple(fields)
-
-
-def _holds_scalars(value: object, flat: tuple[tuple[str, type], ...]) -> bool:
-    """Every field holds exactly its declared scalar type (an int within what
-    msgpack stores): such an operation reads back equal without a check.
-    O(fields)."""
-    for field, declared in flat:
-        held = getattr(value, field)
-        if type(held) is not declared:
-            return False
-        if type(held) is int and not -(2**63) <= held < 2**64:
-            return False
-    return True

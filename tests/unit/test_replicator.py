@@ -289,6 +289,7 @@ async def test_a_key_has_one_type() -> None:
         (lambda c: ORSet().add("x"), calliope.InvalidOperationError),
         (lambda c: 1 / 0, ZeroDivisionError),
         (lambda c: [c.increment(), "nope"], calliope.InvalidOperationError),
+        (lambda c: c.increment(2**70), calliope.InvalidOperationError),  # msgpack cannot
     ],
 )
 async def test_a_bad_prepare_fails_alone_and_writes_nothing(
