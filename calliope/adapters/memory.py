@@ -24,11 +24,11 @@ from calliope.adapters.kinds import other_kind
 from calliope.adapters.memory_progress import MemoryProgress
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
+from calliope.adapters.read_only import read_only_refused
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import (
     AppClosedError,
     ConcurrencyError,
-    ReadOnlyStoreError,
     ReplicaInUseError,
 )
 from calliope.shell.ports import (
@@ -171,10 +171,8 @@ class MemoryEventLog:
         if self.closed:
             raise AppClosedError("this store is closed; open it again to write")
         if self._read_only:
-            raise ReadOnlyStoreError(
-                f"memory://{self._backend.name} was opened with read_only=True, so writing to "
-                f"stream {stream_id!r} is refused (nothing was written); open it without "
-                f"read_only to write"
+            raise read_only_refused(
+                f"memory://{self._backend.name}", f"writing to stream {stream_id!r}"
             )
         # Stored as the file store stores it (a msgpack round trip): the same
         # data is accepted, and nothing aliases the caller's.
@@ -342,10 +340,8 @@ class MemorySnapshots:
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
         if self._read_only:
-            raise ReadOnlyStoreError(
-                f"memory://{self._backend.name} was opened with read_only=True, so saving "
-                f"snapshot {snapshot_id!r} is refused (nothing was written); open it without "
-                f"read_only to write"
+            raise read_only_refused(
+                f"memory://{self._backend.name}", f"saving snapshot {snapshot_id!r}"
             )
         if is_large(record.data):  # packed and unpacked off the event loop
             record = record._replace(data=await asyncio.to_thread(repack_data, record.data))

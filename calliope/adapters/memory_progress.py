@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from calliope.errors import ReadOnlyStoreError
+from calliope.adapters.read_only import read_only_refused
 from calliope.shell.ports import HeartbeatRecord, ProgressRecord
 
 __all__ = ["MemoryProgress"]
@@ -34,10 +34,7 @@ class MemoryProgress:
 
     def _writable(self, what: str) -> None:
         if self._read_only:
-            raise ReadOnlyStoreError(
-                f"memory://{self._name} was opened with read_only=True, so {what} is "
-                f"refused (nothing was written); open it without read_only to write"
-            )
+            raise read_only_refused(f"memory://{self._name}", what)
 
     async def report(
         self, key: str, replica_id: str, delivered: Mapping[str, int], *, timestamp_us: int

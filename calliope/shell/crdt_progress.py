@@ -91,8 +91,8 @@ class KeyProgress:
         self._dirty.set()
 
     def wrote(self) -> None:
-        """A round wrote (and reported) this replica's own operations:
-        compact or snapshot if enough was applied."""
+        """Progress was recorded (by a round, or the reporter): compact or
+        snapshot if enough was applied since the last time."""
         applied = self.key.applied
         if (
             applied - self._compacted_at >= COMPACT_EVERY
@@ -114,12 +114,7 @@ class KeyProgress:
                 self._dirty.set()
                 await self._pause(_RETRY)
                 continue
-            applied = self.key.applied
-            if (
-                applied - self._compacted_at >= COMPACT_EVERY
-                or applied - self._snapshot_at >= SNAPSHOT_EVERY
-            ):
-                self._due.set()
+            self.wrote()
 
     async def _maintain(self) -> None:
         """Compact, and snapshot, when enough was applied (apart from

@@ -35,6 +35,7 @@ from calliope.adapters.files.stream_catalog import list_streams
 from calliope.adapters.files.stream_kind import check_kind
 from calliope.adapters.kinds import other_kind
 from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
+from calliope.adapters.read_only import read_only_refused
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import (
     AppClosedError,
@@ -456,10 +457,7 @@ class FileEventLog:
         return replicas
 
     def _refused(self, what: str) -> ReadOnlyStoreError:
-        return ReadOnlyStoreError(
-            f"the store at {self._root} was opened with read_only=True, so {what} is refused "
-            f"(nothing was written); open it without read_only to write"
-        )
+        return read_only_refused(self._root, what)
 
     async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
         """Keep the log's intact prefix and move the rest aside (repair.py),

@@ -34,8 +34,8 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -46,12 +46,14 @@ from calliope.adapters.files.fsutil import (
     storage_errors,
 )
 from calliope.adapters.files.layout import id_digest, id_directory
-from calliope.errors import ReadOnlyStoreError
+from calliope.adapters.read_only import read_only_refused
 from calliope.shell.ports import HeartbeatRecord, ProgressRecord
 
 __all__ = ["FileProgress"]
 
 logger = logging.getLogger("calliope.files")
+
+_R = TypeVar("_R", ProgressRecord, HeartbeatRecord)
 
 _MAGIC = b"CPRG"
 _MAX_RECORD = 1024 * 1024
@@ -168,10 +170,31 @@ class FileProgress:
 
     def _writable(self, what: str) -> None:
         if self._read_only:
-            raise ReadOnlyStoreError(
-                f"{self._root} was opened with read_only=True, so {what} is refused "
-                f"(nothing was written); open it without read_only to write"
-            )
+            raise read_only_refused(self._root, what)
+
+    def _key_path(self, key: str, *names: str) -> str:
+        """``progress/<h2>/<h>`` of ``key`` (created by :meth:`_key_directory`), or a file in it."""
+        digest = id_digest(key)
+        return os.path.join(self._root, "progress", digest[:2], digest, *names)
+
+    def _records(
+        self, directory: str, suffix: str, parse: Callable[[list[Any]], _R | None], what: str
+    ) -> list[_R]:
+        """The intact records of ``directory``'s ``*suffix`` files, each
+        written by the replica its name hashes (others logged and left out),
+        sorted. O(files)."""
+        with storage_errors(f"reading {what}"):
+            found = _read_all(directory, suffix)
+        records = []
+        for path, fields in found:
+            record = parse(fields)
+            if record is None or f"{id_digest(record.replica_id)}{suffix}" != os.path.basename(
+                path
+            ):
+                logger.warning("ignoring a file of the wrong shape among the %s: %s", what, path)
+                continue
+            records.append(record)
+        return sorted(records)
 
     def _key_directory(self, key: str) -> str:
         directory = self._directories.get(key)
@@ -183,8 +206,7 @@ class FileProgress:
     async def report(
         self, key: str, replica_id: str, delivered: Mapping[str, int], *, timestamp_us: int
     ) -> None:
-        if self._read_only:
-            self._writable(f"recording progress on key {key!r}")
+        self._writable(f"recording progress on key {key!r}")
         data = encode_record([replica_id, dict(delivered), timestamp_us])
         try:  # (the hot path of every replicator round: no context manager)
             path = self._paths.get((key, replica_id))
@@ -199,26 +221,13 @@ class FileProgress:
             raise storage_error(f"recording replica progress on key {key!r}", error) from error
 
     async def reports(self, key: str) -> list[ProgressRecord]:
-        digest = id_digest(key)
-        directory = os.path.join(self._root, "progress", digest[:2], digest)
-        with storage_errors(f"reading replica progress on key {key!r}"):
-            found = _read_all(directory, ".progress")
-        records = []
-        for path, fields in found:
-            record = _progress_of(fields)
-            if record is None or f"{id_digest(record.replica_id)}.progress" != os.path.basename(
-                path
-            ):
-                logger.warning("ignoring a replica progress file of the wrong shape: %s", path)
-                continue
-            records.append(record)
-        return sorted(records)
+        return self._records(
+            self._key_path(key), ".progress", _progress_of, f"progress reports on key {key!r}"
+        )
 
     async def reporters_token(self, key: str) -> object:
-        digest = id_digest(key)
-        directory = os.path.join(self._root, "progress", digest[:2], digest)
         try:  # a new report file changes the directory; an overwrite does not
-            status = os.stat(directory)
+            status = os.stat(self._key_path(key))
         except FileNotFoundError:
             return None
         if time.time_ns() - status.st_mtime_ns < _COARSE_CLOCK_NS:
@@ -228,8 +237,7 @@ class FileProgress:
         return (status.st_ino, status.st_mtime_ns)
 
     async def claim_type(self, key: str, type_name: str) -> str:
-        digest = id_digest(key)
-        path = os.path.join(self._root, "progress", digest[:2], digest, "type")
+        path = self._key_path(key, "type")
 
         def claim() -> str:
             if not self._read_only and not os.path.exists(path):
@@ -249,25 +257,12 @@ class FileProgress:
         self._writable("a heartbeat")
         data = encode_record([replica_id, timestamp_us, running])
         directory = os.path.join(self._root, "heartbeats")
-
-        def write() -> None:
+        with storage_errors(f"recording the heartbeat of replica {replica_id!r}"):
             if not os.path.isdir(directory):
                 private_makedirs(directory)
-            path = os.path.join(directory, f"{id_digest(replica_id)}.beat")
-            self._overwrite(path, data)
-
-        with storage_errors(f"recording the heartbeat of replica {replica_id!r}"):
-            write()
+            self._overwrite(os.path.join(directory, f"{id_digest(replica_id)}.beat"), data)
 
     async def heartbeats(self) -> list[HeartbeatRecord]:
-        directory = os.path.join(self._root, "heartbeats")
-        with storage_errors("reading replica heartbeats"):
-            found = _read_all(directory, ".beat")
-        records = []
-        for path, fields in found:
-            record = _heartbeat_of(fields)
-            if record is None or f"{id_digest(record.replica_id)}.beat" != os.path.basename(path):
-                logger.warning("ignoring a heartbeat file of the wrong shape: %s", path)
-                continue
-            records.append(record)
-        return sorted(records)
+        return self._records(
+            os.path.join(self._root, "heartbeats"), ".beat", _heartbeat_of, "replica heartbeats"
+        )

@@ -14,7 +14,8 @@ from calliope.adapters.files.fsutil import storage_error
 from calliope.adapters.files.layout import ReplicaLease, ensure_root, read_root
 from calliope.adapters.files.progress import FileProgress
 from calliope.adapters.files.snapshots import FileSnapshots
-from calliope.errors import AppClosedError, ReadOnlyStoreError, StorageError
+from calliope.adapters.read_only import read_only_refused
+from calliope.errors import AppClosedError, StorageError
 from calliope.shell.ports import Durability, SnapshotRecord
 
 __all__ = ["FileStore", "ReadOnlySnapshots"]
@@ -166,11 +167,7 @@ class ReadOnlySnapshots:
         self._root = root
 
     async def save(self, snapshot_id: str, record: SnapshotRecord) -> None:
-        raise ReadOnlyStoreError(
-            f"the store at {self._root} was opened with read_only=True, so saving snapshot "
-            f"{snapshot_id!r} is refused (nothing was written); open it without read_only "
-            f"to write"
-        )
+        raise read_only_refused(self._root, f"saving snapshot {snapshot_id!r}")
 
     async def load(self, snapshot_id: str) -> SnapshotRecord | None:
         return await self._snapshots.load(snapshot_id)
