@@ -606,3 +606,25 @@ async def test_the_keys_own_type_is_not_refused_while_another_types_start_fails(
         )
         assert isinstance(results[0], calliope.WrongCRDTTypeError)
         assert not isinstance(results[1], BaseException), results[1]
+
+
+async def test_damaged_progress_heartbeat_and_type_files_lose_nothing(tmp_path: Any) -> None:
+    async with calliope.open(tmp_path, replica_id="a", **FAST) as a:
+        await a.replicator.update("k", GCounter, lambda c: c.increment(3))
+    damaged = [
+        path
+        for pattern in ("progress/*/*/*", "heartbeats/*")
+        for path in tmp_path.glob(pattern)
+        if path.name != "id"
+    ]
+    assert {path.suffix for path in damaged} == {".progress", ".beat", ""}  # "" is "type"
+    for path in damaged:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    async with calliope.open(tmp_path, replica_id="b", **FAST) as b:
+        assert (await b.replicator.get("k", GCounter, timeout=5)).value == 3
+        assert (await b.replicator.update("k", GCounter, increment)).value == 4
+    async with calliope.open(tmp_path, replica_id="c", **FAST) as c:
+        with pytest.raises(calliope.WrongCRDTTypeError):  # the log still names its type
+            await c.replicator.get("k", ORSet)

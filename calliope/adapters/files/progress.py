@@ -4,7 +4,7 @@
 
     <root>/progress/<h2>/<h>/id            the replicator key, as UTF-8
     <root>/progress/<h2>/<h>/<r>.progress  one replica's last report on the key
-    <root>/progress/<h2>/<h>/type          the key's CRDT type name (created once)
+    <root>/progress/<h2>/<h>/type          the key's CRDT type name (a record, created once)
     <root>/heartbeats/<r>.beat             one replica's last heartbeat
 
 ``<h>`` is the SHA-256 of the key and ``<r>`` of the replica id (as in
@@ -242,13 +242,21 @@ class FileProgress:
         def claim() -> str:
             if not self._read_only and not os.path.exists(path):
                 create_file_exclusively(
-                    os.path.join(self._key_directory(key), "type"), type_name.encode()
+                    os.path.join(self._key_directory(key), "type"),
+                    encode_record([type_name, 0, 0]),
                 )
             try:
                 with open(path, "rb") as handle:
-                    return handle.read(4096).decode("utf-8", errors="replace")
+                    fields = decode_record(handle.read(_MAX_RECORD))
             except FileNotFoundError:  # read-only, and nobody claimed it
                 return type_name
+            if fields is None or type(fields[0]) is not str:
+                # Damaged: no evidence either way. The key's stored operations
+                # still name their CRDT type, and a wrong one is refused there.
+                logger.warning("ignoring the damaged CRDT type file %s", path)
+                return type_name
+            held: str = fields[0]
+            return held
 
         with storage_errors(f"recording the CRDT type of replicator key {key!r}"):
             return await asyncio.to_thread(claim)
