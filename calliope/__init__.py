@@ -30,6 +30,7 @@ from calliope.core.crdt import (
     Tagged,
 )
 from calliope.core.event_types import event_type
+from calliope.core.feed_position import FeedPosition
 from calliope.core.persist_reply import PersistReply
 from calliope.core.snapshot import Snapshot
 from calliope.errors import (
@@ -45,6 +46,7 @@ from calliope.errors import (
     InvalidOperationError,
     InvalidStreamIdError,
     KeyDeletedError,
+    ProjectionError,
     ReadOnlyStoreError,
     ReplicaInUseError,
     ReplicationTimeout,
@@ -56,7 +58,9 @@ from calliope.errors import (
 from calliope.shell.app import App
 from calliope.shell.app import open_app as open
 from calliope.shell.event_stream import EventStream
+from calliope.shell.feed import Feed, FeedLiveQuery, FeedQuery
 from calliope.shell.ports import RepairReport
+from calliope.shell.projection import Projection
 from calliope.shell.queries import LiveQuery, Query
 from calliope.shell.replicated_queries import ReplicatedLiveQuery, ReplicatedQuery
 from calliope.shell.replicated_stream import ReplicatedEventStream
@@ -65,6 +69,12 @@ from calliope.shell.skipped import SkippedEvent
 from calliope.shell.stream_info import StreamInfo
 
 __all__ = [
+    "Feed",
+    "FeedLiveQuery",
+    "FeedPosition",
+    "FeedQuery",
+    "Projection",
+    "ProjectionError",
     "CRDT",
     "CRDTCodecError",
     "Flag",

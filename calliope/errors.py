@@ -22,6 +22,7 @@ __all__ = [
     "InvalidOperationError",
     "InvalidStreamIdError",
     "KeyDeletedError",
+    "ProjectionError",
     "ReadOnlyStoreError",
     "ReplicaInUseError",
     "ReplicationTimeout",
@@ -146,3 +147,16 @@ class WrongCRDTTypeError(InvalidArgumentError):
 class KeyDeletedError(CalliopeError):
     """The replicator key was deleted (``app.replicator.delete``); a deleted
     key stays deleted on every replica. Use another key."""
+
+
+class ProjectionError(CalliopeError):
+    """A projection's ``update_state`` raised. The projection saved its state
+    up to the event before, and stopped: ``position`` is the failing event's
+    (:class:`calliope.FeedPosition`), ``name`` the projection's; the cause is
+    chained. Fix the function (or the data) and catch up again: it resumes
+    at that event."""
+
+    def __init__(self, message: str, *, name: str, position: object) -> None:
+        super().__init__(message)
+        self.name = name
+        self.position = position

@@ -104,6 +104,11 @@ class DeclaredTypeCodec(Generic[E]):
             self._by_class[cls] = member
             self._by_name[member.info.name] = member
 
+    @property
+    def type_names(self) -> frozenset[str]:
+        """The stored type names this codec decodes (O(members))."""
+        return frozenset(self._by_name)
+
     def _member_for(self, value: object) -> _Member:
         """The member of exactly ``value``'s class (a subclass of a member
         would be stored as, and read back as, that member)."""

@@ -56,6 +56,11 @@ class CRDTOpCodec:
 
     # -- operations (the TypeCodec protocol) --------------------------------
 
+    @property
+    def type_names(self) -> frozenset[str]:
+        """The stored names of this CRDT type's operations."""
+        return frozenset(self._names.values())
+
     def encode(self, value: Any) -> NewEvent:
         """The stored form of one operation; refused (InvalidOperationError)
         unless it is an operation of this type that reads back equal."""

@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 
 from calliope.adapters.kinds import other_kind
+from calliope.adapters.memory_feed import MemoryFeed
 from calliope.adapters.memory_progress import MemoryProgress
 from calliope.adapters.notify import Signal
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
@@ -32,6 +33,7 @@ from calliope.errors import (
     ReplicaInUseError,
 )
 from calliope.shell.ports import (
+    FeedEntry,
     HeartbeatRecord,
     NewEvent,
     ProgressRecord,
@@ -83,6 +85,8 @@ class MemoryBackend:
         self.crdt_types: dict[str, str] = {}  # replicator key -> CRDT type name
         self.leases: set[str] = set()
         self.kinds: dict[str, bool] = {}  # stream -> replicated, once written
+        self.feed: list[FeedEntry] = []  # every batch, numbered (memory_feed.py)
+        self.feed_signal = Signal()
         self.default_replica_id = f"memory-{name}"
 
     def check_kind(self, stream_id: str, replicated: bool, *, reading: bool = False) -> None:
@@ -199,11 +203,15 @@ class MemoryEventLog:
                 return None
             self._backend.kinds[stream_id] = replica_id is not None
             batch = next_batch(log.version, last, writer, items, timestamp_us, observed)
+            feed = self._backend.feed
+            batch = batch._replace(feed_entry=len(feed))
+            feed.append(FeedEntry(len(feed), stream_id, replica_id, batch))
             log.batches.append(batch)
             log.firsts.append(batch.first_sequence)
             log.last_sequence = batch.last_sequence
             log.version = batch.last_version
         log.signal.fire(replica_id)
+        self._backend.feed_signal.fire(replica_id)
         return batch
 
     async def last_sequence(self, stream_id: str) -> int:
@@ -375,6 +383,7 @@ class MemoryStore:
         self._extra: set[str] = set()
         self._log = MemoryEventLog(self._backend, read_only=read_only)
         self.changes = MemoryChanges(self._backend)
+        self.feed = MemoryFeed(self._backend)
         self.snapshots = MemorySnapshots(self._backend, read_only=read_only)
         backend = self._backend
         self.progress = MemoryProgress(

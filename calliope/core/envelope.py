@@ -7,6 +7,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
+from calliope.core.feed_position import FeedPosition
 from calliope.core.version_vector import VersionVector
 
 __all__ = ["Dot", "Envelope"]
@@ -32,6 +33,8 @@ class Envelope(Generic[E_co]):
       ``b`` or in its causal past.
     * ``timestamp``: when it was written (UTC, supplied by the shell).
     * ``event``: the application's event value.
+    * ``position``: where a feed (``app.journal.feed``) found it, to resume
+      after; None for events read from one stream.
     """
 
     stream_id: str
@@ -40,6 +43,7 @@ class Envelope(Generic[E_co]):
     version: VersionVector
     timestamp: datetime.datetime
     event: E_co
+    position: FeedPosition | None = None
 
     @property
     def dot(self) -> Dot:

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from calliope.errors import InvalidArgumentError, InvalidStreamIdError
 
-__all__ = ["MAX_ID_BYTES", "RESERVED_PREFIX", "validate_replica_id", "validate_stream_id"]
+__all__ = [
+    "MAX_ID_BYTES",
+    "RESERVED_PREFIX",
+    "in_feed",
+    "validate_replica_id",
+    "validate_stream_id",
+]
 
 MAX_ID_BYTES = 1024
 
 RESERVED_PREFIX = "$calliope/"
 """Stream and snapshot ids starting with this are Calliope's own (the
 replicator keeps each key in ``$calliope/crdt/<key>``)."""
+
+
+def in_feed(stream_id: str, prefix: str | None) -> bool:
+    """Whether a feed or listing for ``prefix`` (None: every stream) takes
+    ``stream_id``: its id starts with the prefix, and Calliope's own
+    ``$calliope/`` streams only when the prefix starts with ``"$calliope/"``."""
+    if prefix is None:
+        return not stream_id.startswith(RESERVED_PREFIX)
+    return stream_id.startswith(prefix) and (
+        prefix.startswith(RESERVED_PREFIX) or not stream_id.startswith(RESERVED_PREFIX)
+    )
 
 
 def validate_stream_id(

@@ -104,6 +104,8 @@ class RecordBatch(NamedTuple):
     version: Mapping[str, int]
     timestamp_us: int
     items: Sequence[Sequence[Any]]
+    # Its entry in the store's feed (ports.FeedPort), where the store records it.
+    feed_entry: int | None = None
 
     @property
     def last_sequence(self) -> int:
@@ -137,6 +139,7 @@ class RecordBatch(NamedTuple):
             event_version(self.version, self.writer, start - first),
             self.timestamp_us,
             self.items[start - first : end - first + 1],
+            self.feed_entry,
         )
 
 

@@ -6,16 +6,21 @@ import asyncio
 import datetime
 import os
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from calliope.core.ids import validate_replica_id
 from calliope.errors import AppClosedError, InvalidArgumentError
 from calliope.shell.journal import Journal
 from calliope.shell.ports import CodecPort, Durability, StorePort
+from calliope.shell.projection import Projection
 from calliope.shell.replicator import Replicator
 from calliope.shell.scope import AppScope
 from calliope.shell.snapshot_store import SnapshotStore
 
 __all__ = ["App", "utc_now"]
+
+S = TypeVar("S")
+E = TypeVar("E")
 
 
 def utc_now() -> datetime.datetime:
@@ -25,7 +30,7 @@ def utc_now() -> datetime.datetime:
 
 class App:
     """An opened Calliope store: ``journal``, ``snapshots``, ``replicator``,
-    ``replica_id``.
+    ``projection()``, ``replica_id``.
 
     Use ``async with calliope.open(...) as app``. Leaving the block (or
     :meth:`aclose`) refuses new work, lets persists already in flight
@@ -63,6 +68,7 @@ class App:
         self.snapshots = SnapshotStore(
             store.snapshots, codec, checked, self._scope, plain=store.plain
         )
+        self._checked_clock = checked
         self.replicator = Replicator(
             store,
             codec,
@@ -84,6 +90,32 @@ class App:
         """This app's replica id (given to ``open`` or the store's default)."""
         self._scope.ensure_open()
         return self._store.replica_id
+
+    def projection(
+        self,
+        name: str,
+        event_type: type[E] | Any,
+        update_state: Callable[[S, E], S],
+        init: S,
+        *,
+        prefix: str | None = None,
+    ) -> Projection[S, E]:
+        """A read model named ``name``: ``update_state(state, event)`` folded
+        over ``app.journal.feed(event_type, prefix)`` from ``init``, its
+        state and feed position saved together (``catch_up()``,
+        ``follow()``; see :mod:`calliope.shell.projection`). The state's
+        class is stored like a snapshot's (an attrs class named with
+        ``@calliope.event_type``, or plain data)."""
+        return Projection(
+            name,
+            self.journal.feed(event_type, prefix),
+            update_state,
+            init,
+            snapshots=self._store.snapshots,
+            state_codec=self._codec.for_type(type(init)),
+            clock=self._checked_clock,
+            scope=self._scope,
+        )
 
     @property
     def codec(self) -> CodecPort:

@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 from calliope.core.ids import validate_replica_id, validate_stream_id
+from calliope.errors import InvalidArgumentError
 from calliope.shell.event_stream import EventStream
+from calliope.shell.feed import Feed
 from calliope.shell.ports import CodecPort, RepairReport, StorePort
 from calliope.shell.replicated_stream import ReplicatedEventStream
 from calliope.shell.scope import AppScope
@@ -65,6 +67,23 @@ class Journal:
         streams only when ``prefix`` starts with ``"$calliope/"``. O(1)
         storage calls per stream."""
         return list_streams(self._store, self._scope, prefix)
+
+    @overload
+    def feed(self, event_type: type[E], prefix: str | None = None) -> Feed[E]: ...
+
+    @overload
+    def feed(self, event_type: Any, prefix: str | None = None) -> Feed[Any]: ...
+
+    def feed(self, event_type: Any, prefix: str | None = None) -> Feed[Any]:
+        """Every event of ``event_type`` (a class or a Union) in every stream,
+        plain or replicated, whose id starts with ``prefix`` (all for None;
+        Calliope's own ``$calliope/`` streams only when the prefix asks), in
+        one order: each stream's, and causality across replicas. Each
+        envelope's ``position`` says where to resume (``query(after=...)``,
+        ``live_query(after=...)``); see :mod:`calliope.shell.feed`."""
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidArgumentError(f"prefix must be a str or None, got {prefix!r}")
+        return Feed(self._store.feed, self._codec.for_type(event_type), prefix, self._scope)
 
     async def repair(self, stream_id: str, *, replica_id: str | None = None) -> RepairReport:
         """Make a damaged stream readable and writable again, losing what is

@@ -4,7 +4,7 @@ Adapters (memory, files, PostgreSQL) implement these protocols; the shell's
 handles talk to storage only through them, and every adapter passes the
 same contract suite (:mod:`calliope.testing.contract`). Ports are narrow,
 one concern each: plain logs, replica logs, change notification, snapshots,
-replica progress.
+replica progress, the store's feed.
 Records cross a port as plain data (the codec's output): the adapter
 decides how to lay it out, never what it means, and versions come from
 :mod:`calliope.core.replication`, never from the adapter.
@@ -25,6 +25,9 @@ __all__ = [
     "CRDTTypeCodec",
     "CodecPort",
     "Durability",
+    "FeedEntry",
+    "FeedPage",
+    "FeedPort",
     "NewEvent",
     "PlainLogPort",
     "ProgressPort",
@@ -196,6 +199,55 @@ class StreamCatalogPort(Protocol):
         ...
 
 
+class FeedEntry(NamedTuple):
+    """One stored batch as the store's feed holds it: ``entry`` is its
+    number in the feed (feed order), ``replica_id`` the replica log it is
+    in (None for a plain stream's log)."""
+
+    entry: int
+    stream_id: str
+    replica_id: str | None
+    batch: RecordBatch
+
+
+class FeedPage(NamedTuple):
+    """What one read of the feed found: the entries (feed order), the entry
+    number to read on from (past every entry looked at, those left out
+    too), and whether the feed held more, committed, when it was read."""
+
+    entries: list[FeedEntry]
+    next_entry: int
+    more: bool
+
+
+class FeedPort(Protocol):
+    """The store's feed: every batch of every stream, plain or replicated,
+    numbered in one order.
+
+    The numbers grow in the order batches become visible to readers, so the
+    order respects each log's order and causality across the replicas of a
+    replicated stream (a replica's batch comes after every batch it
+    observed). A batch still being committed holds its place: a reader stops
+    before it (never past it), and goes on once it is committed (or, if its
+    writer died without committing it, once that is certain: then the entry
+    is left out). Numbers need not be dense.
+    """
+
+    async def read_feed(self, start: int, prefix: str | None, *, limit: int) -> FeedPage:
+        """Entries numbered ``start`` or more, in order, of the streams
+        :func:`calliope.core.ids.in_feed` ``(stream, prefix)`` admits
+        (others are passed over without reading their events), about
+        ``limit`` events at most (whole batches, at least one). Ends early,
+        with ``more`` False, before a batch still being committed.
+        O(entries looked at + events read); memory O(limit)."""
+        ...
+
+    def watch_feed(self) -> AbstractAsyncContextManager[Watcher]:
+        """A watcher woken when the feed may have grown (an append by this
+        process at once, by others within the polling interval)."""
+        ...
+
+
 class ChangesPort(Protocol):
     """Change notification: wakes live readers when a stream grows."""
 
@@ -307,6 +359,11 @@ class StorePort(Protocol):
     def snapshots(self) -> SnapshotPort: ...
 
     @property
+    def feed(self) -> FeedPort:
+        """The store's feed of every batch (usually the log object itself)."""
+        ...
+
+    @property
     def progress(self) -> ProgressPort: ...
 
     @property
@@ -331,6 +388,12 @@ class StorePort(Protocol):
 
 class TypeCodec(Protocol[E]):
     """Turns values of one declared type (or union) into plain data and back."""
+
+    @property
+    def type_names(self) -> frozenset[str]:
+        """The stored type names it decodes (a reader skips the others
+        without decoding them)."""
+        ...
 
     def encode(self, value: E) -> NewEvent: ...
 

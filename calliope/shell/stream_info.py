@@ -7,7 +7,7 @@ from typing import Literal
 
 import attrs
 
-from calliope.core.ids import RESERVED_PREFIX
+from calliope.core.ids import in_feed
 from calliope.core.version_vector import VersionVector
 from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import StorePort
@@ -43,11 +43,10 @@ async def list_streams(
     flat however many streams there are; O(1) storage calls per stream."""
     if prefix is not None and not isinstance(prefix, str):
         raise InvalidArgumentError(f"prefix must be a str or None, got {prefix!r}")
-    own = prefix is not None and prefix.startswith(RESERVED_PREFIX)
     scope.ensure_open()
     async for page in store.catalog.list_streams(prefix):
         for stream_id, replicated in page:
-            if not own and stream_id.startswith(RESERVED_PREFIX):
+            if not in_feed(stream_id, prefix):
                 continue
             scope.ensure_open()
             if not replicated:

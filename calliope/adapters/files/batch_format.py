@@ -1,8 +1,10 @@
 """The payload of a frame: one batch of events, or the seal of a segment.
 
 A batch is the msgpack array ``[first_sequence, writer, version_of_first,
-timestamp_us, items]`` with ``items`` an array of ``[type_name,
-schema_version, data]``. The items arrive already packed (by the event
+timestamp_us, items, feed_entry]`` with ``items`` an array of ``[type_name,
+schema_version, data]`` and ``feed_entry`` the batch's number in the
+store's feed (feed_index.py); batches written before the feed existed have
+no ``feed_entry`` (a five-element array). The items arrive already packed (by the event
 loop, before the writer's lock is taken), so a frame is assembled from bytes
 without packing the events again. A frame whose payload is msgpack ``nil``
 seals its segment.
@@ -46,9 +48,12 @@ def batch_frame(
     version: dict[str, int],
     timestamp_us: int,
     items: Sequence[bytes],
+    feed_entry: int | None = None,
 ) -> bytes:
     """The frame of one batch; ``items`` are the packed ``[type, schema, data]``."""
-    return b"".join(batch_frame_parts(first_sequence, writer, version, timestamp_us, items))
+    return b"".join(
+        batch_frame_parts(first_sequence, writer, version, timestamp_us, items, feed_entry)
+    )
 
 
 def batch_frame_parts(
@@ -57,18 +62,23 @@ def batch_frame_parts(
     version: dict[str, int],
     timestamp_us: int,
     items: Sequence[bytes | Sequence[bytes]],
+    feed_entry: int | None = None,
 ) -> list[bytes]:
     """:func:`batch_frame` as parts that concatenate to it. An item may be a
     sequence of chunks (a large event packed by ``pack_chunks``): its chunks
     are parts of their own, never copied into one buffer."""
     head: bytes = msgpack.packb([first_sequence, writer, version, timestamp_us])
-    # The four-element array header becomes a five-element one; items follow.
-    parts = [b"\x95" + head[1:] + _array_header(len(items))]
+    # The four-element array header becomes a five- or six-element one;
+    # items follow, then the feed entry.
+    kind = b"\x95" if feed_entry is None else b"\x96"
+    parts = [kind + head[1:] + _array_header(len(items))]
     for item in items:
         if isinstance(item, bytes):
             parts.append(item)
         else:
             parts.extend(item)
+    if feed_entry is not None:
+        parts.append(msgpack.packb(feed_entry))
     return [frame_header(parts), *parts]
 
 
@@ -112,9 +122,11 @@ def _is_int(value: object) -> bool:
 
 def _shape_problem(fields: object) -> str | None:
     """What is wrong with decoded ``fields`` as a batch, or None. O(items)."""
-    if type(fields) is not list or len(fields) != 5:
-        return "it is not a five-element array"
-    first, writer, version, timestamp_us, items = fields
+    if type(fields) is not list or len(fields) not in (5, 6):
+        return "it is not a five- or six-element array"
+    first, writer, version, timestamp_us, items = fields[:5]
+    if len(fields) == 6 and (not _is_int(fields[5]) or fields[5] < 0):
+        return f"its feed entry {fields[5]!r} is not a non-negative int"
     if not _is_int(first) or first < 1:
         return f"its first sequence {first!r} is not an int of at least 1"
     if type(writer) is not str or not writer:

@@ -200,10 +200,10 @@ class _Watched:
 
 
 class _FileWatcher:
-    def __init__(self, watched: _Watched, ignoring: str | None) -> None:
-        self._signal = watched.signal
+    def __init__(self, signal: Signal, ignoring: str | None) -> None:
+        self._signal = signal
         self._ignoring = ignoring
-        self._seen = watched.signal.count(ignoring)
+        self._seen = signal.count(ignoring)
 
     async def wait(self) -> None:
         self._seen = await self._signal.wait(self._seen, self._ignoring)
@@ -219,6 +219,8 @@ class FileChanges:
         self._seen_marker: bytes | None = None
         self._quiet_polls = 0
         self._watched: dict[str, _Watched] = {}
+        self._feed = Signal()  # any append: for the feed's watchers
+        self._feed_watchers = 0
         self._poller: asyncio.Task[None] | None = None
         self._looking = asyncio.Lock()
         self._closed = False
@@ -227,6 +229,7 @@ class FileChanges:
         """This app appended to ``stream_id`` (as ``writer``): wake its
         watchers now (but those ignoring that writer)."""
         self._marker.touch()  # other processes' pollers: something moved
+        self._feed.fire(writer)
         watched = self._watched.get(stream_id)
         if watched is not None:
             watched.signal.fire(writer)
@@ -252,14 +255,30 @@ class FileChanges:
         if self._poller is None and not self._closed:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         try:
-            yield _FileWatcher(watched, ignoring)
+            yield _FileWatcher(watched.signal, ignoring)
         finally:
             self._unwatch(stream_id, watched)
-            poller = self._poller
-            if not self._watched and poller is not None:  # the last watcher: stop polling
-                self._poller = None
-                poller.cancel()
-                await asyncio.wait([poller])
+            await self._stop_if_unwatched()  # the last watcher: stop polling
+
+    @contextlib.asynccontextmanager
+    async def watch_all(self) -> AsyncIterator[_FileWatcher]:
+        """A watcher woken by any append: this app's at once, other
+        processes' when the poller sees the change marker move."""
+        self._feed_watchers += 1
+        if self._poller is None and not self._closed:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+        try:
+            yield _FileWatcher(self._feed, None)
+        finally:
+            self._feed_watchers -= 1
+            await self._stop_if_unwatched()
+
+    async def _stop_if_unwatched(self) -> None:
+        poller = self._poller
+        if not self._watched and not self._feed_watchers and poller is not None:
+            self._poller = None
+            poller.cancel()
+            await asyncio.wait([poller])
 
     def _unwatch(self, stream_id: str, watched: _Watched) -> None:
         watched.count -= 1
@@ -270,20 +289,24 @@ class FileChanges:
         """Until nothing is watched: look at every watched stream's files in
         one worker-thread hop per interval; wake the streams that changed."""
         try:
-            while self._watched:
+            while self._watched or self._feed_watchers:
                 await asyncio.sleep(self._interval)
                 # The marker is read here, on the loop (one pread of 16 bytes):
                 # an idle poll costs no worker-thread hop.
                 marker = self._marker.read()
-                if (
-                    marker is not None
-                    and marker == self._seen_marker
-                    and self._quiet_polls < _FULL_LOOK_EVERY
-                ):
+                moved = marker is None or marker != self._seen_marker
+                full = moved or self._quiet_polls >= _FULL_LOOK_EVERY
+                if full and self._feed_watchers:
+                    # (the full look also wakes a feed stopped before a dead
+                    # writer's entry: its read settles that log)
+                    self._feed.fire()
+                if not full:
                     self._quiet_polls += 1
                     continue
                 self._seen_marker, self._quiet_polls = marker, 0
                 watched = list(self._watched.values())
+                if not watched:
+                    continue
                 async with self._looking:  # a probe is used by one thread at a time
                     changed = await asyncio.to_thread(_look, [w.probe for w in watched])
                 for entry, moved in zip(watched, changed, strict=True):
@@ -294,6 +317,7 @@ class FileChanges:
             # the error themselves, and stop polling until watched again.
             for entry in self._watched.values():
                 entry.signal.fire()
+            self._feed.fire()
         finally:
             if self._poller is asyncio.current_task():
                 self._poller = None

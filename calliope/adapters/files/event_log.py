@@ -17,6 +17,7 @@ from typing import Any
 
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
+from calliope.adapters.files.feed_index import FeedIndex, reserver
 from calliope.adapters.files.fsutil import (
     private_makedirs,
     storage_error,
@@ -83,8 +84,10 @@ class FileEventLog:
         changes: FileChanges,
         read_only: bool = False,
         disk: Disk = OS_DISK,
+        feed_index: FeedIndex | None = None,
     ) -> None:
         self._root = root
+        self._feed_index = feed_index  # every write takes an entry in it
         self._read_only = read_only
         self._disk = disk
         self._failed: FailedLogs = {}  # logs whose sync failed refuse writes till reopened
@@ -113,15 +116,19 @@ class FileEventLog:
             return directory
 
     def _segment_log(self, stream_id: str, replica_id: str | None) -> SegmentLog:
+        directory = log_directory(self._root, stream_id, replica_id)
         return SegmentLog(
-            log_directory(self._root, stream_id, replica_id),
+            directory,
             stream_id=stream_id,
             durability=self._durability,
             segment_bytes=self._segment_bytes,
             read_only=self._read_only,
             disk=self._disk,
             failed=self._failed,
+            reserve=reserver(self._feed_index, directory),
         )
+
+    reading_log = _segment_log  # a fresh SegmentLog for a reader (close it after)
 
     def _log(self, stream_id: str, replica_id: str | None) -> LogHandle:
         """This process's handle on a log (LRU-bounded). O(1) amortised."""

@@ -28,7 +28,12 @@ class ReadStep(NamedTuple):
 
 
 def read_step(
-    log: SegmentLog, position: Position, *, settle: bool = True, limit: int | None = None
+    log: SegmentLog,
+    position: Position,
+    *,
+    settle: bool = True,
+    limit: int | None = None,
+    window: int | None = None,
 ) -> ReadStep:
     """Read the committed batches at ``position`` (blocking; no lock taken).
 
@@ -47,23 +52,29 @@ def read_step(
 
     ``limit``: decode at most that many batches (a page reader asks for
     what it still needs; the rest of the window is read again next step).
+    ``window``: bytes to read first (segment_frames.read_window).
     """
     extent = read_extent(log.directory)
     if extent is None:
         return _legacy_step(log, position)
     try:
-        return _committed_step(log, position, extent, settle, limit)
+        return _committed_step(log, position, extent, settle, limit, window)
     except CorruptJournalError:
         # Written with durability="flush", the extent is no evidence: a
         # power loss may have taken what it covers. A writer settles that
         # (logged at error level); then read again.
         if extent.synced or not settle or not log.settle():
             raise
-        return read_step(log, position, settle=False, limit=limit)
+        return read_step(log, position, settle=False, limit=limit, window=window)
 
 
 def _committed_step(
-    log: SegmentLog, position: Position, extent: Extent, settle: bool, limit: int | None
+    log: SegmentLog,
+    position: Position,
+    extent: Extent,
+    settle: bool,
+    limit: int | None,
+    window: int | None = None,
 ) -> ReadStep:
     """:func:`read_step` for a log with a committed extent."""
     committed = extent.committed_end(position.segment)
@@ -89,7 +100,7 @@ def _committed_step(
                 position.offset,
                 f"the file ends at offset {size}, before {end}",
             )
-        found = _frames(log, fd, position, end, limit)
+        found = _frames(log, fd, position, end, limit, window)
     finally:
         os.close(fd)
     here = Position(position.segment, found.offset)
@@ -179,11 +190,16 @@ class _Frames(NamedTuple):
 
 
 def _frames(
-    log: SegmentLog, fd: int, position: Position, end: int | None, limit: int | None = None
+    log: SegmentLog,
+    fd: int,
+    position: Position,
+    end: int | None,
+    limit: int | None = None,
+    window: int | None = None,
 ) -> _Frames:
     """The batches at ``position``, up to ``end`` (None: the end of the
     file), at most ``limit`` of them (None: all the window holds)."""
-    parsed, reached = read_window(fd, position.offset, end)
+    parsed, reached = read_window(fd, position.offset, end, window)
     batches: list[RecordBatch] = []
     offset = position.offset
     path = log.path(position.segment)

@@ -49,9 +49,13 @@ def pread_all(fd: int, size: int, offset: int) -> bytes:
     return b"".join(pieces)
 
 
-def read_window(fd: int, offset: int, end: int | None = None) -> tuple[Parsed, bool]:
+def read_window(
+    fd: int, offset: int, end: int | None = None, window: int | None = None
+) -> tuple[Parsed, bool]:
     """Parse the frames from ``offset`` up to ``end`` (None: the end of the
     file); True if the read reached ``end`` (or the end of the file).
+    ``window``: bytes to read first (default 256 KiB), for a caller that
+    knows it needs little.
 
     The window grows to hold a frame larger than it; it never asks for
     more than there is to read (a large idle buffer is costly to allocate).
@@ -61,7 +65,7 @@ def read_window(fd: int, offset: int, end: int | None = None) -> tuple[Parsed, b
     remaining = stop - offset
     if remaining <= 0:
         return _NOTHING, True
-    window = min(_WINDOW, remaining)
+    window = min(window or _WINDOW, remaining)
     while True:
         data = pread_all(fd, window, offset)
         parsed = parse_frames(data)

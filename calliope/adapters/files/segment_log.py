@@ -28,7 +28,12 @@ from calliope.adapters.files.extent import read_extent
 from calliope.adapters.files.repair import Repaired
 from calliope.adapters.files.segment_files import Position, SegmentFiles
 from calliope.adapters.files.segment_index import locate
-from calliope.adapters.files.segment_writer import AppendRequest, AppendResult, SegmentWriter
+from calliope.adapters.files.segment_writer import (
+    AppendRequest,
+    AppendResult,
+    Reserve,
+    SegmentWriter,
+)
 from calliope.adapters.files.tail_recovery import peek_last, peek_last_version
 from calliope.shell.ports import Durability
 
@@ -49,10 +54,12 @@ class SegmentLog:
         read_only: bool = False,
         disk: Disk = OS_DISK,
         failed: FailedLogs | None = None,
+        reserve: Reserve | None = None,
     ) -> None:
         """``read_only``: never settle (its readers leave the log as it is);
         ``disk``: the OS calls its writer makes; ``failed``: the store's logs
-        whose sync failed (see segment_writer.py), a new one if None."""
+        whose sync failed (see segment_writer.py), a new one if None;
+        ``reserve``: takes a write's feed entry (segment_writer.py)."""
         self._files = SegmentFiles(directory, stream_id, disk, durability == "fsync")
         self._read_only = read_only
         self._writer = SegmentWriter(
@@ -61,6 +68,7 @@ class SegmentLog:
             segment_bytes=segment_bytes,
             index_every=index_every,
             failed=failed,
+            reserve=reserve,
         )
 
     @property

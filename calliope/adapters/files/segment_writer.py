@@ -9,7 +9,9 @@ ones are written with one write and one fsync (``durability="fsync"``),
 consecutive requests of one writer sharing a frame. Only after the fsync
 does the writer record the log's committed extent in the lock file
 (extent.py), and readers deliver nothing past it. A full segment is
-sealed and the log continues in a new one. The methods block. Files are
+sealed and the log continues in a new one. A write takes its feed entry
+(feed_index.py) under the lock, after checking its requests and before
+writing, and every frame it writes carries the entry's number. The methods block. Files are
 written and synced through the log's
 :class:`~calliope.adapters.files.disk.Disk`.
 
@@ -51,7 +53,7 @@ from calliope.core.replication import RecordBatch, event_version, first_version
 from calliope.errors import ConcurrencyError, EventEncodingError, StorageError
 from calliope.shell.ports import Durability, NewEvent
 
-__all__ = ["AppendRequest", "AppendResult", "SegmentWriter"]
+__all__ = ["AppendRequest", "AppendResult", "Reserve", "SegmentWriter"]
 
 _MAX_FRAME = 256 * 1024 * 1024
 _QUICK_BYTES = 256 * 1024  # more to write or catch up with: a worker thread does it
@@ -98,6 +100,9 @@ class AppendRequest(NamedTuple):
 
 AppendResult = RecordBatch | None | BaseException
 
+Reserve = Callable[[int, int], int]
+"""Takes a write's feed entry: (first sequence, events) -> its number."""
+
 
 class _PendingFrame:
     """The requests going into one frame: they continue one another."""
@@ -118,9 +123,14 @@ class _PendingFrame:
         self.items.extend(items)
         self.size += size
 
-    def frame(self) -> list[bytes]:
+    def frame(self, feed_entry: int | None) -> list[bytes]:
         return batch_frame_parts(
-            self.first_sequence, self.writer, self.version, self.timestamp_us, self.items
+            self.first_sequence,
+            self.writer,
+            self.version,
+            self.timestamp_us,
+            self.items,
+            feed_entry,
         )
 
 
@@ -135,9 +145,13 @@ class SegmentWriter:
         segment_bytes: int,
         index_every: int,
         failed: FailedLogs | None = None,
+        reserve: Reserve | None = None,
     ) -> None:
         """``failed``: the store's logs whose sync failed (this one refuses
-        to write while it is listed there); a new empty one by default."""
+        to write while it is listed there); a new empty one by default.
+        ``reserve``: takes the feed entry of a write (first sequence, event
+        count) -> entry number; None: the log's batches get none."""
+        self._reserve = reserve
         self._files = files
         self._disk = files.disk
         self._failed: FailedLogs = {} if failed is None else failed
@@ -336,12 +350,9 @@ class SegmentWriter:
             )  # the seal is committed: readers may cross it
         stream_id = self._files.stream_id
         results: list[AppendResult] = []
-        frames: list[bytes] = []  # the parts of the frames, in order
-        pending: _PendingFrame | None = None
-        written = 0
+        frames: list[_PendingFrame] = []  # in order; the last one may still grow
         sequence = tail.last_sequence
         version = tail.last_version
-        index_entry: tuple[int, int] | None = None
         for request in requests:
             expected = request.expected_sequence
             if expected is not None and expected != sequence:
@@ -371,6 +382,7 @@ class SegmentWriter:
             writer = request.writer
             observed = request.observed
             first = first_version(version, writer, observed)
+            pending = frames[-1] if frames else None
             # Does it continue the pending frame (its first event follows the
             # frame's last one, as the frame's later events do)? Without
             # observed versions (plain logs) it always does.
@@ -383,16 +395,8 @@ class SegmentWriter:
                 or pending.writer != writer
                 or pending.size + size > _MAX_FRAME // 2
             ):
-                if pending is not None:
-                    parts = pending.frame()
-                    frames.extend(parts)
-                    written += sum(map(len, parts))
-                if (
-                    index_entry is None
-                    and tail.end + written - tail.index_offset >= self._index_every
-                ):
-                    index_entry = (sequence + 1, tail.end + written)
                 pending = _PendingFrame(sequence + 1, writer, first, request.timestamp_us)
+                frames.append(pending)
             pending.add(request.items, size)
             results.append(
                 # NewEvent is (type_name, schema_version, data): the item shape.
@@ -400,9 +404,29 @@ class SegmentWriter:
             )
             sequence += count
             version = first if count == 1 else event_version(first, writer, count - 1)
-        if pending is not None:
-            frames.extend(pending.frame())
-            self._write(tail, frames, lock, sequence)
+        if frames:
+            # The feed entry is taken now, under the lock and before anything
+            # is written (feed_index.py); every frame of the write carries it.
+            first_sequence = frames[0].first_sequence
+            entry = None
+            if self._reserve is not None:
+                entry = self._reserve(first_sequence, sequence - first_sequence + 1)
+                results = [
+                    r._replace(feed_entry=entry) if isinstance(r, RecordBatch) else r
+                    for r in results
+                ]
+            parts: list[bytes] = []
+            index_entry: tuple[int, int] | None = None
+            written = 0
+            for frame in frames:
+                if index_entry is None and tail.end + written - tail.index_offset >= (
+                    self._index_every
+                ):
+                    index_entry = (frame.first_sequence, tail.end + written)
+                rendered = frame.frame(entry)
+                parts.extend(rendered)
+                written += sum(map(len, rendered))
+            self._write(tail, parts, lock, sequence)
             tail.last_sequence = sequence
             tail.last_version = version
             if index_entry is not None and add_index_entry(self._files, tail.segment, index_entry):

@@ -10,7 +10,9 @@ import os
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.disk import OS_DISK, Disk
 from calliope.adapters.files.event_log import FileEventLog
-from calliope.adapters.files.fsutil import storage_error
+from calliope.adapters.files.feed_index import FeedIndex
+from calliope.adapters.files.feed_reader import FileFeed
+from calliope.adapters.files.fsutil import storage_error, storage_errors
 from calliope.adapters.files.layout import ReplicaLease, ensure_root, read_root
 from calliope.adapters.files.progress import FileProgress
 from calliope.adapters.files.snapshots import FileSnapshots
@@ -56,6 +58,7 @@ class FileStore:
         self._extra_leases: dict[str, ReplicaLease] = {}
         self._leasing = asyncio.Lock()
         self.changes = FileChanges(self.root, poll_interval=poll_interval)
+        self._feed_index = FeedIndex(self.root, read_only=read_only, synced=durability == "fsync")
         self._log = FileEventLog(
             self.root,
             durability=durability,
@@ -63,7 +66,9 @@ class FileStore:
             changes=self.changes,
             read_only=read_only,
             disk=disk,
+            feed_index=self._feed_index,
         )
+        self.feed = FileFeed(self.root, self._feed_index, self.changes, self._log.reading_log)
         self.progress = FileProgress(self.root, read_only=read_only)
         snapshots = FileSnapshots(self.root, disk=disk)
         self.snapshots: FileSnapshots | ReadOnlySnapshots = (
@@ -100,6 +105,14 @@ class FileStore:
         replica = requested or default
         if not self.read_only:
             self._lease = await _take_lease(self.root, replica)
+        try:
+            with storage_errors(f"opening the feed index of {self.root}"):
+                await asyncio.to_thread(self._feed_index.open)
+        except BaseException:
+            if self._lease is not None:
+                self._lease.release()
+                self._lease = None
+            raise
         self._replica = replica
 
     async def lease(self, replica_id: str) -> None:
@@ -114,6 +127,7 @@ class FileStore:
             self.progress.close()
             await self.changes.aclose()
             await self._log.aclose()
+            await asyncio.to_thread(self._feed_index.close)
         finally:
             for lease in [self._lease, *self._extra_leases.values()]:
                 if lease is not None:

@@ -2,9 +2,10 @@
 
 Each case is an async function ``case(new_store)`` checking one promise of
 the ports in :mod:`calliope.shell.ports` (plain logs, replica logs, change
-notification, snapshots, replica progress, the store's lifecycle and leases) with plain data,
-below the public API. Our adapters (memory, files) run it, and so should
-yours: the same cases, one adapter-specific factory.
+notification, snapshots, replica progress, the store's feed, the store's
+lifecycle and leases) with plain data, below the public API. Our adapters
+(memory, files) run it, and so should yours: the same cases, one
+adapter-specific factory.
 
 A factory (:data:`StoreFactory`) returns a fresh, unopened store on each call.
 Two calls must give two stores on the **same** backing storage (the same
@@ -53,6 +54,7 @@ from calliope.testing.contract import changes as changes
 from calliope.testing.contract import snapshots as snapshots
 from calliope.testing.contract import progress as progress
 from calliope.testing.contract import catalog as catalog
+from calliope.testing.contract import feed as feed
 from calliope.testing.contract import store as store
 
 # isort: on

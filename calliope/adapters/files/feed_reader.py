@@ -1,0 +1,260 @@
+"""The file store's feed port: reading the feed index and the logs it names.
+
+A page reads entries from the index (feed_index.py, which says why the
+order is safe), passes over those of streams the reader does not want
+without touching their logs, and reads the batches of the rest a log at a
+time: each log's entries of the page with one read of about the bytes they
+need (a cursor per log remembers where the last page stopped and how many
+bytes an event takes there). So a page costs O(entries + events read), and
+a live feed's wake-up O(new entries), however many streams the store has.
+Memory: one page, plus bounded caches (ids of ``_IDS`` logs, ``_CURSORS``
+cursors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
+
+from calliope.adapters.files.changes import FileChanges
+from calliope.adapters.files.extent import lock_path
+from calliope.adapters.files.feed_index import FeedIndex, IndexEntry
+from calliope.adapters.files.fsutil import storage_errors
+from calliope.adapters.files.page_reads import in_range
+from calliope.adapters.files.reader import read_step
+from calliope.adapters.files.segment_files import Position
+from calliope.adapters.files.segment_log import SegmentLog
+from calliope.core.ids import in_feed
+from calliope.core.replication import RecordBatch
+from calliope.shell.ports import FeedEntry, FeedPage, Watcher
+
+__all__ = ["FileFeed"]
+
+logger = logging.getLogger("calliope.files")
+
+_IDS = 65536
+_CURSORS = 16384
+_LOOK_AT = 4  # entries looked at per event asked for, at most (others' entries are passed over)
+_MIN_WINDOW = 4096
+_MAX_WINDOW = 256 * 1024
+
+K = TypeVar("K")
+LogKey = tuple[str, str | None]  # stream id, replica id (None: the plain log)
+MakeLog = Callable[[str, str | None], SegmentLog]
+
+
+class _Cursor(NamedTuple):
+    """Where the last page stopped in one log."""
+
+    next_sequence: int
+    position: Position
+    bytes_per_event: float
+
+
+class _Planned(NamedTuple):
+    entry: IndexEntry
+    key: LogKey
+
+
+class FileFeed:
+    """Implements :class:`calliope.shell.ports.FeedPort` on a directory."""
+
+    def __init__(
+        self, root: str, index: FeedIndex, changes: FileChanges, make_log: MakeLog
+    ) -> None:
+        self._root = root
+        self._index = index
+        self._changes = changes
+        self._make_log = make_log
+        self._streams: OrderedDict[bytes, str | None] = OrderedDict()
+        self._replicas: OrderedDict[tuple[bytes, bytes], str | None] = OrderedDict()
+        self._cursors: OrderedDict[LogKey, _Cursor] = OrderedDict()
+
+    def watch_feed(self) -> contextlib.AbstractAsyncContextManager[Watcher]:
+        return self._changes.watch_all()
+
+    async def read_feed(self, start: int, prefix: str | None, *, limit: int) -> FeedPage:
+        with storage_errors("reading the store's feed"):
+            return await asyncio.to_thread(self._page, start, prefix, max(1, limit))
+
+    # -- one page (blocking) ------------------------------------------------------
+
+    def _page(self, start: int, prefix: str | None, limit: int) -> FeedPage:
+        entries = self._index.read(start, limit * _LOOK_AT + 64)
+        next_entry = start
+        planned: list[_Planned] = []
+        events = 0
+        for entry in entries:
+            if events >= limit:
+                break
+            next_entry = entry.number + 1
+            if entry.void:
+                continue
+            key = self._log_key(entry)
+            if key is None or not in_feed(key[0], prefix):
+                continue
+            planned.append(_Planned(entry, key))
+            events += entry.events
+        more = next_entry < start + len(entries) or len(entries) == limit * _LOOK_AT + 64
+        if not planned:
+            return FeedPage([], next_entry, more)
+        found = self._read_logs(planned)
+        result: list[FeedEntry] = []
+        for item in planned:
+            entry, key = item.entry, item.key
+            batches = found.get(entry.number)
+            if batches is None:
+                batches = self._settle_or_wait(item)
+                if batches is None:  # its writer is at work: stop before it
+                    return FeedPage(result, entry.number, False)
+            for batch in batches:
+                result.append(FeedEntry(entry.number, key[0], key[1], batch))
+        return FeedPage(result, next_entry, more)
+
+    def _settle_or_wait(self, item: _Planned) -> list[RecordBatch] | None:
+        """The batches of an entry not found committed: None while its log's
+        writer is at work; else read again (a dead writer's frames are
+        committed by the read), and [] if the write never completed."""
+        entry, key = item.entry, item.key
+        log = self._make_log(*key)
+        try:
+            if _writer_busy(log.directory):
+                return None
+            batches = self._read_log(key, log, [entry]).get(entry.number)
+            return batches or []
+        finally:
+            log.close()
+
+    def _read_logs(self, planned: list[_Planned]) -> dict[int, list[RecordBatch]]:
+        """Each planned entry's committed batches that carry its number."""
+        by_log: dict[LogKey, list[IndexEntry]] = {}
+        for item in planned:
+            by_log.setdefault(item.key, []).append(item.entry)
+        found: dict[int, list[RecordBatch]] = {}
+        for key, entries in by_log.items():
+            log = self._make_log(*key)
+            try:
+                found.update(self._read_log(key, log, entries))
+            finally:
+                log.close()
+        return found
+
+    def _read_log(
+        self, key: LogKey, log: SegmentLog, entries: list[IndexEntry]
+    ) -> dict[int, list[RecordBatch]]:
+        """Read ``entries``' sequences of one log (ascending) in as few steps
+        as their bytes allow; the batches that carry each entry's number."""
+        first = entries[0].first_sequence
+        last = max(e.first_sequence + e.events - 1 for e in entries)
+        wanted = {e.number for e in entries}
+        cursor = self._cursors.pop(key, None)
+        if cursor is not None and cursor.next_sequence == first:
+            position: Position | None = cursor.position
+            per_event = cursor.bytes_per_event
+        else:
+            position = log.locate(first)
+            per_event = cursor.bytes_per_event if cursor is not None else 256.0
+        found: dict[int, list[RecordBatch]] = {}
+        if position is None:
+            return found
+        expected: int | None = None
+        frames_left = len(entries)
+        while True:
+            needed = last - (first if expected is None else expected) + 1
+            window = int(min(_MAX_WINDOW, max(_MIN_WINDOW, needed * per_event * 1.25 + 512)))
+            step = read_step(log, position, limit=max(1, frames_left), window=window)
+            wanted_batches, expected = in_range(log, step, position, expected, first, last)
+            if step.batches and step.position.segment == position.segment:
+                moved = step.position.offset - position.offset
+                events = sum(len(b.items) for b in step.batches)
+                per_event = 0.5 * per_event + 0.5 * (moved / max(1, events))
+            for batch in wanted_batches:
+                number = batch.feed_entry
+                if number in wanted:
+                    found.setdefault(number, []).append(batch)
+            frames_left -= len(step.batches)
+            position = step.position
+            if step.at_end or (expected is not None and expected > last):
+                break
+        if expected is not None:
+            self._cursors[key] = _Cursor(expected, position, per_event)
+            if len(self._cursors) > _CURSORS:
+                self._cursors.popitem(last=False)
+        return found
+
+    # -- which log an entry names -------------------------------------------------
+
+    def _log_key(self, entry: IndexEntry) -> LogKey | None:
+        stream_id = self._stream_id(entry.stream)
+        if stream_id is None:
+            return None
+        if entry.replica is None:
+            return stream_id, None
+        replica_id = self._replica_id(entry.stream, entry.replica)
+        return None if replica_id is None else (stream_id, replica_id)
+
+    def _stream_directory(self, digest: bytes) -> str:
+        name = digest.hex()
+        return os.path.join(self._root, "streams", name[:2], name)
+
+    def _stream_id(self, digest: bytes) -> str | None:
+        if digest in self._streams:
+            self._streams.move_to_end(digest)
+            return self._streams[digest]
+        path = os.path.join(self._stream_directory(digest), "id")
+        try:
+            with open(path, "rb") as handle:
+                stream_id: str | None = handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            logger.warning("the feed passes over entries of %s: %s", path, error)
+            stream_id = None
+        return _remember(self._streams, digest, stream_id)
+
+    def _replica_id(self, stream: bytes, prefix: bytes) -> str | None:
+        key = (stream, prefix)
+        if key in self._replicas:
+            self._replicas.move_to_end(key)
+            return self._replicas[key]
+        replicas = os.path.join(self._stream_directory(stream), "replicas")
+        start = prefix.hex()
+        replica_id: str | None = None
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for name in os.listdir(replicas):
+                if name.startswith(start):
+                    with open(os.path.join(replicas, name, "id"), "rb") as handle:
+                        replica_id = handle.read().decode("utf-8")
+                    break
+        if replica_id is None:
+            logger.warning("the feed passes over entries of a replica log in %s", replicas)
+        return _remember(self._replicas, key, replica_id)
+
+
+def _remember(cache: OrderedDict[K, str | None], key: K, value: str | None) -> str | None:
+    cache[key] = value
+    if len(cache) > _IDS:
+        cache.popitem(last=False)
+    return value
+
+
+def _writer_busy(directory: str) -> bool:
+    """Whether a writer holds the log's lock right now."""
+    try:
+        fd = os.open(lock_path(directory), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False

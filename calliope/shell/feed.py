@@ -1,0 +1,222 @@
+"""``app.journal.feed(event_type, prefix)``: every stream's events, one order.
+
+A feed reads the store's feed port (:class:`calliope.shell.ports.FeedPort`):
+every batch of every plain and replicated stream, numbered by the store in
+the order batches became visible. So the feed keeps each stream's order and
+causality across the replicas of a replicated stream, and each envelope's
+``position`` (:class:`calliope.FeedPosition`, the batch's number and the
+event's index in it) says where to resume: a reader that resumes *after* a
+position gets every later event once, one committed late by a slower
+writer included. How each store keeps that promise is said where it is
+kept (the file store: ``adapters/files/feed_index.py``; memory: numbering
+under the store's lock).
+
+Events whose stored type is not one of ``event_type``'s are passed over
+without being decoded; streams the prefix leaves out are passed over
+without their events being read. Both queries stream: they hold one page
+(``PAGE`` events) at a time, whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
+
+from calliope.core.envelope import Envelope
+from calliope.core.feed_position import FeedPosition, check_after
+from calliope.core.replication import event_version
+from calliope.core.version_vector import VersionVector
+from calliope.shell.live import LiveLifecycle
+from calliope.shell.ports import FeedPage, FeedPort, TypeCodec
+from calliope.shell.records import from_timestamp_us
+from calliope.shell.scope import AppScope
+
+__all__ = ["Feed", "FeedLiveQuery", "FeedQuery"]
+
+E = TypeVar("E")
+
+PAGE = 1024
+"""Events read per page (and decoded between two chances for other tasks)."""
+
+
+class _FeedSource:
+    """What a feed reads: the port, the codec, the prefix, the app's scope."""
+
+    def __init__(
+        self, port: FeedPort, codec: TypeCodec[Any], prefix: str | None, scope: AppScope
+    ) -> None:
+        self.port = port
+        self.codec = codec
+        self.names = codec.type_names
+        self.prefix = prefix
+        self.scope = scope
+
+    async def page(self, start: int) -> FeedPage:
+        self.scope.ensure_open()
+        self.scope.begin()
+        try:
+            return await self.port.read_feed(start, self.prefix, limit=PAGE)
+        finally:
+            self.scope.end()
+
+    def envelopes(self, page: FeedPage, after: FeedPosition | None) -> list[Envelope[Any]]:
+        """The page's events of the feed's types, after ``after``, decoded
+        (others are not). O(events of the page)."""
+        names, decode = self.names, self.codec.decode
+        found: list[Envelope[Any]] = []
+        entry_number = -1
+        index = 0
+        for entry in page.entries:
+            if entry.entry != entry_number:  # (a write's batches share its entry)
+                entry_number, index = entry.entry, 0
+            batch = entry.batch
+            skip_to = after.index if after is not None and after.entry == entry_number else -1
+            timestamp = None
+            for offset, (name, schema, data) in enumerate(batch.items):
+                position = index + offset
+                if position <= skip_to or name not in names:
+                    continue
+                if timestamp is None:
+                    timestamp = from_timestamp_us(batch.timestamp_us)
+                found.append(
+                    Envelope(
+                        stream_id=entry.stream_id,
+                        replica_id=batch.writer,
+                        sequence=batch.first_sequence + offset,
+                        version=VersionVector.unchecked(
+                            event_version(batch.version, batch.writer, offset)
+                        ),
+                        timestamp=timestamp,
+                        event=decode(name, schema, data),
+                        position=FeedPosition(entry_number, position),
+                    )
+                )
+            index += len(batch.items)
+        return found
+
+
+class Feed(Generic[E]):
+    """Every event of ``event_type`` in every stream whose id starts with
+    ``prefix``: ``query(after)`` reads what is there, ``live_query(after)``
+    goes on with what comes. Cheap; holds no resources."""
+
+    def __init__(
+        self, port: FeedPort, codec: TypeCodec[Any], prefix: str | None, scope: AppScope
+    ) -> None:
+        self._source = _FeedSource(port, codec, prefix, scope)
+
+    def query(self, after: FeedPosition | str | None = None) -> FeedQuery[E]:
+        """The events after ``after`` (None: from the start) that the feed
+        holds when the reader gets there."""
+        return FeedQuery(self._source, check_after(after))
+
+    def live_query(self, after: FeedPosition | str | None = None) -> FeedLiveQuery[E]:
+        """The events after ``after``, then each new one, until closed: use
+        as ``async with feed.live_query(after) as live: async for e in live``."""
+        return FeedLiveQuery(self._source, check_after(after))
+
+
+def _start(after: FeedPosition | None) -> int:
+    return 0 if after is None else after.entry
+
+
+class FeedQuery(Generic[E]):
+    """The feed's events after a position, as they stand. Iterate it; each
+    iteration reads again. O(entries after the position); memory O(PAGE)."""
+
+    def __init__(self, source: _FeedSource, after: FeedPosition | None) -> None:
+        self._source = source
+        self._after = after
+
+    async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
+        start, after = _start(self._after), self._after
+        while True:
+            page = await self._source.page(start)
+            for envelope in self._source.envelopes(page, after):
+                yield envelope
+            start, after = page.next_entry, None
+            if not page.more:
+                return
+            await asyncio.sleep(0)  # a long backlog never holds the loop
+
+    async def to_list(self) -> list[Envelope[E]]:
+        """Every envelope of the query (for short feeds)."""
+        return [envelope async for envelope in self]
+
+
+class FeedLiveQuery(Generic[E]):
+    """The feed after a position, then every new event, until closed.
+
+    It ends on :meth:`close` (from any task), on leaving the ``async with``,
+    or when the app closes; it leaves no task behind. ``position`` is the
+    position of the last event it yielded (``after`` before the first): save
+    it to resume there. A step that raised (an event that cannot be decoded,
+    a failed read) raises again on every later step until closed.
+    """
+
+    def __init__(self, source: _FeedSource, after: FeedPosition | None) -> None:
+        self._source = source
+        self._after = after
+        self._next_entry = _start(after)
+        self._buffer: deque[Envelope[E]] = deque()
+        self._position = after
+
+        async def check_open() -> None:
+            source.scope.ensure_open()
+
+        self._live = LiveLifecycle(source.scope, source.port.watch_feed, check_open, self)
+
+    @property
+    def position(self) -> FeedPosition | None:
+        """Where the last yielded event sits (resume after it)."""
+        return self._position
+
+    @property
+    def buffered(self) -> int:
+        """Events read and not yet yielded (0: the next one needs a read)."""
+        return len(self._buffer)
+
+    async def __aenter__(self) -> FeedLiveQuery[E]:
+        await self._live.watcher()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop: a pending ``__anext__`` ends the iteration."""
+        await self._live.close()
+
+    aclose = close
+
+    def __aiter__(self) -> FeedLiveQuery[E]:
+        return self
+
+    async def __anext__(self) -> Envelope[E]:
+        if self._live.closed:
+            raise StopAsyncIteration
+        return await self._live.step(self._step)
+
+    async def _step(self) -> Envelope[E]:
+        live = self._live
+        while not self._buffer:
+            if live.closed:
+                raise StopAsyncIteration
+            await live.watcher()  # before reading: no append slips between
+            async with live.reading():
+                page = await self._source.page(self._next_entry)
+            self._buffer.extend(self._source.envelopes(page, self._after))
+            if page.next_entry != self._next_entry:
+                self._after = None  # (past the entry it named)
+            self._next_entry = page.next_entry
+            if page.more:
+                await asyncio.sleep(0)
+            elif not self._buffer:
+                await live.wait()
+        if live.closed:
+            raise StopAsyncIteration
+        envelope = self._buffer.popleft()
+        self._position = envelope.position
+        return envelope
