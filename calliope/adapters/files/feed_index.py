@@ -209,16 +209,21 @@ class FeedIndex:
         found = dict(numbered_writes(self._root, durable))
         end = max(found, default=durable - 1) + 1
         end = max(end, durable)
-        os.ftruncate(fd, end * ENTRY_SIZE)
-        for number in range(durable, end):
-            write = found.get(number)
-            if write is None:
-                data = _pack(bytes(32), None, 0, 0, _VOID)
-            else:
-                stream, replica, first, count = write
-                data = _pack(stream, replica, first, count, _REPLICA if replica else 0)
-            os.pwrite(fd, data, number * ENTRY_SIZE)
-        os.fsync(fd)
+        # (pwrite on an O_APPEND descriptor appends on Linux: use another)
+        writing = os.open(self.path, os.O_RDWR)
+        try:
+            os.ftruncate(writing, end * ENTRY_SIZE)
+            for number in range(durable, end):
+                write = found.get(number)
+                if write is None:
+                    data = _pack(bytes(32), None, 0, 0, _VOID)
+                else:
+                    stream, replica, first, count = write
+                    data = _pack(stream, replica, first, count, _REPLICA if replica else 0)
+                os.pwrite(writing, data, number * ENTRY_SIZE)
+            os.fsync(writing)
+        finally:
+            os.close(writing)
         self._record_synced(end)
         logger.warning(
             "restored the feed index of %s after a reboot: entries %d to %d from the logs "

@@ -102,7 +102,7 @@ class FileFeed:
                 continue
             planned.append(_Planned(entry, key))
             events += entry.events
-        more = next_entry < start + len(entries) or len(entries) == limit * _LOOK_AT + 64
+        more = next_entry < self._index.end()  # (past an entry being copied in, too)
         if not planned:
             return FeedPage([], next_entry, more)
         found = self._read_logs(planned)

@@ -1,0 +1,207 @@
+"""The feed and projections through the public API, on every adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import attrs
+import pytest
+
+import calliope
+from tests.integration.conftest import OpenApp
+from tests.integration.events import ItemAdded, ItemRemoved
+
+
+@calliope.event_type("test.feed.price-set")
+@attrs.frozen
+class PriceSet:
+    price: int
+
+
+@calliope.event_type("test.feed.totals")
+@attrs.frozen
+class Totals:
+    by_cart: dict[str, int] = attrs.field(factory=dict)
+    events: int = 0
+
+
+def count_items(totals: Totals, event: ItemAdded) -> Totals:
+    by_cart = dict(totals.by_cart)
+    by_cart[event.sku] = by_cart.get(event.sku, 0) + event.quantity
+    return Totals(by_cart, totals.events + 1)
+
+
+async def _fill(app: calliope.App, carts: int = 5, each: int = 3) -> None:
+    for cart in range(carts):
+        stream = app.journal.event_stream(f"cart-{cart}", ItemAdded)
+        for n in range(each):
+            await stream.persist(ItemAdded(f"cart-{cart}", n + 1))
+
+
+async def test_the_feed_reads_every_matching_stream_and_resumes_anywhere(
+    open_app: OpenApp,
+) -> None:
+    async with open_app() as app:
+        await _fill(app)
+        await app.journal.event_stream("order-1", ItemAdded).persist(ItemAdded("o"))
+        rep = app.journal.replicated_event_stream("cart-shared", ItemAdded)
+        await rep.persist(ItemAdded("shared", 7))
+        feed = app.journal.feed(ItemAdded, prefix="cart-")
+        found = await feed.query().to_list()
+        assert [e.event.sku for e in found].count("o") == 0
+        assert len(found) == 16
+        assert found[-1].stream_id == "cart-shared" and found[-1].replica_id == app.replica_id
+        positions = [e.position for e in found]
+        assert all(p is not None for p in positions)
+        for index, envelope in enumerate(found):
+            assert envelope.position is not None
+            for after in (envelope.position, str(envelope.position)):
+                rest = await feed.query(after=after).to_list()
+                assert rest == found[index + 1 :]
+        everything = await app.journal.feed(ItemAdded).query().to_list()
+        assert len(everything) == 17
+
+
+async def test_events_of_other_types_are_passed_over_without_decoding(
+    open_app: OpenApp,
+) -> None:
+    async with open_app() as app:
+        await app.journal.event_stream("cart-1", ItemAdded | ItemRemoved).persist_all(
+            [ItemAdded("a"), ItemRemoved("a"), ItemAdded("b")]
+        )
+        await app.journal.event_stream("cart-2", PriceSet).persist(PriceSet(3))
+        # ItemRemoved and PriceSet are not types of this feed: decoding them
+        # would raise UnknownEventTypeError.
+        found = await app.journal.feed(ItemAdded).query().to_list()
+        assert [e.event for e in found] == [ItemAdded("a"), ItemAdded("b")]
+        assert [str(e.position) for e in found] == ["0.0", "0.2"]
+        both = await app.journal.feed(ItemAdded | ItemRemoved).query().to_list()
+        assert len(both) == 3
+
+
+async def test_a_live_feed_yields_new_events_and_ends_when_the_app_closes(
+    open_app: OpenApp,
+) -> None:
+    app = open_app(poll_interval=0.005)
+    async with app:
+        await _fill(app, carts=1, each=2)
+        feed = app.journal.feed(ItemAdded)
+        live = feed.live_query()
+        async with live:
+            first = [await anext(live), await anext(live)]
+            assert live.position == first[-1].position
+            waiting = asyncio.ensure_future(anext(live))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            await app.journal.event_stream("cart-9", ItemAdded).persist(ItemAdded("new"))
+            late = await asyncio.wait_for(waiting, 5)
+            assert late.event == ItemAdded("new") and late.stream_id == "cart-9"
+            pending = asyncio.ensure_future(anext(live))
+            await asyncio.sleep(0.02)
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, 5)
+        live2 = feed.live_query(after=first[0].position)
+        async with live2:
+            assert (await anext(live2)).position == first[1].position
+    with pytest.raises(calliope.AppClosedError):
+        await feed.query().to_list()
+
+
+@pytest.mark.parametrize(
+    "bad", [3, 1.5, object(), "1", "1.", "-1.0", "01.0", "1.0.0", " 1.0", "1.99999999999"]
+)
+async def test_a_bad_position_is_refused_clearly(open_app: OpenApp, bad: Any) -> None:
+    async with open_app() as app:
+        feed = app.journal.feed(ItemAdded)
+        with pytest.raises(calliope.InvalidArgumentError, match="position|FeedPosition|after"):
+            feed.query(after=bad)
+    with pytest.raises(calliope.InvalidArgumentError):
+        calliope.FeedPosition(-1, 0)
+    with pytest.raises(calliope.InvalidArgumentError):
+        calliope.FeedPosition(True, 0)
+    assert calliope.FeedPosition.parse("12.3") == calliope.FeedPosition(12, 3)
+    assert calliope.FeedPosition(2, 0) > calliope.FeedPosition(1, 9)
+
+
+async def test_a_projection_catches_up_saves_and_resumes_after_a_restart(
+    open_app: OpenApp,
+) -> None:
+    async with open_app() as app:
+        await _fill(app)
+        totals = app.projection("cart-totals", ItemAdded, count_items, Totals(), prefix="cart-")
+        state = await totals.catch_up()
+        assert state.events == 15 and state.by_cart["cart-0"] == 6
+        again = await totals.catch_up()
+        assert again == state
+        await app.journal.event_stream("cart-0", ItemAdded).persist(ItemAdded("cart-0", 10))
+    async with open_app() as app:
+        totals = app.projection("cart-totals", ItemAdded, count_items, Totals(), prefix="cart-")
+        calls = 0
+
+        def counting(state: Totals, event: ItemAdded) -> Totals:
+            nonlocal calls
+            calls += 1
+            return count_items(state, event)
+
+        counted = app.projection("cart-totals", ItemAdded, counting, Totals(), prefix="cart-")
+        state = await counted.catch_up()
+        assert calls == 1  # only the new event: the saved state and position were loaded
+        assert state.events == 16 and state.by_cart["cart-0"] == 16
+        assert totals.position is None  # (a second object loads on its own first use)
+
+
+async def test_a_failing_projection_stops_at_the_event_and_resumes_there(
+    open_app: OpenApp,
+) -> None:
+    async with open_app() as app:
+        await _fill(app, carts=2, each=3)
+        everything = await app.journal.feed(ItemAdded).query().to_list()
+        broken = True
+
+        def fragile(totals: Totals, event: ItemAdded) -> Totals:
+            if broken and event.quantity == 2 and event.sku == "cart-1":
+                raise ValueError("no twos")
+            return count_items(totals, event)
+
+        projection = app.projection("fragile", ItemAdded, fragile, Totals())
+        with pytest.raises(calliope.ProjectionError) as raised:
+            await projection.catch_up()
+        failing = next(e for e in everything if e.event == ItemAdded("cart-1", 2))
+        assert raised.value.position == failing.position
+        assert raised.value.name == "fragile"
+        assert isinstance(raised.value.__cause__, ValueError)
+        assert projection.state.events == 4
+        other = app.projection("others", ItemAdded, count_items, Totals())
+        assert (await other.catch_up()).events == 6  # side by side, unaffected
+        broken = False
+    async with open_app() as app:
+        projection = app.projection("fragile", ItemAdded, fragile, Totals())
+        assert (await projection.catch_up()).events == 6
+
+
+async def test_follow_yields_each_new_state_saved(open_app: OpenApp) -> None:
+    async with open_app(poll_interval=0.005) as app:
+        await _fill(app, carts=1, each=1)
+        projection = app.projection("live", ItemAdded, count_items, Totals())
+        async with projection.follow() as states:
+            assert (await anext(states)).events == 1
+            stream = app.journal.event_stream("cart-7", ItemAdded)
+            await stream.persist_all([ItemAdded("x"), ItemAdded("y")])
+            state = await asyncio.wait_for(anext(states), 5)
+            while state.events < 3:
+                state = await asyncio.wait_for(anext(states), 5)
+            assert state.events == 3
+        reloaded = app.projection("live", ItemAdded, count_items, Totals())
+        assert (await reloaded.catch_up()).events == 3
+
+
+async def test_projection_arguments_are_checked(open_app: OpenApp) -> None:
+    async with open_app() as app:
+        with pytest.raises(calliope.InvalidArgumentError):
+            app.projection("", ItemAdded, count_items, Totals())
+        with pytest.raises(calliope.InvalidArgumentError):
+            app.projection("p", ItemAdded, "not a function", Totals())  # type: ignore[arg-type]
+        with pytest.raises(calliope.InvalidArgumentError):
+            app.journal.feed(ItemAdded, prefix=3)  # type: ignore[arg-type]
