@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import attrs
@@ -115,7 +114,7 @@ async def test_a_live_feed_yields_new_events_and_ends_when_the_app_closes(
 async def test_a_bad_position_is_refused_clearly(open_app: OpenApp, bad: Any) -> None:
     async with open_app() as app:
         feed = app.journal.feed(ItemAdded)
-        with pytest.raises(calliope.InvalidArgumentError, match="position|FeedPosition|after"):
+        with pytest.raises(calliope.InvalidArgumentError, match=r"position|FeedPosition|after"):
             feed.query(after=bad)
     with pytest.raises(calliope.InvalidArgumentError):
         calliope.FeedPosition(-1, 0)
@@ -204,4 +203,4 @@ async def test_projection_arguments_are_checked(open_app: OpenApp) -> None:
         with pytest.raises(calliope.InvalidArgumentError):
             app.projection("p", ItemAdded, "not a function", Totals())  # type: ignore[arg-type]
         with pytest.raises(calliope.InvalidArgumentError):
-            app.journal.feed(ItemAdded, prefix=3)  # type: ignore[arg-type]
+            app.journal.feed(ItemAdded, prefix=3)  # type: ignore[call-overload]
