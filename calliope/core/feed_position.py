@@ -49,6 +49,15 @@ class FeedPosition:
         return f"{self.entry}.{self.index}"
 
     @classmethod
+    def unchecked(cls, entry: int, index: int) -> FeedPosition:
+        """Build from two ints known to be in range (a store's own numbers),
+        without the checks: for the feed's hot path only."""
+        position = object.__new__(cls)
+        object.__setattr__(position, "entry", entry)
+        object.__setattr__(position, "index", index)
+        return position
+
+    @classmethod
     def parse(cls, text: str) -> FeedPosition:
         """The position ``str(position)`` made; InvalidArgumentError for
         anything else."""

@@ -26,6 +26,7 @@ from typing import NamedTuple, TypeVar
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.extent import lock_path
 from calliope.adapters.files.feed_index import FeedIndex, IndexEntry
+from calliope.adapters.files.feed_log_reads import ReadAhead
 from calliope.adapters.files.fsutil import storage_errors
 from calliope.adapters.files.page_reads import in_range
 from calliope.adapters.files.reader import read_step
@@ -56,6 +57,27 @@ class _Cursor(NamedTuple):
     next_sequence: int
     position: Position
     bytes_per_event: float
+    directory: str
+
+
+def _window(events: int, per_event: float) -> int:
+    """Bytes to read for ``events`` events of about ``per_event`` bytes."""
+    return int(min(_MAX_WINDOW, max(_MIN_WINDOW, events * per_event * 1.25 + 512)))
+
+
+def _per_event(previous: float, moved: int, events: int) -> float:
+    """The running estimate of bytes per event, after reading ``events`` in ``moved`` bytes."""
+    return 0.5 * previous + 0.5 * (moved / max(1, events))
+
+
+def _take(
+    batches: list[RecordBatch], wanted: set[int], found: dict[int, list[RecordBatch]]
+) -> None:
+    """File each batch under its feed entry, if that is one asked for."""
+    for batch in batches:
+        number = batch.feed_entry
+        if number is not None and number in wanted:
+            found.setdefault(number, []).append(batch)
 
 
 class _Planned(NamedTuple):
@@ -76,6 +98,7 @@ class FileFeed:
         self._streams: OrderedDict[bytes, str | None] = OrderedDict()
         self._replicas: OrderedDict[tuple[bytes, bytes], str | None] = OrderedDict()
         self._cursors: OrderedDict[LogKey, _Cursor] = OrderedDict()
+        self._read_ahead = ReadAhead()
 
     def watch_feed(self) -> contextlib.AbstractAsyncContextManager[Watcher]:
         return self._changes.watch_all()
@@ -87,21 +110,30 @@ class FileFeed:
     # -- one page (blocking) ------------------------------------------------------
 
     def _page(self, start: int, prefix: str | None, limit: int) -> FeedPage:
-        entries = self._index.read(start, limit * _LOOK_AT + 64)
         next_entry = start
         planned: list[_Planned] = []
         events = 0
-        for entry in entries:
-            if events >= limit:
+        looked = 0
+        chunk = 64
+        while events < limit and looked < limit * _LOOK_AT + 64:
+            # The index is read in growing chunks: a page of large batches
+            # parses few entries, one of others' entries no more than it must.
+            entries = self._index.read(next_entry, chunk)
+            if not entries:
                 break
-            next_entry = entry.number + 1
-            if entry.void:
-                continue
-            key = self._log_key(entry)
-            if key is None or not in_feed(key[0], prefix):
-                continue
-            planned.append(_Planned(entry, key))
-            events += entry.events
+            for entry in entries:
+                if events >= limit:
+                    break
+                looked += 1
+                next_entry = entry.number + 1
+                if entry.void:
+                    continue
+                key = self._log_key(entry)
+                if key is None or not in_feed(key[0], prefix):
+                    continue
+                planned.append(_Planned(entry, key))
+                events += entry.events
+            chunk = min(chunk * 2, 4096)
         more = next_entry < self._index.end()  # (past an entry being copied in, too)
         if not planned:
             return FeedPage([], next_entry, more)
@@ -127,67 +159,92 @@ class FileFeed:
         try:
             if _writer_busy(log.directory):
                 return None
-            batches = self._read_log(key, log, [entry]).get(entry.number)
-            return batches or []
+            last = entry.first_sequence + entry.events - 1
+            found: dict[int, list[RecordBatch]] = {}
+            _take(self._read_log(key, log, entry.first_sequence, last, None), {entry.number}, found)
+            return found.get(entry.number, [])
         finally:
             log.close()
 
     def _read_logs(self, planned: list[_Planned]) -> dict[int, list[RecordBatch]]:
-        """Each planned entry's committed batches that carry its number."""
+        """Each planned entry's committed batches that carry its number: per
+        log, the quick path where it applies (feed_log_reads.py), else the
+        general reader."""
         by_log: dict[LogKey, list[IndexEntry]] = {}
         for item in planned:
             by_log.setdefault(item.key, []).append(item.entry)
         found: dict[int, list[RecordBatch]] = {}
         for key, entries in by_log.items():
+            first = entries[0].first_sequence
+            last = max(e.first_sequence + e.events - 1 for e in entries)
+            wanted = {e.number for e in entries}
+            cursor = self._cursors.pop(key, None)
+            if cursor is not None and cursor.next_sequence == first:
+                window = _window(last - first + 1, cursor.bytes_per_event)
+                quick = self._read_ahead.read(
+                    cursor.directory, cursor.position, first, last, window
+                )
+                if quick is not None:
+                    _take(quick.batches, wanted, found)
+                    moved = quick.position.offset - cursor.position.offset
+                    per_event = _per_event(cursor.bytes_per_event, moved, last - first + 1)
+                    self._remember(
+                        key,
+                        _Cursor(quick.next_sequence, quick.position, per_event, cursor.directory),
+                    )
+                    continue
             log = self._make_log(*key)
             try:
-                found.update(self._read_log(key, log, entries))
+                batches = self._read_log(key, log, first, last, cursor, len(entries))
+                _take(batches, wanted, found)
             finally:
                 log.close()
         return found
 
+    def _remember(self, key: LogKey, cursor: _Cursor) -> None:
+        self._cursors[key] = cursor
+        if len(self._cursors) > _CURSORS:
+            self._cursors.popitem(last=False)
+
     def _read_log(
-        self, key: LogKey, log: SegmentLog, entries: list[IndexEntry]
-    ) -> dict[int, list[RecordBatch]]:
-        """Read ``entries``' sequences of one log (ascending) in as few steps
-        as their bytes allow; the batches that carry each entry's number."""
-        first = entries[0].first_sequence
-        last = max(e.first_sequence + e.events - 1 for e in entries)
-        wanted = {e.number for e in entries}
-        cursor = self._cursors.pop(key, None)
+        self,
+        key: LogKey,
+        log: SegmentLog,
+        first: int,
+        last: int,
+        cursor: _Cursor | None,
+        frames: int = 1,
+    ) -> list[RecordBatch]:
+        """The general reader: the committed batches of ``first..last``, in
+        ``frames`` frames or more (so it decodes none past ``last``)."""
         if cursor is not None and cursor.next_sequence == first:
             position: Position | None = cursor.position
-            per_event = cursor.bytes_per_event
         else:
             position = log.locate(first)
-            per_event = cursor.bytes_per_event if cursor is not None else 256.0
-        found: dict[int, list[RecordBatch]] = {}
+        per_event = cursor.bytes_per_event if cursor is not None else 256.0
+        batches: list[RecordBatch] = []
         if position is None:
-            return found
+            return batches
         expected: int | None = None
-        frames_left = len(entries)
         while True:
             needed = last - (first if expected is None else expected) + 1
-            window = int(min(_MAX_WINDOW, max(_MIN_WINDOW, needed * per_event * 1.25 + 512)))
-            step = read_step(log, position, limit=max(1, frames_left), window=window)
-            wanted_batches, expected = in_range(log, step, position, expected, first, last)
+            step = read_step(log, position, limit=frames, window=_window(needed, per_event))
+            wanted, expected = in_range(log, step, position, expected, first, last)
+            frames = max(1, frames - len(step.batches))
             if step.batches and step.position.segment == position.segment:
                 moved = step.position.offset - position.offset
-                events = sum(len(b.items) for b in step.batches)
-                per_event = 0.5 * per_event + 0.5 * (moved / max(1, events))
-            for batch in wanted_batches:
-                number = batch.feed_entry
-                if number in wanted:
-                    found.setdefault(number, []).append(batch)
-            frames_left -= len(step.batches)
+                per_event = _per_event(per_event, moved, sum(len(b.items) for b in step.batches))
+            batches.extend(wanted)
             position = step.position
             if step.at_end or (expected is not None and expected > last):
                 break
-        if expected is not None:
-            self._cursors[key] = _Cursor(expected, position, per_event)
-            if len(self._cursors) > _CURSORS:
-                self._cursors.popitem(last=False)
-        return found
+        if expected is not None:  # (the position is just after that sequence's batch)
+            self._remember(key, _Cursor(expected, position, per_event, log.directory))
+        return batches
+
+    def close(self) -> None:
+        """Drop what the quick path keeps."""
+        self._read_ahead.close()
 
     # -- which log an entry names -------------------------------------------------
 

@@ -127,6 +127,7 @@ class FileStore:
             self.progress.close()
             await self.changes.aclose()
             await self._log.aclose()
+            self.feed.close()
             await asyncio.to_thread(self._feed_index.close)
         finally:
             for lease in [self._lease, *self._extra_leases.values()]:

@@ -1,0 +1,226 @@
+"""Feed benchmark: what the feed costs writers, how fast it replays, what a
+live feed costs per wake-up.
+
+Run: ``.venv/bin/python -m benchmarks.feed [--events N] [--only abc]`` (or
+``make bench``). Each figure is printed beside a baseline measured in the
+same run on the same disk:
+
+(a) persists with the feed in place (every write takes a feed entry) vs the
+    same persists with the feed switched off (a switch only benchmarks set),
+    five rounds each, interleaved, medians: one awaited writer, and 256
+    concurrent tasks. Target: within 10%.
+(b) replay of the feed: ``N`` events (1,000,000) over 1,000 streams written
+    in interleaved 10-event batches, iterated with ``feed.query()`` in a
+    fresh process, vs iterating one stream of as many events, written in
+    the same 10-event batches, with ``query()`` in a fresh process; with
+    each replay's peak RSS growth (memory flat for any backlog). Target:
+    >= 0.8x. A projection's ``catch_up`` over the same feed is shown too.
+(c) a live feed's cost per wake-up: one event persisted to a random stream,
+    then awaited from a live feed, over 10,000 streams vs over 10 streams
+    (durability "flush": no fsync in the loop). O(new events), not
+    O(streams): the ratio should be near 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+
+import calliope
+from benchmarks.journal import ItemAdded, rss_kib, sample
+from benchmarks.report import header, rate, row, run_child
+from calliope.shell.app import App
+
+_STREAMS = 1000
+_BATCH = 10
+
+
+def _feed_off(app: App) -> None:
+    """Switch the file store's feed off before the first write (benchmarks only)."""
+    app._store._log._feed_index = None  # type: ignore[attr-defined]
+
+
+async def _one_writer(directory: str, count: int, feed: bool) -> float:
+    async with calliope.open(directory, replica_id="single") as app:
+        if not feed:
+            _feed_off(app)
+        stream = app.journal.event_stream("single", ItemAdded)
+        await stream.persist(sample(0))
+        start = time.perf_counter()
+        for n in range(count):
+            await stream.persist(sample(n))
+        return time.perf_counter() - start
+
+
+async def _many_writers(directory: str, tasks: int, per_task: int, feed: bool) -> float:
+    async with calliope.open(directory, replica_id="group") as app:
+        if not feed:
+            _feed_off(app)
+        stream = app.journal.event_stream("group", ItemAdded)
+        await stream.persist(sample(0))
+
+        async def writer(task: int) -> None:
+            for n in range(per_task):
+                await stream.persist(sample(task * per_task + n))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(task) for task in range(tasks)))
+        return time.perf_counter() - start
+
+
+def persist_cost(directory: str) -> None:
+    rounds = 5
+    for name, count, run in (
+        ("(a) one awaited writer", 1500, lambda d, f: _one_writer(d, 1500, f)),
+        ("(a) 256 concurrent writers", 256 * 40, lambda d, f: _many_writers(d, 256, 40, f)),
+    ):
+        with_feed: list[float] = []
+        without: list[float] = []
+        for index in range(rounds):
+            for feed, into in ((True, with_feed), (False, without)):
+                path = os.path.join(directory, f"a-{len(name)}-{index}-{feed}")
+                into.append(rate(count, asyncio.run(run(path, feed))))
+        print(
+            row(
+                name,
+                statistics.median(with_feed),
+                "events/s",
+                statistics.median(without),
+                "feed off",
+                decimals=0,
+            )
+        )
+
+
+async def _fill(directory: str, events: int) -> None:
+    """``events`` over ``_STREAMS`` streams, in interleaved batches; and as
+    many in one stream."""
+    async with calliope.open(directory, replica_id="filler", durability="flush") as app:
+        streams = [app.journal.event_stream(f"s-{n:04d}", ItemAdded) for n in range(_STREAMS)]
+        written = 0
+        while written < events:
+            for stream in streams:
+                await stream.persist_all([sample(written + i) for i in range(_BATCH)])
+                written += _BATCH
+                if written >= events:
+                    break
+        one = app.journal.event_stream("one", ItemAdded)  # the same batches, one stream
+        for start in range(0, events, _BATCH):
+            await one.persist_all([sample(n) for n in range(start, min(events, start + _BATCH))])
+
+
+def _add(total: int, event: ItemAdded) -> int:
+    return total + event.quantity
+
+
+def replay_child(directory: str, what: str) -> None:
+    """In a fresh process: one replay; print JSON (events, seconds, RSS growth)."""
+
+    async def replay() -> tuple[int, float]:
+        async with calliope.open(directory, replica_id="reader") as app:
+            start = time.perf_counter()
+            count = 0
+            if what == "feed":
+                async for _ in app.journal.feed(ItemAdded, prefix="s-").query():
+                    count += 1
+            elif what == "stream":
+                async for _ in app.journal.event_stream("one", ItemAdded).query():
+                    count += 1
+            else:
+                projection = app.projection("bench", ItemAdded, _add, 0, prefix="s-")
+                await projection.catch_up()
+                count = projection.position.entry if projection.position else 0
+            return count, time.perf_counter() - start
+
+    before = rss_kib()
+    count, seconds = asyncio.run(replay())
+    print(json.dumps({"events": count, "seconds": seconds, "rss": rss_kib() - before}))
+
+
+def replay_figure(directory: str, events: int) -> None:
+    path = os.path.join(directory, "b")
+    start = time.perf_counter()
+    asyncio.run(_fill(path, events))
+    fill = time.perf_counter() - start
+    feed = run_child("benchmarks.feed", "--replay-child", path, "feed")
+    one = run_child("benchmarks.feed", "--replay-child", path, "stream")
+    print(
+        row(
+            f"(b) feed replay, {feed['events']:,} ev/{_STREAMS:,} streams",
+            rate(feed["events"], feed["seconds"]),
+            "events/s",
+            rate(one["events"], one["seconds"]),
+            "one stream's query()",
+        )
+    )
+    projection = run_child("benchmarks.feed", "--replay-child", path, "projection")
+    print(
+        f"    projection catch_up over the same feed: {projection['seconds']:.2f} s "
+        f"({rate(events, projection['seconds']):,.0f} events/s)"
+    )
+    print(
+        f"    peak RSS growth: feed {feed['rss'] / 1024:.1f} MiB, one stream "
+        f"{one['rss'] / 1024:.1f} MiB, projection {projection['rss'] / 1024:.1f} MiB"
+    )
+    print(f"    (written with persist_all of {_BATCH}, flush: {fill:.1f} s)")
+
+
+async def _wake_cost(directory: str, streams: int, rounds: int) -> float:
+    """Seconds per (persist to a random stream + the live feed yielding it)."""
+    async with calliope.open(directory, replica_id="live", durability="flush") as app:
+        handles = [app.journal.event_stream(f"w-{n:05d}", ItemAdded) for n in range(streams)]
+        for start in range(0, streams, 500):
+            await asyncio.gather(*(h.persist(sample(0)) for h in handles[start : start + 500]))
+        choices = random.Random(7)
+        feed = app.journal.feed(ItemAdded)
+        last = (await feed.query().to_list())[-1].position
+        async with feed.live_query(after=last) as live:
+            start_time = time.perf_counter()
+            for n in range(rounds):
+                await handles[choices.randrange(streams)].persist(sample(n))
+                await anext(live)
+            return (time.perf_counter() - start_time) / rounds
+
+
+def wake_figure(directory: str) -> None:
+    many = asyncio.run(_wake_cost(os.path.join(directory, "c-many"), 10_000, 2000))
+    few = asyncio.run(_wake_cost(os.path.join(directory, "c-few"), 10, 2000))
+    print(
+        row(
+            "(c) persist + live feed wake, 10,000 streams",
+            many * 1e6,
+            "us/event",
+            few * 1e6,
+            "10 streams",
+            decimals=1,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--only", default="abc")
+    parser.add_argument("--replay-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.replay_child:
+        replay_child(*args.replay_child)
+        return
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CALLIOPE_BENCH_DIR")) as directory:
+        header(f"feed on {directory} (durability=fsync unless said)")
+        if "a" in args.only:
+            persist_cost(directory)
+        if "b" in args.only:
+            replay_figure(directory, args.events)
+        if "c" in args.only:
+            wake_figure(directory)
+
+
+if __name__ == "__main__":
+    main()
