@@ -31,6 +31,8 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import calliope
 from benchmarks.journal import ItemAdded, rss_kib, sample
@@ -74,12 +76,21 @@ async def _many_writers(directory: str, tasks: int, per_task: int, feed: bool) -
         return time.perf_counter() - start
 
 
+def _one(path: str, feed: bool) -> Coroutine[Any, Any, float]:
+    return _one_writer(path, 1500, feed)
+
+
+def _many(path: str, feed: bool) -> Coroutine[Any, Any, float]:
+    return _many_writers(path, 256, 40, feed)
+
+
 def persist_cost(directory: str) -> None:
     rounds = 5
-    for name, count, run in (
-        ("(a) one awaited writer", 1500, lambda d, f: _one_writer(d, 1500, f)),
-        ("(a) 256 concurrent writers", 256 * 40, lambda d, f: _many_writers(d, 256, 40, f)),
-    ):
+    runs: list[tuple[str, int, Callable[[str, bool], Coroutine[Any, Any, float]]]] = [
+        ("(a) one awaited writer", 1500, _one),
+        ("(a) 256 concurrent writers", 256 * 40, _many),
+    ]
+    for name, count, run in runs:
         with_feed: list[float] = []
         without: list[float] = []
         for index in range(rounds):
