@@ -6,7 +6,9 @@ replicated cart concurrently: the conflict is detected, resolved, and every
 replica ends with the same cart; then three processes increment one
 replicated counter and add to one set through the replicator, each waits
 until the counter reaches the total, and an update that asks for more
-replicas than are running times out (and succeeds once they run).
+replicas than are running times out (and succeeds once they run); last, a
+projection folds every cart into one read model, and after a restart
+folds only what came since.
 Everything lives in a fresh temporary directory, removed at the end.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import calliope
 from calliope import GCounter, ORSet
 from examples.cart import Cart, CartEvent, CheckedOut, ItemAdded, ItemRemoved, update_cart
+from examples.cart_totals import CartTotals, cart_totals, update_totals
 from examples.replicated_cart import cart_versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,12 +202,41 @@ async def replicator(directory: str) -> None:
                 holder.wait(timeout=30)
 
 
+async def projection(directory: str) -> None:
+    step("10. a projection folds every cart of the store into one read model")
+    async with calliope.open(directory) as app:
+        await app.journal.event_stream("cart-7", CartEvent).persist_all(
+            [ItemAdded("pears", 3), ItemAdded("figs", 1)]
+        )
+        totals = cart_totals(app)
+        state = await totals.catch_up()
+        print(f"  {state.describe()}")
+        print(f"  saved with its feed position {totals.position}")
+    step("11. restart: the projection folds only what was written since")
+    async with calliope.open(directory) as app:
+        await app.journal.event_stream("cart-7", CartEvent).persist(ItemRemoved("figs"))
+        folded = 0
+
+        def counting(state: CartTotals, envelope: calliope.Envelope[CartEvent]) -> CartTotals:
+            nonlocal folded
+            folded += 1
+            return update_totals(state, envelope)
+
+        again = app.projection("cart-totals", CartEvent, counting, CartTotals(), envelopes=True)
+        state = await again.catch_up()
+        print(
+            f"  folded {folded} new event(s), at {again.position}: cart-7 is now "
+            f"{Cart(items=state.carts['cart-7']).describe()}"
+        )
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
         await first_run(directory)
         await restart(directory)
         await replicated(directory)
         await replicator(directory)
+        await projection(directory)
     print("\nDone: the demo's directory has been removed.")
 
 

@@ -95,16 +95,19 @@ class App:
         self,
         name: str,
         event_type: type[E] | Any,
-        update_state: Callable[[S, E], S],
+        update_state: Callable[[S, Any], S],
         init: S,
         *,
         prefix: str | None = None,
-    ) -> Projection[S, E]:
+        envelopes: bool = False,
+    ) -> Projection[S, Any]:
         """A read model named ``name``: ``update_state(state, event)`` folded
         over ``app.journal.feed(event_type, prefix)`` from ``init``, its
         state and feed position saved together (``catch_up()``,
-        ``follow()``; see :mod:`calliope.shell.projection`). The state's
-        class is stored like a snapshot's (an attrs class named with
+        ``follow()``; see :mod:`calliope.shell.projection`). With
+        ``envelopes=True``, ``update_state`` gets each envelope (stream id,
+        sequence, position) instead of the bare event. The state's class is
+        stored like a snapshot's (an attrs class named with
         ``@calliope.event_type``, or plain data)."""
         return Projection(
             name,
@@ -115,6 +118,7 @@ class App:
             state_codec=self._codec.for_type(type(init)),
             clock=self._checked_clock,
             scope=self._scope,
+            envelopes=envelopes,
         )
 
     @property

@@ -45,6 +45,10 @@ SAVE_EVERY = 10_000
 class Projection(Generic[S, E]):
     """``catch_up()`` folds what is new and saves; ``follow()`` keeps folding.
 
+    ``update_state(state, event)`` gets each event; with ``envelopes`` it
+    gets each :class:`calliope.Envelope` instead (its ``stream_id``,
+    ``sequence``, ``position``...), for read models keyed by stream.
+
     ``state`` and ``position`` are the last folded (``init`` and None
     before anything was loaded or folded).
     """
@@ -60,6 +64,7 @@ class Projection(Generic[S, E]):
         state_codec: TypeCodec[Any],
         clock: Callable[[], Any],
         scope: AppScope,
+        envelopes: bool = False,
     ) -> None:
         validate_stream_id(name, kind="projection name")
         if not callable(update_state):
@@ -67,6 +72,7 @@ class Projection(Generic[S, E]):
                 f"update_state must be a function (state, event) -> state, got {update_state!r}"
             )
         self.name = name
+        self._envelopes = envelopes
         self._id = f"$calliope/projection/{name}"
         self._feed = feed
         self._update = update_state
@@ -132,7 +138,7 @@ class Projection(Generic[S, E]):
         """Fold one event; on an error, raise ProjectionError (the caller
         saves what came before)."""
         try:
-            state = self._update(self.state, envelope.event)
+            state = self._update(self.state, envelope if self._envelopes else envelope.event)
         except Exception as error:
             raise ProjectionError(
                 f"projection {self.name!r}: update_state raised {error!r} on the event at "

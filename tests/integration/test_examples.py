@@ -35,6 +35,27 @@ def test_the_demo_runs_the_cart_end_to_end() -> None:
     assert "visitors=['berlin', 'lagos', 'lima']" in out
     assert "ReplicationTimeout: 1 of 3 replicas had it" in out
     assert "views=602, applied by 3 replicas" in out
+    assert "cart-7: [1 x figs, 3 x pears]; shared-cart: [3 x apples, 1 x bread]" in out
+    assert "folded 1 new event(s)" in out and "cart-7 is now [3 x pears]" in out
+
+
+def test_the_cart_totals_projection_folds_only_what_is_new(tmp_path: Path) -> None:
+    def totals() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "examples.cart_totals", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    writer = [sys.executable, "-m", "examples.cart_writer", str(tmp_path), "cart-1"]
+    subprocess.run(writer, cwd=ROOT, check=True, timeout=120, capture_output=True)
+    first = totals()
+    assert first.startswith("cart-1: [")
+    assert totals() == first
 
 
 def test_the_core_tour_runs() -> None:
