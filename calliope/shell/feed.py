@@ -76,6 +76,7 @@ class _FeedSource:
             timestamp = from_timestamp_us(batch.timestamp_us)
             writer, first, version = batch.writer, batch.first_sequence, batch.version
             own = version[writer]
+            total = sum(version.values())
             for offset, (name, schema, data) in enumerate(batch.items):
                 position = index + offset
                 if position <= skip_to or name not in names:
@@ -88,7 +89,7 @@ class _FeedSource:
                         replica_id=writer,
                         sequence=first + offset,
                         # Calliope's own checksummed data: no re-validation needed.
-                        version=VersionVector.unchecked(event_version),
+                        version=VersionVector.unchecked(event_version, total + offset),
                         timestamp=timestamp,
                         event=decode(name, schema, data),
                         position=position_at(entry_number, position),
