@@ -51,7 +51,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 from calliope.adapters.files.fsutil import private_makedirs, write_file_atomically
@@ -299,25 +299,19 @@ class FeedIndex:
 
 def _parse(data: bytes, start: int, into: list[IndexEntry]) -> int | None:
     """Parse whole entries of ``data`` into ``into``; the number of the first
-    that fails its check, or None."""
-    for number, offset in _offsets(start, len(data)):
-        stored = int.from_bytes(data[offset + _CRC_SPAN : offset + ENTRY_SIZE], "little")
-        if zlib.crc32(data[offset : offset + _CRC_SPAN]) != stored:
+    that fails its check, or None. O(entries)."""
+    whole = len(data) - len(data) % ENTRY_SIZE
+    crc32 = zlib.crc32
+    offset = 0
+    number = start
+    for stream, replica, first, count, flags, crc in _ENTRY.iter_unpack(data[:whole]):
+        if crc32(data[offset : offset + _CRC_SPAN]) != crc:
             return number
-        stream, replica, first, count, flags, _ = _ENTRY.unpack_from(data, offset)
         into.append(
             IndexEntry(
-                number,
-                stream,
-                replica if flags & _REPLICA else None,
-                first,
-                count,
-                bool(flags & _VOID),
+                number, stream, replica if flags & _REPLICA else None, first, count, flags > 1
             )
         )
+        offset += ENTRY_SIZE
+        number += 1
     return None
-
-
-def _offsets(start: int, size: int) -> Iterator[tuple[int, int]]:
-    for index in range(size // ENTRY_SIZE):
-        yield start + index, index * ENTRY_SIZE

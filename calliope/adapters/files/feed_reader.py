@@ -3,12 +3,12 @@
 A page reads entries from the index (feed_index.py, which says why the
 order is safe), passes over those of streams the reader does not want
 without touching their logs, and reads the batches of the rest a log at a
-time: each log's entries of the page with one read of about the bytes they
-need (a cursor per log remembers where the last page stopped and how many
-bytes an event takes there). So a page costs O(entries + events read), and
-a live feed's wake-up O(new entries), however many streams the store has.
-Memory: one page, plus bounded caches (ids of ``_IDS`` logs, ``_CURSORS``
-cursors).
+time: a cursor per log (feed_log_reads.py) remembers where the last page
+stopped there and keeps the bytes it read ahead, so reading on usually
+costs no system call; anything else goes through the general reader. So a
+page costs O(entries + events read), and a live feed's wake-up O(new
+entries), however many streams the store has. Memory: one page, plus
+bounded caches (ids of ``_IDS`` logs, ``_CURSORS`` cursors).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import NamedTuple, TypeVar
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.extent import lock_path
 from calliope.adapters.files.feed_index import FeedIndex, IndexEntry
-from calliope.adapters.files.feed_log_reads import ReadAhead
+from calliope.adapters.files.feed_log_reads import LogCursor
 from calliope.adapters.files.fsutil import storage_errors
 from calliope.adapters.files.page_reads import in_range
 from calliope.adapters.files.reader import read_step
@@ -41,7 +41,7 @@ __all__ = ["FileFeed"]
 logger = logging.getLogger("calliope.files")
 
 _IDS = 65536
-_CURSORS = 16384
+_CURSORS = 1024  # logs whose cursor (and read-ahead, 16 KiB, at most ~36) is kept
 _LOOK_AT = 4  # entries looked at per event asked for, at most (others' entries are passed over)
 _MIN_WINDOW = 4096
 _MAX_WINDOW = 256 * 1024
@@ -51,33 +51,9 @@ LogKey = tuple[str, str | None]  # stream id, replica id (None: the plain log)
 MakeLog = Callable[[str, str | None], SegmentLog]
 
 
-class _Cursor(NamedTuple):
-    """Where the last page stopped in one log."""
-
-    next_sequence: int
-    position: Position
-    bytes_per_event: float
-    directory: str
-
-
 def _window(events: int, per_event: float) -> int:
     """Bytes to read for ``events`` events of about ``per_event`` bytes."""
     return int(min(_MAX_WINDOW, max(_MIN_WINDOW, events * per_event * 1.25 + 512)))
-
-
-def _per_event(previous: float, moved: int, events: int) -> float:
-    """The running estimate of bytes per event, after reading ``events`` in ``moved`` bytes."""
-    return 0.5 * previous + 0.5 * (moved / max(1, events))
-
-
-def _take(
-    batches: list[RecordBatch], wanted: set[int], found: dict[int, list[RecordBatch]]
-) -> None:
-    """File each batch under its feed entry, if that is one asked for."""
-    for batch in batches:
-        number = batch.feed_entry
-        if number is not None and number in wanted:
-            found.setdefault(number, []).append(batch)
 
 
 class _Planned(NamedTuple):
@@ -97,8 +73,9 @@ class FileFeed:
         self._make_log = make_log
         self._streams: OrderedDict[bytes, str | None] = OrderedDict()
         self._replicas: OrderedDict[tuple[bytes, bytes], str | None] = OrderedDict()
-        self._cursors: OrderedDict[LogKey, _Cursor] = OrderedDict()
-        self._read_ahead = ReadAhead()
+        self._cursors: OrderedDict[LogKey, LogCursor] = OrderedDict()
+        self._keys: dict[tuple[bytes, bytes | None], LogKey | None] = {}
+        self._events_per_entry = 1.0  # running estimate: how many index entries a page reads
 
     def watch_feed(self) -> contextlib.AbstractAsyncContextManager[Watcher]:
         return self._changes.watch_all()
@@ -114,10 +91,11 @@ class FileFeed:
         planned: list[_Planned] = []
         events = 0
         looked = 0
-        chunk = 64
+        chunk = max(16, min(4096, int(limit / self._events_per_entry) + 8))
+        keys = self._keys
         while events < limit and looked < limit * _LOOK_AT + 64:
-            # The index is read in growing chunks: a page of large batches
-            # parses few entries, one of others' entries no more than it must.
+            # The index is read in chunks of about what a page needs, growing
+            # while others' entries are passed over.
             entries = self._index.read(next_entry, chunk)
             if not entries:
                 break
@@ -128,12 +106,15 @@ class FileFeed:
                 next_entry = entry.number + 1
                 if entry.void:
                     continue
-                key = self._log_key(entry)
+                names = (entry.stream, entry.replica)
+                key = keys[names] if names in keys else self._log_key(entry)
                 if key is None or not in_feed(key[0], prefix):
                     continue
                 planned.append(_Planned(entry, key))
                 events += entry.events
             chunk = min(chunk * 2, 4096)
+        if looked:
+            self._events_per_entry = max(1.0, 0.5 * self._events_per_entry + 0.5 * events / looked)
         more = next_entry < self._index.end()  # (past an entry being copied in, too)
         if not planned:
             return FeedPage([], next_entry, more)
@@ -160,9 +141,8 @@ class FileFeed:
             if _writer_busy(log.directory):
                 return None
             last = entry.first_sequence + entry.events - 1
-            found: dict[int, list[RecordBatch]] = {}
-            _take(self._read_log(key, log, entry.first_sequence, last, None), {entry.number}, found)
-            return found.get(entry.number, [])
+            batches = self._read_log(key, log, entry.first_sequence, last, None)
+            return [batch for batch in batches if batch.feed_entry == entry.number]
         finally:
             log.close()
 
@@ -172,39 +152,38 @@ class FileFeed:
         general reader."""
         by_log: dict[LogKey, list[IndexEntry]] = {}
         for item in planned:
-            by_log.setdefault(item.key, []).append(item.entry)
+            entries = by_log.get(item.key)
+            if entries is None:
+                by_log[item.key] = [item.entry]
+            else:
+                entries.append(item.entry)
         found: dict[int, list[RecordBatch]] = {}
+        cursors = self._cursors
         for key, entries in by_log.items():
             first = entries[0].first_sequence
-            last = max(e.first_sequence + e.events - 1 for e in entries)
-            wanted = {e.number for e in entries}
-            cursor = self._cursors.pop(key, None)
-            if cursor is not None and cursor.next_sequence == first:
-                window = _window(last - first + 1, cursor.bytes_per_event)
-                quick = self._read_ahead.read(
-                    cursor.directory, cursor.position, first, last, window
-                )
-                if quick is not None:
-                    _take(quick.batches, wanted, found)
-                    moved = quick.position.offset - cursor.position.offset
-                    per_event = _per_event(cursor.bytes_per_event, moved, last - first + 1)
-                    self._remember(
-                        key,
-                        _Cursor(quick.next_sequence, quick.position, per_event, cursor.directory),
-                    )
-                    continue
-            log = self._make_log(*key)
-            try:
-                batches = self._read_log(key, log, first, last, cursor, len(entries))
-                _take(batches, wanted, found)
-            finally:
-                log.close()
+            final = entries[-1]
+            last = final.first_sequence + final.events - 1
+            cursor = cursors.get(key)
+            batches = None if cursor is None else cursor.read_on(first, last)
+            if cursor is not None:
+                cursors.move_to_end(key)
+            if batches is None:
+                log = self._make_log(*key)
+                try:
+                    batches = self._read_log(key, log, first, last, cursor, len(entries))
+                finally:
+                    log.close()
+            if len(entries) == 1:  # (an entry without a committed batch stays out)
+                number = entries[0].number
+                mine = [b for b in batches if b.feed_entry == number]
+                if mine:
+                    found[number] = mine
+            else:
+                wanted = {e.number for e in entries}
+                for batch in batches:
+                    if batch.feed_entry in wanted:
+                        found.setdefault(batch.feed_entry, []).append(batch)
         return found
-
-    def _remember(self, key: LogKey, cursor: _Cursor) -> None:
-        self._cursors[key] = cursor
-        if len(self._cursors) > _CURSORS:
-            self._cursors.popitem(last=False)
 
     def _read_log(
         self,
@@ -212,7 +191,7 @@ class FileFeed:
         log: SegmentLog,
         first: int,
         last: int,
-        cursor: _Cursor | None,
+        cursor: LogCursor | None,
         frames: int = 1,
     ) -> list[RecordBatch]:
         """The general reader: the committed batches of ``first..last``, in
@@ -221,7 +200,7 @@ class FileFeed:
             position: Position | None = cursor.position
         else:
             position = log.locate(first)
-        per_event = cursor.bytes_per_event if cursor is not None else 256.0
+        per_event = cursor.per_event if cursor is not None else 256.0
         batches: list[RecordBatch] = []
         if position is None:
             return batches
@@ -233,22 +212,35 @@ class FileFeed:
             frames = max(1, frames - len(step.batches))
             if step.batches and step.position.segment == position.segment:
                 moved = step.position.offset - position.offset
-                per_event = _per_event(per_event, moved, sum(len(b.items) for b in step.batches))
+                events = sum(len(b.items) for b in step.batches)
+                per_event = 0.5 * per_event + 0.5 * moved / max(1, events)
             batches.extend(wanted)
             position = step.position
             if step.at_end or (expected is not None and expected > last):
                 break
         if expected is not None:  # (the position is just after that sequence's batch)
-            self._remember(key, _Cursor(expected, position, per_event, log.directory))
+            if cursor is None:
+                cursor = self._cursors[key] = LogCursor(log.directory)
+                if len(self._cursors) > _CURSORS:
+                    self._cursors.popitem(last=False)
+            cursor.moved_to(expected, position, per_event)
         return batches
 
     def close(self) -> None:
         """Drop what the quick path keeps."""
-        self._read_ahead.close()
+        self._cursors.clear()
 
     # -- which log an entry names -------------------------------------------------
 
     def _log_key(self, entry: IndexEntry) -> LogKey | None:
+        """The (stream id, replica id) an entry names, remembered (bounded)."""
+        key = self._resolve(entry)
+        if len(self._keys) >= _IDS:
+            self._keys.clear()
+        self._keys[(entry.stream, entry.replica)] = key
+        return key
+
+    def _resolve(self, entry: IndexEntry) -> LogKey | None:
         stream_id = self._stream_id(entry.stream)
         if stream_id is None:
             return None

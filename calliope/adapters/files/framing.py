@@ -32,6 +32,7 @@ from calliope.errors import InvalidArgumentError
 
 __all__ = [
     "FRAME_HEADER",
+    "payload_at",
     "MAX_PAYLOAD",
     "SEGMENT_HEADER",
     "SEGMENT_HEADER_SIZE",
@@ -143,6 +144,25 @@ def parse_frames(data: bytes | memoryview, start: int = 0) -> Parsed:
             return Parsed(payloads, position, Stop.BAD)
         payloads.append(body if length > _COPY_AT_MOST else bytes(body))
         position = end
+
+
+def payload_at(data: bytes, position: int) -> bytes | Stop:
+    """The payload of the intact frame at ``position`` of ``data``; else
+    ``Stop.INCOMPLETE`` (``data`` ends before the frame does) or ``Stop.BAD``.
+    For a reader going one frame at a time through bytes it holds (``data``
+    is bytes, ``position`` >= 0: not checked). O(frame)."""
+    if len(data) - position < FRAME_HEADER:
+        return Stop.INCOMPLETE
+    magic, flags, length, crc = _HEADER.unpack_from(data, position)
+    if magic != FRAME_MAGIC or flags or length > MAX_PAYLOAD:
+        return Stop.BAD
+    start = position + FRAME_HEADER
+    if start + length > len(data):
+        return Stop.INCOMPLETE
+    payload = data[start : start + length]
+    if zlib.crc32(payload, zlib.crc32(data[position + 1 : position + 6])) != crc:
+        return Stop.BAD
+    return payload
 
 
 def intact_frame_at(data: bytes | memoryview, position: int) -> bool:
