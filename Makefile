@@ -42,6 +42,7 @@ bench: $(VENV)/.runtime
 	$(BIN)/python -m benchmarks.crdt
 	$(BIN)/python -m benchmarks.responsiveness
 	$(BIN)/python -m benchmarks.snapshots
+	$(BIN)/python -m benchmarks.feed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -7,7 +7,7 @@ folds up to as one snapshot (``$calliope/projection/<name>``), written
 whole or not at all: after a crash it resumes from a saved pair, so no event
 is folded twice into a saved state nor left out. One app at a time should
 run a given projection name (two would both fold and save, the last save
-winning).
+winning). On a read-only store a projection folds and saves nothing.
 
 If ``update_state`` raises, the projection saves what it folded before that
 event and raises :class:`calliope.ProjectionError` carrying the event's
@@ -27,6 +27,7 @@ from calliope.errors import (
     CorruptJournalError,
     InvalidArgumentError,
     ProjectionError,
+    ReadOnlyStoreError,
 )
 from calliope.shell.feed import Feed, FeedLiveQuery
 from calliope.shell.ports import SnapshotPort, SnapshotRecord, TypeCodec
@@ -67,6 +68,7 @@ class Projection(Generic[S, E]):
         envelopes: bool = False,
     ) -> None:
         validate_stream_id(name, kind="projection name")
+        validate_stream_id(f"$calliope/projection/{name}", kind="projection name", reserved=True)
         if not callable(update_state):
             raise InvalidArgumentError(
                 f"update_state must be a function (state, event) -> state, got {update_state!r}"
@@ -130,6 +132,8 @@ class Projection(Generic[S, E]):
         self._scope.begin()
         try:
             await self._snapshots.save(self._id, record)
+        except ReadOnlyStoreError:
+            return  # a read-only store folds, and saves nothing
         finally:
             self._scope.end()
         self._saved_position = self.position

@@ -204,3 +204,28 @@ async def test_projection_arguments_are_checked(open_app: OpenApp) -> None:
             app.projection("p", ItemAdded, "not a function", Totals())  # type: ignore[arg-type]
         with pytest.raises(calliope.InvalidArgumentError):
             app.journal.feed(ItemAdded, prefix=3)  # type: ignore[call-overload]
+
+
+async def test_a_read_only_store_reads_the_feed_and_folds_without_saving(
+    open_app: OpenApp, target: str
+) -> None:
+    async with open_app() as app:
+        await _fill(app, carts=2, each=2)
+        saved = app.projection("saved", ItemAdded, count_items, Totals())
+        assert (await saved.catch_up()).events == 4
+        await app.journal.event_stream("cart-0", ItemAdded).persist(ItemAdded("cart-0", 1))
+        if target.startswith("memory://"):
+            await _check_read_only(calliope.open(target, read_only=True))
+    if not target.startswith("memory://"):
+        await _check_read_only(calliope.open(target, read_only=True))
+
+
+async def _check_read_only(opening: calliope.App) -> None:
+    async with opening as reader:
+        assert len(await reader.journal.feed(ItemAdded).query().to_list()) == 5
+        projection = reader.projection("saved", ItemAdded, count_items, Totals())
+        assert (await projection.catch_up()).events == 5  # loaded 4, folded 1, saved nothing
+        fresh = reader.projection("fresh", ItemAdded, count_items, Totals())
+        assert (await fresh.catch_up()).events == 5
+        with pytest.raises(calliope.InvalidArgumentError):
+            reader.projection("x" * 1020, ItemAdded, count_items, Totals())
