@@ -66,6 +66,10 @@ class LogCursor:
         self.committed_end = 0
         self.committed_last = 0
 
+    def drop_buffer(self) -> None:
+        """Forget the read-ahead (the cursor keeps its place)."""
+        self.buffer, self.base = b"", self.offset
+
     @property
     def position(self) -> Position:
         return Position(self.segment, self.offset)

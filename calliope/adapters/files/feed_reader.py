@@ -8,7 +8,8 @@ stopped there and keeps the bytes it read ahead, so reading on usually
 costs no system call; anything else goes through the general reader. So a
 page costs O(entries + events read), and a live feed's wake-up O(new
 entries), however many streams the store has. Memory: one page, plus
-bounded caches (ids of ``_IDS`` logs, ``_CURSORS`` cursors).
+bounded caches (ids of ``_IDS`` logs, ``_CURSORS`` cursors of which the
+``_BUFFERED`` most recently used keep their read-ahead).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ __all__ = ["FileFeed"]
 logger = logging.getLogger("calliope.files")
 
 _IDS = 65536
-_CURSORS = 1024  # logs whose cursor (and read-ahead, 16 KiB, at most ~36) is kept
+_CURSORS = 16384  # logs whose cursor (where a feed stopped there, ~200 bytes) is kept
+_BUFFERED = 1024  # cursors that also keep their read-ahead (16 KiB, at most ~36)
 _LOOK_AT = 4  # entries looked at per event asked for, at most (others' entries are passed over)
 _MIN_WINDOW = 4096
 _MAX_WINDOW = 256 * 1024
@@ -74,6 +76,7 @@ class FileFeed:
         self._streams: OrderedDict[bytes, str | None] = OrderedDict()
         self._replicas: OrderedDict[tuple[bytes, bytes], str | None] = OrderedDict()
         self._cursors: OrderedDict[LogKey, LogCursor] = OrderedDict()
+        self._buffered: OrderedDict[LogKey, LogCursor] = OrderedDict()
         self._keys: dict[tuple[bytes, bytes | None], LogKey | None] = {}
         self._events_per_entry = 1.0  # running estimate: how many index entries a page reads
 
@@ -167,6 +170,7 @@ class FileFeed:
             batches = None if cursor is None else cursor.read_on(first, last)
             if cursor is not None:
                 cursors.move_to_end(key)
+                self._keep_buffer(key, cursor)
             if batches is None:
                 log = self._make_log(*key)
                 try:
@@ -222,13 +226,24 @@ class FileFeed:
             if cursor is None:
                 cursor = self._cursors[key] = LogCursor(log.directory)
                 if len(self._cursors) > _CURSORS:
-                    self._cursors.popitem(last=False)
+                    self._buffered.pop(self._cursors.popitem(last=False)[0], None)
+                self._keep_buffer(key, cursor)
             cursor.moved_to(expected, position, per_event)
         return batches
+
+    def _keep_buffer(self, key: LogKey, cursor: LogCursor) -> None:
+        """``cursor`` is the most recently used; the least recently used
+        beyond ``_BUFFERED`` drops its read-ahead (it keeps its place)."""
+        buffered = self._buffered
+        buffered[key] = cursor
+        buffered.move_to_end(key)
+        if len(buffered) > _BUFFERED:
+            buffered.popitem(last=False)[1].drop_buffer()
 
     def close(self) -> None:
         """Drop what the quick path keeps."""
         self._cursors.clear()
+        self._buffered.clear()
 
     # -- which log an entry names -------------------------------------------------
 
