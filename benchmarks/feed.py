@@ -36,7 +36,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import calliope
-from benchmarks.journal import ItemAdded, rss_kib, sample
+from benchmarks.journal import ItemAdded, concurrent_writers, rss_kib, sample, single_writer
 from benchmarks.report import header, rate, row, run_child
 from calliope.shell.app import App
 
@@ -49,40 +49,12 @@ def _feed_off(app: App) -> None:
     app._store._log._feed_index = None  # type: ignore[attr-defined]
 
 
-async def _one_writer(directory: str, count: int, feed: bool) -> float:
-    async with calliope.open(directory, replica_id="single") as app:
-        if not feed:
-            _feed_off(app)
-        stream = app.journal.event_stream("single", ItemAdded)
-        await stream.persist(sample(0))
-        start = time.perf_counter()
-        for n in range(count):
-            await stream.persist(sample(n))
-        return time.perf_counter() - start
-
-
-async def _many_writers(directory: str, tasks: int, per_task: int, feed: bool) -> float:
-    async with calliope.open(directory, replica_id="group") as app:
-        if not feed:
-            _feed_off(app)
-        stream = app.journal.event_stream("group", ItemAdded)
-        await stream.persist(sample(0))
-
-        async def writer(task: int) -> None:
-            for n in range(per_task):
-                await stream.persist(sample(task * per_task + n))
-
-        start = time.perf_counter()
-        await asyncio.gather(*(writer(task) for task in range(tasks)))
-        return time.perf_counter() - start
-
-
 def _one(path: str, feed: bool) -> Coroutine[Any, Any, float]:
-    return _one_writer(path, 1500, feed)
+    return single_writer(path, 1500, None if feed else _feed_off)
 
 
 def _many(path: str, feed: bool) -> Coroutine[Any, Any, float]:
-    return _many_writers(path, 256, 40, feed)
+    return concurrent_writers(path, 256, 40, None if feed else _feed_off)
 
 
 def persist_cost(directory: str) -> None:

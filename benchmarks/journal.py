@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,12 @@ def raw_write_fsync(directory: str, count: int, size: int, per_sync: int = 1) ->
     return elapsed
 
 
-async def single_writer(directory: str, count: int) -> float:
+async def single_writer(
+    directory: str, count: int, setup: Callable[[calliope.App], None] | None = None
+) -> float:
     async with calliope.open(directory, replica_id="single") as app:
+        if setup is not None:
+            setup(app)
         stream = app.journal.event_stream("single", ItemAdded)
         await stream.persist(sample(0))
         start = time.perf_counter()
@@ -105,8 +110,12 @@ async def single_writer(directory: str, count: int) -> float:
         return time.perf_counter() - start
 
 
-async def concurrent_writers(directory: str, tasks: int, per_task: int) -> float:
+async def concurrent_writers(
+    directory: str, tasks: int, per_task: int, setup: Callable[[calliope.App], None] | None = None
+) -> float:
     async with calliope.open(directory, replica_id="group") as app:
+        if setup is not None:
+            setup(app)
         stream = app.journal.event_stream("group", ItemAdded)
         await stream.persist(sample(0))
 
