@@ -80,7 +80,14 @@ class EventEncodingError(CalliopeError, TypeError):
 
 class EventDecodingError(CalliopeError):
     """Stored data of a known type does not fit the type's current shape (add an
-    upcaster for the old schema version) or was written by newer code."""
+    upcaster for the old schema version) or was written by newer code.
+
+    ``position``: where a feed found the event (a
+    :class:`calliope.FeedPosition`), when a feed raised it; else None."""
+
+    def __init__(self, message: str, *, position: object = None) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class UnknownEventTypeError(EventDecodingError):

@@ -45,7 +45,7 @@ class MemoryFeed:
             if in_feed(entry.stream_id, prefix):
                 entries.append(entry)
                 events += len(entry.batch.items)
-        return FeedPage(entries, next_entry, next_entry < total)
+        return FeedPage(entries, next_entry, next_entry < total, total)
 
     @contextlib.asynccontextmanager
     async def watch_feed(self) -> AsyncIterator[_FeedWatcher]:

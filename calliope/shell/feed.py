@@ -27,10 +27,12 @@ from typing import Any, Generic, TypeVar
 from calliope.core.envelope import Envelope
 from calliope.core.feed_position import FeedPosition, check_after
 from calliope.core.version_vector import VersionVector
+from calliope.errors import EventDecodingError, InvalidArgumentError
 from calliope.shell.live import LiveLifecycle
 from calliope.shell.ports import FeedPage, FeedPort, TypeCodec
 from calliope.shell.records import from_timestamp_us
 from calliope.shell.scope import AppScope
+from calliope.shell.skipped import RAISE, OnSkip, Undecodable, UndecodablePolicy, policy_of
 
 __all__ = ["Feed", "FeedLiveQuery", "FeedQuery"]
 
@@ -41,28 +43,48 @@ PAGE = 1024
 
 
 class _FeedSource:
-    """What a feed reads: the port, the codec, the prefix, the app's scope."""
+    """What a feed reads: the port, the codec, the prefix, the app's scope,
+    and what to do with an event it cannot decode."""
 
     def __init__(
-        self, port: FeedPort, codec: TypeCodec[Any], prefix: str | None, scope: AppScope
+        self,
+        port: FeedPort,
+        codec: TypeCodec[Any],
+        prefix: str | None,
+        scope: AppScope,
+        policy: UndecodablePolicy = RAISE,
     ) -> None:
         self.port = port
         self.codec = codec
         self.names = codec.type_names
         self.prefix = prefix
         self.scope = scope
+        self.policy = policy
 
-    async def page(self, start: int) -> FeedPage:
+    async def page(self, start: int, after: FeedPosition | None = None) -> FeedPage:
+        """The page from entry ``start``; with ``after`` (a reader's first
+        page), InvalidArgumentError if that position is past the feed's end."""
         self.scope.ensure_open()
         self.scope.begin()
         try:
-            return await self.port.read_feed(start, self.prefix, limit=PAGE)
+            page = await self.port.read_feed(start, self.prefix, limit=PAGE)
         finally:
             self.scope.end()
+        if after is not None and after.entry >= page.end:
+            raise InvalidArgumentError(
+                f"feed position {after} is past the end of this store's feed (its next entry "
+                f"is {page.end}): it comes from another store, or was changed; resume from a "
+                f"position this store's feed gave, or from None"
+            )
+        return page
 
-    def envelopes(self, page: FeedPage, after: FeedPosition | None) -> list[Envelope[Any]]:
+    def envelopes(
+        self, page: FeedPage, after: FeedPosition | None
+    ) -> tuple[list[Envelope[Any]], EventDecodingError | None]:
         """The page's events of the feed's types, after ``after``, decoded
-        (others are not). O(events of the page)."""
+        (others are not); with the error of the first event that cannot be
+        decoded, if any (then the events before it only; a skipping policy
+        leaves such events out instead). O(events of the page)."""
         names, decode = self.names, self.codec.decode
         position_at = FeedPosition.unchecked
         found: list[Envelope[Any]] = []
@@ -81,6 +103,18 @@ class _FeedSource:
                 position = index + offset
                 if position <= skip_to or name not in names:
                     continue
+                try:
+                    event = decode(name, schema, data)
+                except EventDecodingError as error:
+                    if self.policy.skip:
+                        self.policy.skipped(entry.stream_id, batch, offset, error)
+                        continue
+                    where = position_at(entry_number, position)
+                    return found, type(error)(
+                        f"the event at feed position {where} (stream {entry.stream_id!r}, "
+                        f"sequence {first + offset}) cannot be decoded: {error}",
+                        position=where,
+                    )
                 event_version = dict(version)
                 event_version[writer] = own + offset
                 found.append(
@@ -91,12 +125,12 @@ class _FeedSource:
                         # Calliope's own checksummed data: no re-validation needed.
                         version=VersionVector.unchecked(event_version, total + offset),
                         timestamp=timestamp,
-                        event=decode(name, schema, data),
+                        event=event,
                         position=position_at(entry_number, position),
                     )
                 )
             index += len(batch.items)
-        return found
+        return found, None
 
 
 class Feed(Generic[E]):
@@ -109,15 +143,39 @@ class Feed(Generic[E]):
     ) -> None:
         self._source = _FeedSource(port, codec, prefix, scope)
 
-    def query(self, after: FeedPosition | str | None = None) -> FeedQuery[E]:
-        """The events after ``after`` (None: from the start) that the feed
-        holds when the reader gets there."""
-        return FeedQuery(self._source, check_after(after))
+    def _with(self, undecodable: object, on_skip: object) -> _FeedSource:
+        source = self._source
+        policy = policy_of(undecodable, on_skip)
+        if policy is RAISE:
+            return source
+        return _FeedSource(source.port, source.codec, source.prefix, source.scope, policy)
 
-    def live_query(self, after: FeedPosition | str | None = None) -> FeedLiveQuery[E]:
+    def query(
+        self,
+        after: FeedPosition | str | None = None,
+        *,
+        undecodable: Undecodable = "raise",
+        on_skip: OnSkip | None = None,
+    ) -> FeedQuery[E]:
+        """The events after ``after`` (None: from the start) that the feed
+        holds when the reader gets there. An event of the feed's types that
+        cannot be decoded raises EventDecodingError (its ``position`` says
+        where, the events before it are yielded first); with
+        ``undecodable="skip"`` it is left out and reported, as a stream's
+        query does (:mod:`calliope.shell.skipped`)."""
+        return FeedQuery(self._with(undecodable, on_skip), check_after(after))
+
+    def live_query(
+        self,
+        after: FeedPosition | str | None = None,
+        *,
+        undecodable: Undecodable = "raise",
+        on_skip: OnSkip | None = None,
+    ) -> FeedLiveQuery[E]:
         """The events after ``after``, then each new one, until closed: use
-        as ``async with feed.live_query(after) as live: async for e in live``."""
-        return FeedLiveQuery(self._source, check_after(after))
+        as ``async with feed.live_query(after) as live: async for e in live``.
+        ``undecodable`` and ``on_skip`` as for :meth:`query`."""
+        return FeedLiveQuery(self._with(undecodable, on_skip), check_after(after))
 
 
 def _start(after: FeedPosition | None) -> int:
@@ -135,14 +193,17 @@ class FeedQuery(Generic[E]):
     async def __aiter__(self) -> AsyncIterator[Envelope[E]]:
         source = self._source
         start, after = _start(self._after), self._after
-        page = await source.page(start)
+        page = await source.page(start, after)
         following: asyncio.Future[FeedPage] | None = None
         try:
             while True:
                 if page.more:  # the next page is read while this one is decoded
                     following = asyncio.ensure_future(source.page(page.next_entry))
-                for envelope in source.envelopes(page, after):
+                envelopes, failure = source.envelopes(page, after)
+                for envelope in envelopes:
                     yield envelope
+                if failure is not None:
+                    raise failure
                 after = None
                 if following is None:
                     return
@@ -174,6 +235,8 @@ class FeedLiveQuery(Generic[E]):
         self._next_entry = _start(after)
         self._buffer: deque[Envelope[E]] = deque()
         self._position = after
+        self._failure: EventDecodingError | None = None
+        self._unchecked = after  # checked against the feed's end on the first read
 
         async def check_open() -> None:
             source.scope.ensure_open()
@@ -217,9 +280,15 @@ class FeedLiveQuery(Generic[E]):
             if live.closed:
                 raise StopAsyncIteration
             await live.watcher()  # before reading: no append slips between
+            if self._failure is not None:  # raised once what came before it was yielded
+                raise self._failure
             async with live.reading():
-                page = await self._source.page(self._next_entry)
-            self._buffer.extend(self._source.envelopes(page, self._after))
+                page = await self._source.page(self._next_entry, self._unchecked)
+            self._unchecked = None
+            envelopes, self._failure = self._source.envelopes(page, self._after)
+            self._buffer.extend(envelopes)
+            if self._failure is not None:
+                continue
             if page.next_entry != self._next_entry:
                 self._after = None  # (past the entry it named)
             self._next_entry = page.next_entry

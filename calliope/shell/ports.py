@@ -213,11 +213,13 @@ class FeedEntry(NamedTuple):
 class FeedPage(NamedTuple):
     """What one read of the feed found: the entries (feed order), the entry
     number to read on from (past every entry looked at, those left out
-    too), and whether the feed held more, committed, when it was read."""
+    too), whether the feed held more, committed, when it was read, and the
+    number the feed's next entry will take (its end then)."""
 
     entries: list[FeedEntry]
     next_entry: int
     more: bool
+    end: int
 
 
 class FeedPort(Protocol):

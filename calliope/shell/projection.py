@@ -9,14 +9,19 @@ is folded twice into a saved state nor left out. One app at a time should
 run a given projection name (two would both fold and save, the last save
 winning). On a read-only store a projection folds and saves nothing.
 
-If ``update_state`` raises, the projection saves what it folded before that
-event and raises :class:`calliope.ProjectionError` carrying the event's
-position; the next ``catch_up`` (or ``follow``) starts at that event again.
+If ``update_state`` raises (or returns a state of another type than
+``init``'s), or an event cannot be decoded, the projection saves what it
+folded before that event and raises :class:`calliope.ProjectionError`
+carrying the event's position; the next ``catch_up`` (or ``follow``) starts
+at that event again. One projection object may be used by several tasks at
+once (a ``follow()`` and a ``catch_up()``): an event one of them folded is
+never folded again by another.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +30,7 @@ from calliope.core.ids import validate_stream_id
 from calliope.errors import (
     CalliopeError,
     CorruptJournalError,
+    EventDecodingError,
     InvalidArgumentError,
     ProjectionError,
     ReadOnlyStoreError,
@@ -69,10 +75,13 @@ class Projection(Generic[S, E]):
     ) -> None:
         validate_stream_id(name, kind="projection name")
         validate_stream_id(f"$calliope/projection/{name}", kind="projection name", reserved=True)
-        if not callable(update_state):
+        if not callable(update_state) or inspect.iscoroutinefunction(update_state):
             raise InvalidArgumentError(
-                f"update_state must be a function (state, event) -> state, got {update_state!r}"
+                f"update_state must be a plain (not async) function (state, event) -> state, "
+                f"got {update_state!r}"
             )
+        if not isinstance(envelopes, bool):
+            raise InvalidArgumentError(f"envelopes must be True or False, got {envelopes!r}")
         self.name = name
         self._envelopes = envelopes
         self._id = f"$calliope/projection/{name}"
@@ -83,6 +92,7 @@ class Projection(Generic[S, E]):
         self._clock = clock
         self._scope = scope
         self.state: S = init
+        self._state_type = type(init)
         self.position: FeedPosition | None = None
         self._saves = 0
         self._loaded = False
@@ -139,21 +149,43 @@ class Projection(Generic[S, E]):
         self._saved_position = self.position
 
     def _fold(self, envelope: Any) -> None:
-        """Fold one event; on an error, raise ProjectionError (the caller
-        saves what came before)."""
+        """Fold one event, unless it is folded already (another task using
+        this projection got there first); on an error, raise ProjectionError
+        (the caller saves what came before)."""
+        if self.position is not None and envelope.position <= self.position:
+            return
         try:
             state = self._update(self.state, envelope if self._envelopes else envelope.event)
         except Exception as error:
-            raise ProjectionError(
-                f"projection {self.name!r}: update_state raised {error!r} on the event at "
-                f"feed position {envelope.position} (stream {envelope.stream_id!r}, sequence "
-                f"{envelope.sequence}); the state up to the event before is saved. Fix it "
-                f"and catch up again: it resumes at that event",
-                name=self.name,
-                position=envelope.position,
-            ) from error
+            raise self._failed(envelope, f"update_state raised {error!r}") from error
+        if not isinstance(state, self._state_type):
+            raise self._failed(
+                envelope,
+                f"update_state returned a {type(state).__qualname__}, not a "
+                f"{self._state_type.__qualname__} like its init (the state must stay one type "
+                f"to be saved; an async update_state is not supported)",
+            )
         self.state = state
         self.position = envelope.position
+
+    def _failed(self, envelope: Any, what: str) -> ProjectionError:
+        return ProjectionError(
+            f"projection {self.name!r}: {what} on the event at feed position "
+            f"{envelope.position} (stream {envelope.stream_id!r}, sequence "
+            f"{envelope.sequence}); the state up to the event before is saved. Fix it "
+            f"and catch up again: it resumes at that event",
+            name=self.name,
+            position=envelope.position,
+        )
+
+    def _undecodable(self, error: EventDecodingError) -> ProjectionError:
+        return ProjectionError(
+            f"projection {self.name!r} stopped at an event it cannot decode: {error}. The "
+            f"state up to the event before is saved; once the code can read it (an upcaster, "
+            f"the type in the Union) catch up again: it resumes at that event",
+            name=self.name,
+            position=error.position,
+        )
 
     async def catch_up(self) -> S:
         """Fold every event after the saved position, save, return the state.
@@ -167,6 +199,9 @@ class Projection(Generic[S, E]):
                 folded += 1
                 if folded % SAVE_EVERY == 0:
                     await self._save()
+        except EventDecodingError as error:
+            await self._save_after_error()
+            raise self._undecodable(error) from error
         except BaseException:
             await self._save_after_error()
             raise
@@ -225,6 +260,9 @@ class Following(Generic[S, E]):
                     break
             else:
                 raise StopAsyncIteration
+        except EventDecodingError as error:
+            await projection._save_after_error()
+            raise projection._undecodable(error) from error
         except BaseException:
             await projection._save_after_error()
             raise

@@ -229,3 +229,115 @@ async def _check_read_only(opening: calliope.App) -> None:
         assert (await fresh.catch_up()).events == 5
         with pytest.raises(calliope.InvalidArgumentError):
             reader.projection("x" * 1020, ItemAdded, count_items, Totals())
+
+
+async def test_one_projection_used_by_several_tasks_folds_each_event_once(
+    open_app: OpenApp, target: str
+) -> None:
+    async with open_app(poll_interval=0.005) as app:
+        stream = app.journal.event_stream("cart-1", ItemAdded)
+        for _ in range(30):
+            await stream.persist(ItemAdded("cart-1"))
+        projection = app.projection("shared", ItemAdded, count_items, Totals())
+        states = await asyncio.gather(*(projection.catch_up() for _ in range(3)))
+        assert [state.events for state in states] == [30, 30, 30]
+        async with projection.follow() as following:
+            assert (await anext(following)).events == 30
+            for _ in range(10):
+                await stream.persist(ItemAdded("cart-1"))
+                await projection.catch_up()
+            state = await asyncio.wait_for(anext(following), 5)
+            while state.events < 40:
+                state = await asyncio.wait_for(anext(following), 5)
+            assert state.events == 40
+        assert projection.state.events == 40
+    if target.startswith("memory://"):
+        return
+    async with open_app() as app:
+        reloaded = app.projection("shared", ItemAdded, count_items, Totals())
+        assert (await reloaded.catch_up()).events == 40
+
+
+@calliope.event_type("test.feed.evolving", version=2, upcasters={1: lambda data: data})
+@attrs.frozen
+class EvolvingV2:
+    size: int
+
+
+@calliope.event_type("test.feed.evolving")
+@attrs.frozen
+class EvolvingV1:
+    size: int
+
+
+def count_any(totals: Totals, event: object) -> Totals:
+    return Totals(totals.by_cart, totals.events + 1)
+
+
+async def test_an_undecodable_event_stops_a_feed_and_a_projection_at_its_position(
+    open_app: OpenApp,
+) -> None:
+    async with open_app() as app:
+        await app.journal.event_stream("cart-1", ItemAdded).persist(ItemAdded("a"))
+        await app.journal.event_stream("cart-2", EvolvingV2).persist(EvolvingV2(3))
+        await app.journal.event_stream("cart-1", ItemAdded).persist(ItemAdded("b"))
+        feed = app.journal.feed(ItemAdded | EvolvingV1)
+        seen = []
+        with pytest.raises(calliope.EventDecodingError, match="newer") as raised:
+            async for envelope in feed.query():
+                seen.append(envelope.event)
+        assert seen == [ItemAdded("a")]
+        assert str(raised.value.position) == "1.0"
+        skipped: list[calliope.SkippedEvent] = []
+        kept = await feed.query(undecodable="skip", on_skip=skipped.append).to_list()
+        assert [e.event for e in kept] == [ItemAdded("a"), ItemAdded("b")]
+        assert [s.type_name for s in skipped] == ["test.feed.evolving"]
+        async with feed.live_query() as live:
+            assert (await anext(live)).event == ItemAdded("a")
+            with pytest.raises(calliope.EventDecodingError):
+                await anext(live)
+            with pytest.raises(calliope.EventDecodingError):  # and again, until closed
+                await anext(live)
+        projection = app.projection("evolving", ItemAdded | EvolvingV1, count_any, Totals())
+        with pytest.raises(calliope.ProjectionError) as stopped:
+            await projection.catch_up()
+        assert str(stopped.value.position) == "1.0"
+        assert isinstance(stopped.value.__cause__, calliope.EventDecodingError)
+        assert projection.state.events == 1 and str(projection.position) == "0.0"
+        again = app.projection("evolving", ItemAdded | EvolvingV2, count_any, Totals())
+        assert (await again.catch_up()).events == 3  # resumed at the event, with the new code
+
+
+async def test_a_bad_update_state_is_named_at_the_event(open_app: OpenApp) -> None:
+    async with open_app() as app:
+        await _fill(app, carts=1, each=4)
+
+        def turns_to_text(totals: Totals, event: ItemAdded) -> Any:
+            return "oops" if event.quantity == 3 else count_items(totals, event)
+
+        projection = app.projection("bad-return", ItemAdded, turns_to_text, Totals())
+        with pytest.raises(calliope.ProjectionError, match="returned a str") as raised:
+            await projection.catch_up()
+        assert str(raised.value.position) == "2.0"
+        assert projection.state.events == 2  # the last good state, saved
+
+        async def asynchronous(totals: Totals, event: ItemAdded) -> Totals:
+            return totals
+
+        with pytest.raises(calliope.InvalidArgumentError, match="async"):
+            app.projection("async", ItemAdded, asynchronous, Totals())  # type: ignore[arg-type]
+        with pytest.raises(calliope.InvalidArgumentError, match="envelopes"):
+            app.projection("p", ItemAdded, count_items, Totals(), envelopes="yes")  # type: ignore[arg-type]
+
+
+async def test_a_position_past_the_end_of_the_feed_is_refused(open_app: OpenApp) -> None:
+    async with open_app() as app:
+        await _fill(app, carts=1, each=2)
+        feed = app.journal.feed(ItemAdded)
+        with pytest.raises(calliope.InvalidArgumentError, match="past the end"):
+            await feed.query(after="50.0").to_list()
+        async with feed.live_query(after="50.0") as live:
+            with pytest.raises(calliope.InvalidArgumentError, match="past the end"):
+                await anext(live)
+        last = (await feed.query().to_list())[-1].position
+        assert await feed.query(after=last).to_list() == []

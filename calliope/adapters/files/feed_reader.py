@@ -118,9 +118,10 @@ class FileFeed:
             chunk = min(chunk * 2, 4096)
         if looked:
             self._events_per_entry = max(1.0, 0.5 * self._events_per_entry + 0.5 * events / looked)
-        more = next_entry < self._index.end()  # (past an entry being copied in, too)
+        end = self._index.end()
+        more = next_entry < end  # (past an entry being copied in, too)
         if not planned:
-            return FeedPage([], next_entry, more)
+            return FeedPage([], next_entry, more, end)
         found = self._read_logs(planned)
         result: list[FeedEntry] = []
         for item in planned:
@@ -129,10 +130,10 @@ class FileFeed:
             if batches is None:
                 batches = self._settle_or_wait(item)
                 if batches is None:  # its writer is at work: stop before it
-                    return FeedPage(result, entry.number, False)
+                    return FeedPage(result, entry.number, False, end)
             for batch in batches:
                 result.append(FeedEntry(entry.number, key[0], key[1], batch))
-        return FeedPage(result, next_entry, more)
+        return FeedPage(result, next_entry, more, end)
 
     def _settle_or_wait(self, item: _Planned) -> list[RecordBatch] | None:
         """The batches of an entry not found committed: None while its log's
