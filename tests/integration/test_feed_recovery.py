@@ -99,7 +99,7 @@ async def test_an_entry_whose_write_never_happened_becomes_void_after_a_reboot(
 ) -> None:
     directory = str(tmp_path / "store")
     before = await _write_some(directory)
-    index = FeedIndex(directory, read_only=False, synced=True)
+    index = FeedIndex(directory, read_only=False)
     index.open()
     stream, replica = log_digests(log_directory(directory, "cart-0", None))
     dangling = index.reserve(stream, replica, 100, 1)  # a write that died before writing

@@ -122,13 +122,11 @@ def _boot_id() -> str | None:
 class FeedIndex:
     """This process's handle on the index (one per open store)."""
 
-    def __init__(self, root: str, *, read_only: bool, synced: bool) -> None:
-        """``synced``: the store fsyncs (``durability="fsync"``)."""
+    def __init__(self, root: str, *, read_only: bool) -> None:
         self._directory = os.path.join(root, "feed")
         self.path = os.path.join(self._directory, "index")
         self._root = root
         self.read_only = read_only
-        self._synced = synced
         self._fd: int | None = None
         self._writing = threading.Lock()  # write + lseek: one thread at a time
 
@@ -165,8 +163,7 @@ class FeedIndex:
             if not self.read_only:
                 with contextlib.suppress(OSError):
                     count = os.fstat(fd).st_size // ENTRY_SIZE
-                    if self._synced:
-                        os.fdatasync(fd)
+                    os.fdatasync(fd)  # (whatever the store's durability: one per close)
                     self._record_synced(count)
         finally:
             os.close(fd)

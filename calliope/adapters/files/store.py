@@ -58,7 +58,7 @@ class FileStore:
         self._extra_leases: dict[str, ReplicaLease] = {}
         self._leasing = asyncio.Lock()
         self.changes = FileChanges(self.root, poll_interval=poll_interval)
-        self._feed_index = FeedIndex(self.root, read_only=read_only, synced=durability == "fsync")
+        self._feed_index = FeedIndex(self.root, read_only=read_only)
         self._log = FileEventLog(
             self.root,
             durability=durability,
