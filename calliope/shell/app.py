@@ -236,6 +236,7 @@ def open_app(
     read_only: bool = False,
     heartbeat_interval: float = 1.0,
     failure_timeout: float = 10.0,
+    schema: str | None = None,
 ) -> App:
     """Open a store; use as ``async with calliope.open(target) as app``.
 
@@ -269,6 +270,8 @@ def open_app(
       failed: it no longer counts for ``replicas=n`` nor holds back CRDT
       compaction (it catches up when it returns). Must exceed
       ``heartbeat_interval``.
+    * ``schema``: for PostgreSQL, the schema that holds the store (default
+      ``"calliope"``; created on first open).
 
     The constructor does no I/O: the store is opened on ``async with``.
     """
@@ -290,6 +293,7 @@ def open_app(
         segment_bytes=segment_bytes,
         poll_interval=poll_interval,
         read_only=read_only,
+        schema=schema,
     )
     return App(
         store,

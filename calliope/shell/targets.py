@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import TYPE_CHECKING
 
 from calliope.adapters.codec import Codec
 from calliope.adapters.files.store import FileStore
@@ -10,7 +12,28 @@ from calliope.adapters.memory import MemoryStore
 from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import Durability
 
+if TYPE_CHECKING:
+    from calliope.adapters.postgres.store import PostgresStore
+
 __all__ = ["store_for"]
+
+
+def _postgres_store(
+    dsn: str, schema: str, replica_id: str | None, poll_interval: float, read_only: bool
+) -> PostgresStore:
+    try:
+        from calliope.adapters.postgres.store import PostgresStore
+    except ImportError as error:
+        raise InvalidArgumentError(
+            f"PostgreSQL needs the extra: pip install 'calliope[postgres]' ({error})"
+        ) from None
+    return PostgresStore(
+        dsn,
+        schema=schema,
+        replica_id=replica_id,
+        poll_interval=poll_interval,
+        read_only=read_only,
+    )
 
 
 def store_for(
@@ -21,7 +44,8 @@ def store_for(
     segment_bytes: int,
     poll_interval: float,
     read_only: bool = False,
-) -> tuple[FileStore | MemoryStore, Codec, str]:
+    schema: str | None = None,
+) -> tuple[FileStore | MemoryStore | PostgresStore, Codec, str]:
     """The (unopened) store, a fresh codec and a display name for ``target``."""
     if not isinstance(target, str | os.PathLike):
         raise InvalidArgumentError(
@@ -36,9 +60,14 @@ def store_for(
             raise InvalidArgumentError("a memory target needs a name: 'memory://name'")
         return MemoryStore(name, replica_id=replica_id, read_only=read_only), codec, text
     if text.startswith(("postgresql://", "postgres://")):
+        return (
+            _postgres_store(text, schema or "calliope", replica_id, poll_interval, read_only),
+            codec,
+            re.sub(r"//[^@/]*@", "//***@", text),
+        )
+    if schema is not None:
         raise InvalidArgumentError(
-            "the PostgreSQL adapter is not available in this version of Calliope; "
-            "use a directory path or 'memory://name'"
+            f"schema is for PostgreSQL targets ('postgresql://...'), not {text!r}"
         )
     if "://" in text:
         raise InvalidArgumentError(

@@ -10,8 +10,10 @@ import pytest
 
 from calliope.adapters.files.store import FileStore
 from calliope.adapters.memory import MemoryStore
+from calliope.adapters.postgres.store import PostgresStore
 from calliope.shell.ports import StorePort
 from calliope.testing import contract
+from tests.postgres import fresh_schema, postgres_dsn
 
 
 def memory_factory() -> contract.StoreFactory:
@@ -41,6 +43,25 @@ def file_factory(root: Path) -> contract.StoreFactory:
         )
 
     return new_store
+
+
+def postgres_factory(dsn: str, schema: str) -> contract.StoreFactory:
+    """Stores on one schema, each with its own replica id."""
+    counter = itertools.count(1)
+
+    def new_store() -> StorePort:
+        return PostgresStore(
+            dsn, schema=schema, replica_id=f"store-{next(counter)}", poll_interval=0.01
+        )
+
+    return new_store
+
+
+@pytest.mark.parametrize("case", contract.CASES, ids=lambda c: c.__name__)
+async def test_postgres_store(case: contract.ContractCase) -> None:
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        await contract.run_case(case, postgres_factory(dsn, schema))
 
 
 @pytest.mark.parametrize("case", contract.CASES, ids=lambda c: c.__name__)

@@ -1,0 +1,401 @@
+"""Plain logs, replica logs, the stream catalog and the feed on PostgreSQL.
+
+An append is one transaction (READ COMMITTED): it records the stream's kind
+(``streams``), locks its log's row (``logs ... FOR UPDATE``: writers of one
+log on any machine take turns, so sequences stay contiguous and
+``expected_sequence`` holds), takes its feed number last (``feed_counter``,
+whose row lock it holds to its commit: numbers are committed in order, so a
+reader never passes a number that a slower transaction will still commit),
+inserts the batch and notifies (``pg_notify``, delivered at commit). A
+batch's row holds the batch as the file store frames it (batch_format.py),
+decoded by the same code.
+
+Reads page through ``batches`` by sequence (or by feed number): a bounded
+number of rows per query, whatever the log's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import msgpack
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from calliope.adapters.files.batch_format import batch_frame_parts, decode_batch
+from calliope.adapters.kinds import other_kind
+from calliope.adapters.packing import pack_items, quick_to_pack
+from calliope.adapters.postgres.changes import PostgresChanges
+from calliope.adapters.postgres.connections import pg_connection
+from calliope.adapters.read_only import read_only_refused
+from calliope.core.ids import in_feed
+from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
+from calliope.errors import ConcurrencyError
+from calliope.shell.ports import FeedEntry, FeedPage, NewEvent, RepairReport, Watcher
+
+__all__ = ["PostgresEventLog"]
+
+_ROWS = 256  # batches per query of a reader
+_LOOK_AT = 4  # feed rows looked at per event asked for, at most
+_PLAIN = ""  # the ``replica`` of a plain stream's log
+
+
+def _payload(batch: RecordBatch, items: Sequence[bytes], feed_entry: int) -> bytes:
+    parts = batch_frame_parts(
+        batch.first_sequence,
+        batch.writer,
+        dict(batch.version),
+        batch.timestamp_us,
+        items,
+        feed_entry,
+    )
+    return b"".join(parts[1:])  # (parts[0] is the file store's frame header)
+
+
+def _decode(payload: bytes) -> RecordBatch:
+    batch = decode_batch(payload, path="a PostgreSQL batches row", offset=0)
+    if batch is None:
+        raise ValueError("a batches row holds no batch")
+    return batch
+
+
+class PostgresEventLog:
+    """Implements the plain and replica log, catalog and feed ports."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        schema: str,
+        channel: str,
+        *,
+        read_only: bool,
+        changes: PostgresChanges,
+    ) -> None:
+        self._changes = changes
+        self._pool = pool
+        self._s = sql.Identifier(schema)
+        self._schema = schema
+        self._channel = channel
+        self._read_only = read_only
+        self._kinds: dict[str, bool] = {}
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(s=self._s)
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _append(
+        self,
+        stream_id: str,
+        replica: str,
+        writer: str,
+        events: Sequence[NewEvent],
+        expected_sequence: int | None,
+        observed: Mapping[str, int] | None,
+        timestamp_us: int,
+    ) -> RecordBatch | None:
+        if self._read_only:
+            raise read_only_refused(
+                f"PostgreSQL schema {self._schema!r}", f"writing to stream {stream_id!r}"
+            )
+        plain = [(e.type_name, e.schema_version, e.data) for e in events]
+        if quick_to_pack([item[2] for item in plain]):
+            items = pack_items(plain)
+        else:
+            items = await asyncio.to_thread(pack_items, plain)
+        replicated = replica != _PLAIN
+        async with pg_connection(self._pool) as connection, connection.transaction():
+            await connection.execute(
+                self._q("INSERT INTO {s}.streams VALUES (%s, %s) ON CONFLICT DO NOTHING"),
+                (stream_id, replicated),
+            )
+            cursor = await connection.execute(
+                self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"), (stream_id,)
+            )
+            row = await cursor.fetchone()
+            if row is not None and row[0] != replicated:
+                raise other_kind(stream_id, replicated=row[0], reading=False)
+            await connection.execute(
+                self._q("INSERT INTO {s}.logs VALUES (%s, %s, 0, %s) ON CONFLICT DO NOTHING"),
+                (stream_id, replica, msgpack.packb({})),
+            )
+            cursor = await connection.execute(
+                self._q(
+                    "SELECT last_sequence, last_version FROM {s}.logs "
+                    "WHERE stream_id = %s AND replica = %s FOR UPDATE"
+                ),
+                (stream_id, replica),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            last, version = int(row[0]), msgpack.unpackb(row[1])
+            if expected_sequence is not None and expected_sequence != last:
+                raise ConcurrencyError(
+                    f"stream {stream_id!r} is at sequence {last}, not the expected "
+                    f"{expected_sequence}; nothing was written. Read the new events and retry",
+                    stream_id=stream_id,
+                    expected=expected_sequence,
+                    actual=last,
+                )
+            if not items:
+                return None
+            batch = next_batch(version, last, writer, plain, timestamp_us, observed)
+            cursor = await connection.execute(
+                self._q("UPDATE {s}.feed_counter SET next = next + 1 WHERE id = 1 RETURNING next")
+            )
+            counter = await cursor.fetchone()
+            assert counter is not None
+            entry = int(counter[0]) - 1
+            payload = _payload(batch, items, entry)
+            await connection.execute(
+                self._q("INSERT INTO {s}.batches VALUES (%s, %s, %s, %s, %s, %s)"),
+                (stream_id, replica, batch.first_sequence, batch.last_sequence, entry, payload),
+            )
+            await connection.execute(
+                self._q(
+                    "UPDATE {s}.logs SET last_sequence = %s, last_version = %s "
+                    "WHERE stream_id = %s AND replica = %s"
+                ),
+                (batch.last_sequence, msgpack.packb(batch.last_version), stream_id, replica),
+            )
+            await connection.execute("SELECT pg_notify(%s, %s)", (self._channel, stream_id))
+        self._kinds[stream_id] = replicated
+        self._changes.fire(stream_id, replica or None)
+        return _decode(payload)
+
+    def append(
+        self,
+        stream_id: str,
+        writer: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_sequence: int | None,
+        timestamp_us: int,
+    ) -> Any:
+        return self._append(
+            stream_id, _PLAIN, writer, events, expected_sequence, None, timestamp_us
+        )
+
+    def append_replica(
+        self,
+        stream_id: str,
+        replica_id: str,
+        events: Sequence[NewEvent],
+        *,
+        observed: Mapping[str, int],
+        timestamp_us: int,
+    ) -> Any:
+        return self._append(
+            stream_id, replica_id, replica_id, events, None, dict(observed), timestamp_us
+        )
+
+    async def repair(self, stream_id: str, replica_id: str | None) -> RepairReport:
+        """Nothing to repair: PostgreSQL keeps its own data intact. Reports
+        the log as it is."""
+        if self._read_only:
+            raise read_only_refused(
+                f"PostgreSQL schema {self._schema!r}", f"repairing stream {stream_id!r}"
+            )
+        last = await self._last(stream_id, replica_id or _PLAIN)
+        return RepairReport(stream_id, replica_id, last)
+
+    # -- reading ------------------------------------------------------------------
+
+    async def _check_reading(self, stream_id: str, replicated: bool) -> None:
+        known = self._kinds.get(stream_id)
+        if known is None:
+            async with pg_connection(self._pool) as connection:
+                cursor = await connection.execute(
+                    self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"),
+                    (stream_id,),
+                )
+                row = await cursor.fetchone()
+            if row is None:
+                return
+            known = self._kinds[stream_id] = bool(row[0])
+        if known != replicated:
+            raise other_kind(stream_id, replicated=known, reading=True)
+
+    async def _last(self, stream_id: str, replica: str) -> int:
+        async with pg_connection(self._pool) as connection:
+            cursor = await connection.execute(
+                self._q("SELECT last_sequence FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
+                (stream_id, replica),
+            )
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def last_sequence(self, stream_id: str) -> int:
+        await self._check_reading(stream_id, False)
+        return await self._last(stream_id, _PLAIN)
+
+    async def _rows(
+        self, stream_id: str, replica: str, after_last: int, to_sequence: int | None, rows: int
+    ) -> list[RecordBatch]:
+        """Up to ``rows`` batches holding a sequence past ``after_last`` (and
+        at most ``to_sequence``), in order."""
+        query = (
+            "SELECT payload FROM {s}.batches WHERE stream_id = %s AND replica = %s "
+            "AND last_sequence > %s"
+        )
+        arguments: list[Any] = [stream_id, replica, after_last]
+        if to_sequence is not None:
+            query += " AND first_sequence <= %s"
+            arguments.append(to_sequence)
+        query += " ORDER BY first_sequence LIMIT %s"
+        arguments.append(rows)
+        async with pg_connection(self._pool) as connection:
+            cursor = await connection.execute(self._q(query), arguments)
+            payloads = [row[0] for row in await cursor.fetchall()]
+        return [_decode(payload) for payload in payloads]
+
+    async def _read(
+        self, stream_id: str, replica: str, from_sequence: int, to_sequence: int | None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        after = from_sequence - 1
+        while to_sequence is None or after < to_sequence:
+            batches = await self._rows(stream_id, replica, after, to_sequence, _ROWS)
+            wanted = [
+                part
+                for part in (b.sliced(from_sequence, to_sequence) for b in batches)
+                if part is not None
+            ]
+            if wanted:
+                yield wanted
+            if len(batches) < _ROWS:
+                return
+            after = batches[-1].last_sequence
+
+    async def read(
+        self, stream_id: str, from_sequence: int, to_sequence: int | None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        await self._check_reading(stream_id, False)
+        async for batches in self._read(stream_id, _PLAIN, from_sequence, to_sequence):
+            yield batches
+
+    async def read_replica(
+        self, stream_id: str, replica_id: str, from_sequence: int, to_sequence: int | None = None
+    ) -> AsyncIterator[list[RecordBatch]]:
+        await self._check_reading(stream_id, True)
+        async for batches in self._read(stream_id, replica_id, from_sequence, to_sequence):
+            yield batches
+
+    async def replicas(self, stream_id: str) -> list[str]:
+        await self._check_reading(stream_id, True)
+        async with pg_connection(self._pool) as connection:
+            cursor = await connection.execute(
+                self._q(
+                    "SELECT replica FROM {s}.logs WHERE stream_id = %s AND replica <> '' "
+                    "AND last_sequence > 0 ORDER BY replica"
+                ),
+                (stream_id,),
+            )
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+    async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
+        async with pg_connection(self._pool) as connection:
+            cursor = await connection.execute(
+                self._q("SELECT last_version FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
+                (stream_id, replica_id),
+            )
+            row = await cursor.fetchone()
+        return {} if row is None else dict(msgpack.unpackb(row[0]))
+
+    async def read_new(
+        self,
+        stream_id: str,
+        known: Mapping[str, int],
+        *,
+        limit: int,
+        exclude: Collection[str] = (),
+    ) -> list[ReplicaPage]:
+        """One page per replica log with news: its batches past
+        ``known[replica]``, about ``limit`` events (whole batches, at least
+        one). O(replicas) queries."""
+        pages = []
+        for replica in await self.replicas(stream_id):
+            if replica in exclude:
+                continue
+            after = known.get(replica, 0)
+            batches = await self._rows(stream_id, replica, after, None, max(1, limit) + 1)
+            taken: list[RecordBatch] = []
+            count = 0
+            for batch in batches:
+                if taken and count >= limit:
+                    break
+                part = batch.sliced(after + 1, None)
+                if part is not None:
+                    taken.append(part)
+                    count += len(part.items)
+            if taken:
+                more = len(taken) < len(batches)
+                pages.append(ReplicaPage(replica, taken, more))
+        return pages
+
+    # -- the catalog and the feed -------------------------------------------------
+
+    async def list_streams(self, prefix: str | None) -> AsyncIterator[list[tuple[str, bool]]]:
+        """Pages of (stream id, replicated) in id order, keyset-paged."""
+        after = ""
+        first = True
+        while True:
+            query = "SELECT stream_id, replicated FROM {s}.streams WHERE "
+            arguments: list[Any] = []
+            query += "stream_id >= %s " if first else "stream_id > %s "
+            arguments.append(after)
+            if prefix:
+                query += "AND starts_with(stream_id, %s) "
+                arguments.append(prefix)
+            query += "ORDER BY stream_id LIMIT %s"
+            arguments.append(_ROWS)
+            async with pg_connection(self._pool) as connection:
+                cursor = await connection.execute(self._q(query), arguments)
+                rows = await cursor.fetchall()
+            page = [(str(row[0]), bool(row[1])) for row in rows]
+            if page:
+                yield page
+            if len(rows) < _ROWS:
+                return
+            after, first = page[-1][0], False
+
+    def watch_feed(self) -> AbstractAsyncContextManager[Watcher]:
+        return self._changes.watch_all()
+
+    async def read_feed(self, start: int, prefix: str | None, *, limit: int) -> FeedPage:
+        """Rows numbered ``start`` or more, in number order: every number
+        below the highest committed one is committed or never will be (see
+        the module docstring), so nothing is ever in flight."""
+        limit = max(1, limit)
+        rows_wanted = limit * _LOOK_AT + 64
+        async with pg_connection(self._pool) as connection:
+            cursor = await connection.execute(
+                self._q(
+                    "SELECT feed_entry, stream_id, replica, last_sequence - first_sequence + 1, "
+                    "payload FROM {s}.batches WHERE feed_entry >= %s "
+                    "ORDER BY feed_entry, stream_id, replica, first_sequence LIMIT %s"
+                ),
+                (start, rows_wanted),
+            )
+            rows = await cursor.fetchall()
+            cursor = await connection.execute(
+                self._q("SELECT next FROM {s}.feed_counter WHERE id = 1")
+            )
+            counter = await cursor.fetchone()
+        end = int(counter[0]) if counter is not None else 0
+        entries: list[FeedEntry] = []
+        events = 0
+        next_entry = start
+        for number, stream_id, replica, count, payload in rows:
+            if events >= limit and number != next_entry - 1:
+                break
+            next_entry = int(number) + 1
+            if not in_feed(stream_id, prefix):
+                continue
+            batch = _decode(payload)
+            entries.append(FeedEntry(int(number), stream_id, replica or None, batch))
+            events += int(count)
+        more = next_entry < end
+        return FeedPage(entries, next_entry, more, end)

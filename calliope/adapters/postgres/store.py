@@ -1,0 +1,176 @@
+"""The PostgreSQL store: one schema of one database, shared by every app
+(on any machine) that opens it.
+
+The constructor does no I/O. :meth:`PostgresStore.open` opens a connection
+pool, creates or migrates the schema (schema.py), reads or creates the
+store's default replica id, and takes the replica lease: a session-level
+advisory lock on a connection of its own, held while the app is open (a
+crashed client's session ends, and its locks with it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from calliope.adapters.postgres.changes import PostgresChanges
+from calliope.adapters.postgres.event_log import PostgresEventLog
+from calliope.adapters.postgres.records import PostgresProgress, PostgresSnapshots
+from calliope.adapters.postgres.schema import migrate
+from calliope.errors import AppClosedError, InvalidArgumentError, ReplicaInUseError, StorageError
+
+__all__ = ["PostgresStore", "check_schema_name"]
+
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
+def check_schema_name(schema: object) -> str:
+    """``schema`` if it is a plain lower-case identifier of at most 40
+    characters; InvalidArgumentError otherwise."""
+    if not isinstance(schema, str) or not _SCHEMA.fullmatch(schema):
+        raise InvalidArgumentError(
+            f"schema must be a lower-case identifier (letters, digits, '_'; at most 40 "
+            f"characters, not starting with a digit), got {schema!r}"
+        )
+    return schema
+
+
+def _unreachable(dsn: str, error: BaseException) -> StorageError:
+    where = re.sub(r"//[^@/]*@", "//***@", dsn)  # no password in messages
+    return StorageError(
+        f"cannot use the PostgreSQL database {where}: {error}; check that the server runs "
+        f"and the address, user and password are right"
+    )
+
+
+class PostgresStore:
+    """Implements :class:`calliope.shell.ports.StorePort` on PostgreSQL."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str,
+        replica_id: str | None,
+        poll_interval: float,
+        read_only: bool = False,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = check_schema_name(schema)
+        self._requested_replica = replica_id
+        self._replica: str | None = None
+        self.read_only = read_only
+        self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            dsn, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
+        )
+        channel = f"calliope_{schema}"
+        self.changes = PostgresChanges(dsn, schema, channel, fallback=max(1.0, poll_interval * 100))
+        self._log = PostgresEventLog(
+            self._pool, schema, channel, read_only=read_only, changes=self.changes
+        )
+        self.snapshots = PostgresSnapshots(self._pool, schema, read_only=read_only)
+        self.progress = PostgresProgress(self._pool, schema, read_only=read_only)
+        self._leases: dict[str, psycopg.AsyncConnection[Any]] = {}
+
+    @property
+    def plain(self) -> PostgresEventLog:
+        return self._log
+
+    @property
+    def replicated(self) -> PostgresEventLog:
+        return self._log
+
+    @property
+    def catalog(self) -> PostgresEventLog:
+        return self._log
+
+    @property
+    def feed(self) -> PostgresEventLog:
+        return self._log
+
+    @property
+    def replica_id(self) -> str:
+        if self._replica is None:
+            raise AppClosedError("the store is not open; use `async with calliope.open(...)`")
+        return self._replica
+
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=10.0)
+            async with self._pool.connection() as connection:
+                if not self.read_only:
+                    await migrate(connection, self._schema)
+                default = await self._default_replica(connection)
+        except psycopg.Error as error:
+            await self._pool.close()
+            raise _unreachable(self._dsn, error) from error
+        except BaseException:
+            await self._pool.close()
+            raise
+        replica = self._requested_replica or default
+        if not self.read_only:
+            try:
+                await self.lease(replica)
+            except BaseException:
+                await self.aclose()
+                raise
+        self._replica = replica
+
+    async def _default_replica(self, connection: psycopg.AsyncConnection[Any]) -> str:
+        s = sql.Identifier(self._schema)
+        if not self.read_only:
+            await connection.execute(
+                sql.SQL(
+                    "INSERT INTO {}.meta VALUES ('default_replica_id', %s) ON CONFLICT DO NOTHING"
+                ).format(s),
+                (f"replica-{uuid.uuid4().hex[:12]}",),
+            )
+        try:
+            cursor = await connection.execute(
+                sql.SQL("SELECT value FROM {}.meta WHERE key = 'default_replica_id'").format(s)
+            )
+        except psycopg.errors.UndefinedTable:
+            raise StorageError(
+                f"PostgreSQL schema {self._schema!r} holds no Calliope store; open it "
+                f"writable once to create it"
+            ) from None
+        row = await cursor.fetchone()
+        if row is None:
+            raise StorageError(f"PostgreSQL schema {self._schema!r} has no default replica id")
+        return str(row[0])
+
+    async def lease(self, replica_id: str) -> None:
+        if replica_id in self._leases or self.read_only:
+            return
+        try:
+            connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            cursor = await connection.execute(
+                "SELECT pg_try_advisory_lock(hashtextextended(%s, 11))",
+                (f"calliope:{self._schema}:{replica_id}",),
+            )
+            row = await cursor.fetchone()
+        except psycopg.Error as error:
+            raise _unreachable(self._dsn, error) from error
+        if row is None or not row[0]:
+            await connection.close()
+            raise ReplicaInUseError(
+                f"replica id {replica_id!r} is in use by another live app on PostgreSQL schema "
+                f"{self._schema!r}; give this app another replica_id"
+            )
+        self._leases[replica_id] = connection
+
+    async def aclose(self) -> None:
+        try:
+            await self.changes.aclose()
+            await self._pool.close()
+        finally:
+            for connection in self._leases.values():
+                with contextlib.suppress(Exception):
+                    await connection.close()
+            self._leases.clear()
