@@ -271,7 +271,8 @@ def open_app(
       compaction (it catches up when it returns). Must exceed
       ``heartbeat_interval``.
     * ``schema``: for PostgreSQL, the schema that holds the store (default
-      ``"calliope"``; created on first open).
+      ``"calliope"``; created on first open); ``?schema=name`` in the target
+      says the same.
 
     The constructor does no I/O: the store is opened on ``async with``.
     """

@@ -18,6 +18,22 @@ if TYPE_CHECKING:
 __all__ = ["store_for"]
 
 
+def _schema_in(dsn: str) -> tuple[str, str | None]:
+    """The DSN without a ``schema=`` query parameter, and that schema (a
+    Calliope option, not libpq's: ``postgresql://host/db?schema=shop``)."""
+    base, _, query = dsn.partition("?")
+    if not query:
+        return dsn, None
+    kept, schema = [], None
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "schema":
+            schema = value
+        else:
+            kept.append(part)
+    return (base + "?" + "&".join(kept) if kept else base), schema
+
+
 def _postgres_store(
     dsn: str, schema: str, replica_id: str | None, poll_interval: float, read_only: bool
 ) -> PostgresStore:
@@ -60,8 +76,15 @@ def store_for(
             raise InvalidArgumentError("a memory target needs a name: 'memory://name'")
         return MemoryStore(name, replica_id=replica_id, read_only=read_only), codec, text
     if text.startswith(("postgresql://", "postgres://")):
+        dsn, named = _schema_in(text)
+        if named is not None and schema is not None and named != schema:
+            raise InvalidArgumentError(
+                f"the target names schema {named!r} and schema= says {schema!r}; give one"
+            )
         return (
-            _postgres_store(text, schema or "calliope", replica_id, poll_interval, read_only),
+            _postgres_store(
+                dsn, named or schema or "calliope", replica_id, poll_interval, read_only
+            ),
             codec,
             re.sub(r"//[^@/]*@", "//***@", text),
         )

@@ -1,28 +1,34 @@
 """Fixtures for the contract suite: one store target per adapter.
 
-Every test taking ``target`` runs once per adapter (memory, file; PostgreSQL
-joins when its adapter exists). ``open_app`` opens an app on that target.
+Every test taking ``target`` runs once per adapter (memory, file,
+PostgreSQL: a fresh schema per test, named in the target). ``open_app`` opens an app on that target.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import calliope
+from tests.postgres import fresh_schema, postgres_dsn
 
-ADAPTERS = ["memory", "file"]
+ADAPTERS = ["memory", "file", "postgres"]
 
 
 @pytest.fixture(params=ADAPTERS)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "memory":
-        return f"memory://test-{uuid.uuid4().hex}"
-    return str(tmp_path / "data")
+        yield f"memory://test-{uuid.uuid4().hex}"
+    elif request.param == "file":
+        yield str(tmp_path / "data")
+    else:
+        dsn = postgres_dsn()
+        with fresh_schema(dsn) as schema:
+            yield f"{dsn}?schema={schema}"
 
 
 OpenApp = Callable[..., calliope.App]

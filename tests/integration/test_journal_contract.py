@@ -154,6 +154,7 @@ async def test_live_query_catches_up_then_follows(open_app: OpenApp) -> None:
 
 async def test_live_query_ends_on_close_from_another_task(open_app: OpenApp) -> None:
     async with open_app() as app:
+        before = asyncio.all_tasks()  # (the store's own, e.g. a connection pool's)
         stream = app.journal.event_stream("live", ItemAdded)
         await stream.persist(ItemAdded("only"))
         live = stream.live_query()
@@ -167,13 +168,14 @@ async def test_live_query_ends_on_close_from_another_task(open_app: OpenApp) -> 
         await asyncio.sleep(0.05)
         await live.close()
         await asyncio.wait_for(consumer, 2)
-        tasks_left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        tasks_left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
     assert received == ["only"]
     assert tasks_left == []
 
 
 async def test_live_query_ends_on_cancellation_leaving_no_task(open_app: OpenApp) -> None:
     async with open_app() as app:
+        before = asyncio.all_tasks()  # (the store's own, e.g. a connection pool's)
         stream = app.journal.event_stream("live", ItemAdded)
 
         async def consume() -> None:
@@ -187,7 +189,7 @@ async def test_live_query_ends_on_cancellation_leaving_no_task(open_app: OpenApp
         with pytest.raises(asyncio.CancelledError):
             await consumer
         await asyncio.sleep(0)
-        tasks_left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        tasks_left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
     assert tasks_left == []
 
 

@@ -29,6 +29,14 @@ __all__ = ["PostgresChanges"]
 logger = logging.getLogger("calliope.postgres")
 
 
+def _stream_of(payload: str) -> str:
+    """The stream id a notification names (its UTF-8 bytes in hex)."""
+    try:
+        return bytes.fromhex(payload).decode()
+    except ValueError:
+        return ""
+
+
 class _Watcher:
     def __init__(self, signal: Signal, ignoring: str | None) -> None:
         self._signal = signal
@@ -120,9 +128,9 @@ class PostgresChanges:
                 "SELECT stream_id, sum(last_sequence)::bigint FROM {}.logs "
                 "WHERE stream_id = ANY(%s) GROUP BY stream_id"
             ).format(self._schema),
-            (streams,),
+            ([stream.encode() for stream in streams],),
         )
-        ends = {str(row[0]): int(row[1]) for row in await cursor.fetchall()}
+        ends = {bytes(row[0]).decode(): int(row[1]) for row in await cursor.fetchall()}
         cursor = await connection.execute(
             psycopg.sql.SQL("SELECT next FROM {}.feed_counter WHERE id = 1").format(self._schema)
         )
@@ -166,7 +174,7 @@ class PostgresChanges:
                 self._listening.set()
                 while True:
                     async for notify in connection.notifies(timeout=self._fallback):
-                        entry = self._signals.get(notify.payload)
+                        entry = self._signals.get(_stream_of(notify.payload))
                         if entry is not None:
                             entry[0].fire()
                         self._feed.fire()

@@ -110,24 +110,25 @@ class PostgresEventLog:
         async with pg_connection(self._pool) as connection, connection.transaction():
             await connection.execute(
                 self._q("INSERT INTO {s}.streams VALUES (%s, %s) ON CONFLICT DO NOTHING"),
-                (stream_id, replicated),
+                (stream_id.encode(), replicated),
             )
             cursor = await connection.execute(
-                self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"), (stream_id,)
+                self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"),
+                (stream_id.encode(),),
             )
             row = await cursor.fetchone()
             if row is not None and row[0] != replicated:
                 raise other_kind(stream_id, replicated=row[0], reading=False)
             await connection.execute(
                 self._q("INSERT INTO {s}.logs VALUES (%s, %s, 0, %s) ON CONFLICT DO NOTHING"),
-                (stream_id, replica, msgpack.packb({})),
+                (stream_id.encode(), replica.encode(), msgpack.packb({})),
             )
             cursor = await connection.execute(
                 self._q(
                     "SELECT last_sequence, last_version FROM {s}.logs "
                     "WHERE stream_id = %s AND replica = %s FOR UPDATE"
                 ),
-                (stream_id, replica),
+                (stream_id.encode(), replica.encode()),
             )
             row = await cursor.fetchone()
             assert row is not None
@@ -152,16 +153,30 @@ class PostgresEventLog:
             payload = _payload(batch, items, entry)
             await connection.execute(
                 self._q("INSERT INTO {s}.batches VALUES (%s, %s, %s, %s, %s, %s)"),
-                (stream_id, replica, batch.first_sequence, batch.last_sequence, entry, payload),
+                (
+                    stream_id.encode(),
+                    replica.encode(),
+                    batch.first_sequence,
+                    batch.last_sequence,
+                    entry,
+                    payload,
+                ),
             )
             await connection.execute(
                 self._q(
                     "UPDATE {s}.logs SET last_sequence = %s, last_version = %s "
                     "WHERE stream_id = %s AND replica = %s"
                 ),
-                (batch.last_sequence, msgpack.packb(batch.last_version), stream_id, replica),
+                (
+                    batch.last_sequence,
+                    msgpack.packb(batch.last_version),
+                    stream_id.encode(),
+                    replica.encode(),
+                ),
             )
-            await connection.execute("SELECT pg_notify(%s, %s)", (self._channel, stream_id))
+            await connection.execute(
+                "SELECT pg_notify(%s, %s)", (self._channel, stream_id.encode().hex())
+            )
         self._kinds[stream_id] = replicated
         self._changes.fire(stream_id, replica or None)
         return _decode(payload)
@@ -210,7 +225,7 @@ class PostgresEventLog:
             async with pg_connection(self._pool) as connection:
                 cursor = await connection.execute(
                     self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"),
-                    (stream_id,),
+                    (stream_id.encode(),),
                 )
                 row = await cursor.fetchone()
             if row is None:
@@ -223,7 +238,7 @@ class PostgresEventLog:
         async with pg_connection(self._pool) as connection:
             cursor = await connection.execute(
                 self._q("SELECT last_sequence FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
-                (stream_id, replica),
+                (stream_id.encode(), replica.encode()),
             )
             row = await cursor.fetchone()
         return 0 if row is None else int(row[0])
@@ -241,7 +256,7 @@ class PostgresEventLog:
             "SELECT payload FROM {s}.batches WHERE stream_id = %s AND replica = %s "
             "AND last_sequence > %s"
         )
-        arguments: list[Any] = [stream_id, replica, after_last]
+        arguments: list[Any] = [stream_id.encode(), replica.encode(), after_last]
         if to_sequence is not None:
             query += " AND first_sequence <= %s"
             arguments.append(to_sequence)
@@ -291,15 +306,15 @@ class PostgresEventLog:
                     "SELECT replica FROM {s}.logs WHERE stream_id = %s AND replica <> '' "
                     "AND last_sequence > 0 ORDER BY replica"
                 ),
-                (stream_id,),
+                (stream_id.encode(),),
             )
-            return [str(row[0]) for row in await cursor.fetchall()]
+            return [bytes(row[0]).decode() for row in await cursor.fetchall()]
 
     async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
         async with pg_connection(self._pool) as connection:
             cursor = await connection.execute(
                 self._q("SELECT last_version FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
-                (stream_id, replica_id),
+                (stream_id.encode(), replica_id.encode()),
             )
             row = await cursor.fetchone()
         return {} if row is None else dict(msgpack.unpackb(row[0]))
@@ -338,28 +353,28 @@ class PostgresEventLog:
     # -- the catalog and the feed -------------------------------------------------
 
     async def list_streams(self, prefix: str | None) -> AsyncIterator[list[tuple[str, bool]]]:
-        """Pages of (stream id, replicated) in id order, keyset-paged."""
-        after = ""
+        """Pages of (stream id, replicated) in id (UTF-8 byte) order, keyset-paged."""
+        after = b""
         first = True
+        start = (prefix or "").encode()
         while True:
             query = "SELECT stream_id, replicated FROM {s}.streams WHERE "
-            arguments: list[Any] = []
+            arguments: list[Any] = [after]
             query += "stream_id >= %s " if first else "stream_id > %s "
-            arguments.append(after)
-            if prefix:
-                query += "AND starts_with(stream_id, %s) "
-                arguments.append(prefix)
+            if start:
+                query += "AND substring(stream_id FROM 1 FOR %s) = %s "
+                arguments += [len(start), start]
             query += "ORDER BY stream_id LIMIT %s"
             arguments.append(_ROWS)
             async with pg_connection(self._pool) as connection:
                 cursor = await connection.execute(self._q(query), arguments)
                 rows = await cursor.fetchall()
-            page = [(str(row[0]), bool(row[1])) for row in rows]
+            page = [(bytes(row[0]).decode(), bool(row[1])) for row in rows]
             if page:
                 yield page
             if len(rows) < _ROWS:
                 return
-            after, first = page[-1][0], False
+            after, first = bytes(rows[-1][0]), False
 
     def watch_feed(self) -> AbstractAsyncContextManager[Watcher]:
         return self._changes.watch_all()
@@ -388,14 +403,17 @@ class PostgresEventLog:
         entries: list[FeedEntry] = []
         events = 0
         next_entry = start
-        for number, stream_id, replica, count, payload in rows:
+        for number, stream, replica, count, payload in rows:
             if events >= limit and number != next_entry - 1:
                 break
             next_entry = int(number) + 1
+            stream_id = bytes(stream).decode()
             if not in_feed(stream_id, prefix):
                 continue
             batch = _decode(payload)
-            entries.append(FeedEntry(int(number), stream_id, replica or None, batch))
+            entries.append(
+                FeedEntry(int(number), stream_id, bytes(replica).decode() or None, batch)
+            )
             events += int(count)
         more = next_entry < end
         return FeedPage(entries, next_entry, more, end)

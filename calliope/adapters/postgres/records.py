@@ -73,7 +73,7 @@ class PostgresSnapshots(_Tables):
                     "data = EXCLUDED.data"
                 ),
                 (
-                    snapshot_id,
+                    snapshot_id.encode(),
                     record.sequence,
                     record.timestamp_us,
                     record.type_name,
@@ -87,14 +87,14 @@ class PostgresSnapshots(_Tables):
                     "NOT IN (SELECT sequence, timestamp_us FROM {s}.snapshots "
                     "WHERE snapshot_id = %s ORDER BY sequence DESC, timestamp_us DESC LIMIT %s)"
                 ),
-                (snapshot_id, snapshot_id, _KEEP),
+                (snapshot_id.encode(), snapshot_id.encode(), _KEEP),
             )
 
     async def load(self, snapshot_id: str) -> SnapshotRecord | None:
         row = await self._one(
             "SELECT sequence, timestamp_us, type_name, schema_version, data FROM {s}.snapshots "
             "WHERE snapshot_id = %s ORDER BY sequence DESC, timestamp_us DESC LIMIT 1",
-            (snapshot_id,),
+            (snapshot_id.encode(),),
         )
         if row is None:
             return None
@@ -112,28 +112,33 @@ class PostgresProgress(_Tables):
         await self._run(
             "INSERT INTO {s}.progress VALUES (%s, %s, %s, %s) ON CONFLICT (key, replica_id) "
             "DO UPDATE SET delivered = EXCLUDED.delivered, timestamp_us = EXCLUDED.timestamp_us",
-            (key, replica_id, msgpack.packb(dict(delivered)), timestamp_us),
+            (key.encode(), replica_id.encode(), msgpack.packb(dict(delivered)), timestamp_us),
         )
 
     async def reports(self, key: str) -> list[ProgressRecord]:
         rows = await self._all(
             "SELECT replica_id, delivered, timestamp_us FROM {s}.progress WHERE key = %s "
             "ORDER BY replica_id",
-            (key,),
+            (key.encode(),),
         )
-        return [ProgressRecord(str(r[0]), dict(msgpack.unpackb(r[1])), int(r[2])) for r in rows]
+        return [
+            ProgressRecord(bytes(r[0]).decode(), dict(msgpack.unpackb(r[1])), int(r[2]))
+            for r in rows
+        ]
 
     async def reporters_token(self, key: str) -> object:
-        row = await self._one("SELECT count(*) FROM {s}.progress WHERE key = %s", (key,))
+        row = await self._one("SELECT count(*) FROM {s}.progress WHERE key = %s", (key.encode(),))
         return 0 if row is None else int(row[0])
 
     async def claim_type(self, key: str, type_name: str) -> str:
         if not self._read_only:
             await self._run(
                 "INSERT INTO {s}.crdt_types VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (key, type_name),
+                (key.encode(), type_name),
             )
-        row = await self._one("SELECT type_name FROM {s}.crdt_types WHERE key = %s", (key,))
+        row = await self._one(
+            "SELECT type_name FROM {s}.crdt_types WHERE key = %s", (key.encode(),)
+        )
         return type_name if row is None else str(row[0])
 
     async def beat(self, replica_id: str, *, timestamp_us: int, running: bool = True) -> None:
@@ -141,7 +146,7 @@ class PostgresProgress(_Tables):
         await self._run(
             "INSERT INTO {s}.heartbeats VALUES (%s, %s, %s) ON CONFLICT (replica_id) "
             "DO UPDATE SET timestamp_us = EXCLUDED.timestamp_us, running = EXCLUDED.running",
-            (replica_id, timestamp_us, running),
+            (replica_id.encode(), timestamp_us, running),
         )
 
     async def heartbeats(self) -> list[HeartbeatRecord]:
@@ -149,4 +154,4 @@ class PostgresProgress(_Tables):
             "SELECT replica_id, timestamp_us, running FROM {s}.heartbeats ORDER BY replica_id",
             (),
         )
-        return [HeartbeatRecord(str(r[0]), int(r[1]), bool(r[2])) for r in rows]
+        return [HeartbeatRecord(bytes(r[0]).decode(), int(r[1]), bool(r[2])) for r in rows]

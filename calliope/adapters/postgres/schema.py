@@ -20,6 +20,9 @@ Tables (``<s>`` the schema):
   number from it last, holding the row's lock to its commit, so numbers are
   committed in order (the feed never skips a late commit).
 - ``snapshots``, ``progress``, ``crdt_types``, ``heartbeats``: as the ports say.
+
+Ids (stream, replica, snapshot, key) are stored as their UTF-8 bytes
+(``bytea``): any id Calliope accepts, NUL included, which ``text`` refuses.
 """
 
 from __future__ import annotations
@@ -35,13 +38,13 @@ SCHEMA_VERSION = 1
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
         "CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL)",
-        "CREATE TABLE {s}.streams (stream_id text PRIMARY KEY, replicated boolean NOT NULL)",
+        "CREATE TABLE {s}.streams (stream_id bytea PRIMARY KEY, replicated boolean NOT NULL)",
         """CREATE TABLE {s}.logs (
-            stream_id text NOT NULL, replica text NOT NULL,
+            stream_id bytea NOT NULL, replica bytea NOT NULL,
             last_sequence bigint NOT NULL, last_version bytea NOT NULL,
             PRIMARY KEY (stream_id, replica))""",
         """CREATE TABLE {s}.batches (
-            stream_id text NOT NULL, replica text NOT NULL,
+            stream_id bytea NOT NULL, replica bytea NOT NULL,
             first_sequence bigint NOT NULL, last_sequence bigint NOT NULL,
             feed_entry bigint NOT NULL, payload bytea NOT NULL,
             PRIMARY KEY (stream_id, replica, first_sequence))""",
@@ -49,15 +52,16 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE TABLE {s}.feed_counter (id int PRIMARY KEY, next bigint NOT NULL)",
         "INSERT INTO {s}.feed_counter VALUES (1, 0)",
         """CREATE TABLE {s}.snapshots (
-            snapshot_id text NOT NULL, sequence bigint NOT NULL, timestamp_us bigint NOT NULL,
+            snapshot_id bytea NOT NULL, sequence bigint NOT NULL, timestamp_us bigint NOT NULL,
             type_name text NOT NULL, schema_version int NOT NULL, data bytea NOT NULL,
             PRIMARY KEY (snapshot_id, sequence, timestamp_us))""",
         """CREATE TABLE {s}.progress (
-            key text NOT NULL, replica_id text NOT NULL, delivered bytea NOT NULL,
+            key bytea NOT NULL, replica_id bytea NOT NULL, delivered bytea NOT NULL,
             timestamp_us bigint NOT NULL, PRIMARY KEY (key, replica_id))""",
-        "CREATE TABLE {s}.crdt_types (key text PRIMARY KEY, type_name text NOT NULL)",
+        "CREATE TABLE {s}.crdt_types (key bytea PRIMARY KEY, type_name text NOT NULL)",
         """CREATE TABLE {s}.heartbeats (
-            replica_id text PRIMARY KEY, timestamp_us bigint NOT NULL, running boolean NOT NULL)""",
+            replica_id bytea PRIMARY KEY, timestamp_us bigint NOT NULL,
+            running boolean NOT NULL)""",
     ],
 }
 

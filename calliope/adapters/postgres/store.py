@@ -10,6 +10,7 @@ crashed client's session ends, and its locks with it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import uuid
@@ -77,6 +78,7 @@ class PostgresStore:
         self.snapshots = PostgresSnapshots(self._pool, schema, read_only=read_only)
         self.progress = PostgresProgress(self._pool, schema, read_only=read_only)
         self._leases: dict[str, psycopg.AsyncConnection[Any]] = {}
+        self._leasing = asyncio.Lock()
 
     @property
     def plain(self) -> PostgresEventLog:
@@ -148,6 +150,11 @@ class PostgresStore:
     async def lease(self, replica_id: str) -> None:
         if replica_id in self._leases or self.read_only:
             return
+        async with self._leasing:  # one at a time: two first uses share one lease
+            if replica_id not in self._leases:
+                await self._take_lease(replica_id)
+
+    async def _take_lease(self, replica_id: str) -> None:
         try:
             connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
             cursor = await connection.execute(
