@@ -22,7 +22,7 @@ still be written (it may already be in the group being flushed).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from calliope.errors import AppClosedError
@@ -44,10 +44,17 @@ class GroupCommitter(Generic[Req, Res]):
 
     def __init__(
         self,
-        flush: Callable[[Sequence[Req]], Sequence[Res | BaseException]],
+        flush: Callable[[Sequence[Req]], Sequence[Res | BaseException]] | None = None,
         try_flush: Callable[[Sequence[Req]], Sequence[Res | BaseException] | None] | None = None,
+        *,
+        aflush: Callable[[Sequence[Req]], Awaitable[Sequence[Res | BaseException]]] | None = None,
     ) -> None:
+        """``aflush``: a coroutine function flushing a group on the event loop
+        (a database's), used instead of ``flush``."""
+        if (flush is None) == (aflush is None):
+            raise ValueError("give GroupCommitter one of flush and aflush")
         self._flush = flush
+        self._aflush = aflush
         self._try_flush = try_flush
         self._queue: list[tuple[Req, asyncio.Future[Res]]] = []
         self._runner: asyncio.Task[None] | None = None
@@ -78,7 +85,11 @@ class GroupCommitter(Generic[Req, Res]):
                 try:
                     results = self._try_flush(requests) if self._try_flush else None
                     if results is None:
-                        results = await asyncio.to_thread(self._flush, requests)
+                        if self._aflush is not None:
+                            results = await self._aflush(requests)
+                        else:
+                            assert self._flush is not None
+                            results = await asyncio.to_thread(self._flush, requests)
                 except BaseException as error:  # storage failure: every caller hears of it
                     for _, future in group:
                         if not future.done():

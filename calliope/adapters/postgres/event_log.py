@@ -1,12 +1,15 @@
 """Plain logs, replica logs, the stream catalog and the feed on PostgreSQL.
 
-An append is one transaction (READ COMMITTED): it records the stream's kind
-(``streams``), locks its log's row (``logs ... FOR UPDATE``: writers of one
-log on any machine take turns, so sequences stay contiguous and
-``expected_sequence`` holds), takes its feed number last (``feed_counter``,
-whose row lock it holds to its commit: numbers are committed in order, so a
-reader never passes a number that a slower transaction will still commit),
-inserts the batch and notifies (``pg_notify``, delivered at commit). A
+Concurrent appends share one transaction (group commit; READ COMMITTED):
+it records the streams' kinds (``streams``), locks their logs' rows in key
+order (``logs ... FOR UPDATE``: writers of one log on any machine take
+turns, so sequences stay contiguous and ``expected_sequence`` holds; the
+order rules out deadlocks), checks each append in order, takes one feed
+number last (``feed_counter``, whose row lock it holds to its commit:
+numbers are committed in order, so a reader never passes a number that a
+slower transaction will still commit), inserts the batches and notifies
+(``pg_notify``, delivered at commit). A constant number of statements per
+group, whatever its size (arrays and ``unnest``). A
 batch's row holds the batch as the file store frames it (batch_format.py),
 decoded by the same code.
 
@@ -19,13 +22,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from calliope.adapters.files.batch_format import batch_frame_parts, decode_batch
+from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.kinds import other_kind
 from calliope.adapters.packing import pack_items, quick_to_pack
 from calliope.adapters.postgres.changes import PostgresChanges
@@ -62,6 +66,19 @@ def _decode(payload: bytes) -> RecordBatch:
     return batch
 
 
+class _Request(NamedTuple):
+    """One append waiting for its group's transaction."""
+
+    stream_id: str
+    replica: str
+    writer: str
+    plain: list[tuple[str, int, Any]]
+    items: list[bytes]
+    expected_sequence: int | None
+    observed: Mapping[str, int] | None
+    timestamp_us: int
+
+
 class PostgresEventLog:
     """Implements the plain and replica log, catalog and feed ports."""
 
@@ -81,6 +98,9 @@ class PostgresEventLog:
         self._channel = channel
         self._read_only = read_only
         self._kinds: dict[str, bool] = {}
+        self._committer: GroupCommitter[_Request, RecordBatch | None] = GroupCommitter(
+            aflush=self._flush
+        )
 
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(s=self._s)
@@ -106,80 +126,143 @@ class PostgresEventLog:
             items = pack_items(plain)
         else:
             items = await asyncio.to_thread(pack_items, plain)
-        replicated = replica != _PLAIN
+        request = _Request(
+            stream_id, replica, writer, plain, items, expected_sequence, observed, timestamp_us
+        )
+        batch = await self._committer.submit(request)
+        self._kinds[stream_id] = replica != _PLAIN
+        if batch is not None:
+            self._changes.fire(stream_id, replica or None)
+        return batch
+
+    async def _flush(
+        self, requests: Sequence[_Request]
+    ) -> list[RecordBatch | BaseException | None]:
+        """One transaction for a group of appends (group commit): lock the
+        logs (in key order, so concurrent groups never deadlock), check each
+        request in order against what the ones before it left, insert the
+        accepted ones with one feed number, notify. One result per request:
+        its batch, None (no events), or its own error (the others go on)."""
+        logs = sorted({(r.stream_id.encode(), r.replica.encode()) for r in requests})
+        streams = [r.stream_id.encode() for r in requests]
         async with pg_connection(self._pool) as connection, connection.transaction():
             await connection.execute(
-                self._q("INSERT INTO {s}.streams VALUES (%s, %s) ON CONFLICT DO NOTHING"),
-                (stream_id.encode(), replicated),
+                self._q(
+                    "INSERT INTO {s}.streams SELECT * FROM unnest(%s::bytea[], %s::bool[]) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                (streams, [r.replica != _PLAIN for r in requests]),
             )
             cursor = await connection.execute(
-                self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"),
-                (stream_id.encode(),),
+                self._q("SELECT stream_id, replicated FROM {s}.streams WHERE stream_id = ANY(%s)"),
+                (sorted(set(streams)),),
             )
-            row = await cursor.fetchone()
-            if row is not None and row[0] != replicated:
-                raise other_kind(stream_id, replicated=row[0], reading=False)
+            kinds = {bytes(row[0]): bool(row[1]) for row in await cursor.fetchall()}
             await connection.execute(
-                self._q("INSERT INTO {s}.logs VALUES (%s, %s, 0, %s) ON CONFLICT DO NOTHING"),
-                (stream_id.encode(), replica.encode(), msgpack.packb({})),
+                self._q(
+                    "INSERT INTO {s}.logs SELECT s, r, 0, %s FROM "
+                    "unnest(%s::bytea[], %s::bytea[]) AS t(s, r) ON CONFLICT DO NOTHING"
+                ),
+                (msgpack.packb({}), [k[0] for k in logs], [k[1] for k in logs]),
             )
             cursor = await connection.execute(
                 self._q(
-                    "SELECT last_sequence, last_version FROM {s}.logs "
-                    "WHERE stream_id = %s AND replica = %s FOR UPDATE"
+                    "SELECT stream_id, replica, last_sequence, last_version FROM {s}.logs "
+                    "WHERE (stream_id, replica) IN "
+                    "(SELECT * FROM unnest(%s::bytea[], %s::bytea[])) "
+                    "ORDER BY stream_id, replica FOR UPDATE"
                 ),
-                (stream_id.encode(), replica.encode()),
+                ([k[0] for k in logs], [k[1] for k in logs]),
             )
-            row = await cursor.fetchone()
-            assert row is not None
-            last, version = int(row[0]), msgpack.unpackb(row[1])
-            if expected_sequence is not None and expected_sequence != last:
-                raise ConcurrencyError(
-                    f"stream {stream_id!r} is at sequence {last}, not the expected "
-                    f"{expected_sequence}; nothing was written. Read the new events and retry",
-                    stream_id=stream_id,
-                    expected=expected_sequence,
-                    actual=last,
-                )
-            if not items:
-                return None
-            batch = next_batch(version, last, writer, plain, timestamp_us, observed)
+            ends = {
+                (bytes(row[0]), bytes(row[1])): (int(row[2]), msgpack.unpackb(row[3]))
+                for row in await cursor.fetchall()
+            }
+            results: list[RecordBatch | BaseException | None] = []
+            accepted: list[tuple[_Request, RecordBatch]] = []
+            for request in requests:
+                results.append(self._check(request, kinds, ends, accepted))
+            if not accepted:
+                return results
             cursor = await connection.execute(
                 self._q("UPDATE {s}.feed_counter SET next = next + 1 WHERE id = 1 RETURNING next")
             )
             counter = await cursor.fetchone()
             assert counter is not None
             entry = int(counter[0]) - 1
-            payload = _payload(batch, items, entry)
-            await connection.execute(
-                self._q("INSERT INTO {s}.batches VALUES (%s, %s, %s, %s, %s, %s)"),
-                (
-                    stream_id.encode(),
-                    replica.encode(),
-                    batch.first_sequence,
-                    batch.last_sequence,
-                    entry,
-                    payload,
-                ),
-            )
+            payloads = [_payload(batch, request.items, entry) for request, batch in accepted]
             await connection.execute(
                 self._q(
-                    "UPDATE {s}.logs SET last_sequence = %s, last_version = %s "
-                    "WHERE stream_id = %s AND replica = %s"
+                    "INSERT INTO {s}.batches SELECT * FROM unnest("
+                    "%s::bytea[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], "
+                    "%s::bytea[])"
                 ),
                 (
-                    batch.last_sequence,
-                    msgpack.packb(batch.last_version),
-                    stream_id.encode(),
-                    replica.encode(),
+                    [r.stream_id.encode() for r, _ in accepted],
+                    [r.replica.encode() for r, _ in accepted],
+                    [b.first_sequence for _, b in accepted],
+                    [b.last_sequence for _, b in accepted],
+                    [entry] * len(accepted),
+                    payloads,
+                ),
+            )
+            moved = {
+                key: ends[key]
+                for key in {(r.stream_id.encode(), r.replica.encode()) for r, _ in accepted}
+            }
+            await connection.execute(
+                self._q(
+                    "UPDATE {s}.logs SET last_sequence = u.l, last_version = u.v FROM "
+                    "unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::bytea[]) AS u(s, r, l, v) "
+                    "WHERE logs.stream_id = u.s AND logs.replica = u.r"
+                ),
+                (
+                    [k[0] for k in moved],
+                    [k[1] for k in moved],
+                    [end[0] for end in moved.values()],
+                    [msgpack.packb(end[1]) for end in moved.values()],
                 ),
             )
             await connection.execute(
-                "SELECT pg_notify(%s, %s)", (self._channel, stream_id.encode().hex())
+                "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x",
+                (self._channel, sorted({k[0].hex() for k in moved})),
             )
-        self._kinds[stream_id] = replicated
-        self._changes.fire(stream_id, replica or None)
-        return _decode(payload)
+        decoded = iter([_decode(payload) for payload in payloads])
+        return [next(decoded) if isinstance(r, RecordBatch) else r for r in results]
+
+    def _check(
+        self,
+        request: _Request,
+        kinds: dict[bytes, bool],
+        ends: dict[tuple[bytes, bytes], tuple[int, dict[str, int]]],
+        accepted: list[tuple[_Request, RecordBatch]],
+    ) -> RecordBatch | BaseException | None:
+        """Check one request against the log's end so far; if accepted, move
+        the end on and record it in ``accepted``."""
+        stream = request.stream_id.encode()
+        replicated = request.replica != _PLAIN
+        known = kinds.get(stream, replicated)
+        if known != replicated:
+            return other_kind(request.stream_id, replicated=known, reading=False)
+        key = (stream, request.replica.encode())
+        last, version = ends[key]
+        expected = request.expected_sequence
+        if expected is not None and expected != last:
+            return ConcurrencyError(
+                f"stream {request.stream_id!r} is at sequence {last}, not the expected "
+                f"{expected}; nothing was written. Read the new events and retry",
+                stream_id=request.stream_id,
+                expected=expected,
+                actual=last,
+            )
+        if not request.items:
+            return None
+        batch = next_batch(
+            version, last, request.writer, request.plain, request.timestamp_us, request.observed
+        )
+        ends[key] = (batch.last_sequence, batch.last_version)
+        accepted.append((request, batch))
+        return batch
 
     def append(
         self,
@@ -375,6 +458,10 @@ class PostgresEventLog:
             if len(rows) < _ROWS:
                 return
             after, first = bytes(rows[-1][0]), False
+
+    async def aclose(self) -> None:
+        """Let queued appends finish; refuse new ones."""
+        await self._committer.aclose()
 
     def watch_feed(self) -> AbstractAsyncContextManager[Watcher]:
         return self._changes.watch_all()

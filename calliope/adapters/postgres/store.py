@@ -174,6 +174,7 @@ class PostgresStore:
 
     async def aclose(self) -> None:
         try:
+            await self._log.aclose()
             await self.changes.aclose()
             await self._pool.close()
         finally:
