@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,9 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from calliope.errors import AppClosedError, StorageError
 
-__all__ = ["pg_connection"]
+__all__ = ["pg_connection", "pg_rows"]
+
+_ATTEMPTS = 4  # a read is tried again on a fresh connection after a lost one
 
 
 @contextlib.asynccontextmanager
@@ -38,3 +41,24 @@ async def pg_connection(
             f"what it was doing was not done, or (if the connection broke at the commit) may "
             f"have been: read back before retrying"
         ) from error
+
+
+async def pg_rows(
+    pool: AsyncConnectionPool[Any], query: Any, arguments: Any = ()
+) -> list[tuple[Any, ...]]:
+    """The rows of one read-only statement. A connection lost on the way (a
+    killed backend, a restarted server) is replaced and the read tried again
+    (a read can be: it changes nothing), ``_ATTEMPTS`` times with a growing
+    pause; then StorageError."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            async with pg_connection(pool) as connection:
+                cursor = await connection.execute(query, arguments)
+                rows: list[tuple[Any, ...]] = await cursor.fetchall()
+                return rows
+        except StorageError as error:
+            lost = isinstance(error.__cause__, psycopg.OperationalError)
+            if not lost or attempt == _ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")

@@ -33,7 +33,7 @@ from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.kinds import other_kind
 from calliope.adapters.packing import pack_items, quick_to_pack
 from calliope.adapters.postgres.changes import PostgresChanges
-from calliope.adapters.postgres.connections import pg_connection
+from calliope.adapters.postgres.connections import pg_connection, pg_rows
 from calliope.adapters.read_only import read_only_refused
 from calliope.core.ids import in_feed
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
@@ -305,26 +305,24 @@ class PostgresEventLog:
     async def _check_reading(self, stream_id: str, replicated: bool) -> None:
         known = self._kinds.get(stream_id)
         if known is None:
-            async with pg_connection(self._pool) as connection:
-                cursor = await connection.execute(
-                    self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"),
-                    (stream_id.encode(),),
-                )
-                row = await cursor.fetchone()
-            if row is None:
+            rows = await pg_rows(
+                self._pool,
+                self._q("SELECT replicated FROM {s}.streams WHERE stream_id = %s"),
+                (stream_id.encode(),),
+            )
+            if not rows:
                 return
-            known = self._kinds[stream_id] = bool(row[0])
+            known = self._kinds[stream_id] = bool(rows[0][0])
         if known != replicated:
             raise other_kind(stream_id, replicated=known, reading=True)
 
     async def _last(self, stream_id: str, replica: str) -> int:
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(
-                self._q("SELECT last_sequence FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
-                (stream_id.encode(), replica.encode()),
-            )
-            row = await cursor.fetchone()
-        return 0 if row is None else int(row[0])
+        rows = await pg_rows(
+            self._pool,
+            self._q("SELECT last_sequence FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
+            (stream_id.encode(), replica.encode()),
+        )
+        return int(rows[0][0]) if rows else 0
 
     async def last_sequence(self, stream_id: str) -> int:
         await self._check_reading(stream_id, False)
@@ -345,10 +343,8 @@ class PostgresEventLog:
             arguments.append(to_sequence)
         query += " ORDER BY first_sequence LIMIT %s"
         arguments.append(rows)
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(self._q(query), arguments)
-            payloads = [row[0] for row in await cursor.fetchall()]
-        return [_decode(payload) for payload in payloads]
+        found = await pg_rows(self._pool, self._q(query), arguments)
+        return [_decode(row[0]) for row in found]
 
     async def _read(
         self, stream_id: str, replica: str, from_sequence: int, to_sequence: int | None
@@ -383,24 +379,23 @@ class PostgresEventLog:
 
     async def replicas(self, stream_id: str) -> list[str]:
         await self._check_reading(stream_id, True)
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(
-                self._q(
-                    "SELECT replica FROM {s}.logs WHERE stream_id = %s AND replica <> '' "
-                    "AND last_sequence > 0 ORDER BY replica"
-                ),
-                (stream_id.encode(),),
-            )
-            return [bytes(row[0]).decode() for row in await cursor.fetchall()]
+        rows = await pg_rows(
+            self._pool,
+            self._q(
+                "SELECT replica FROM {s}.logs WHERE stream_id = %s AND replica <> '' "
+                "AND last_sequence > 0 ORDER BY replica"
+            ),
+            (stream_id.encode(),),
+        )
+        return [bytes(row[0]).decode() for row in rows]
 
     async def replica_version(self, stream_id: str, replica_id: str) -> dict[str, int]:
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(
-                self._q("SELECT last_version FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
-                (stream_id.encode(), replica_id.encode()),
-            )
-            row = await cursor.fetchone()
-        return {} if row is None else dict(msgpack.unpackb(row[0]))
+        rows = await pg_rows(
+            self._pool,
+            self._q("SELECT last_version FROM {s}.logs WHERE stream_id = %s AND replica = %s"),
+            (stream_id.encode(), replica_id.encode()),
+        )
+        return dict(msgpack.unpackb(rows[0][0])) if rows else {}
 
     async def read_new(
         self,
@@ -449,9 +444,7 @@ class PostgresEventLog:
                 arguments += [len(start), start]
             query += "ORDER BY stream_id LIMIT %s"
             arguments.append(_ROWS)
-            async with pg_connection(self._pool) as connection:
-                cursor = await connection.execute(self._q(query), arguments)
-                rows = await cursor.fetchall()
+            rows = await pg_rows(self._pool, self._q(query), arguments)
             page = [(bytes(row[0]).decode(), bool(row[1])) for row in rows]
             if page:
                 yield page
@@ -472,20 +465,19 @@ class PostgresEventLog:
         the module docstring), so nothing is ever in flight."""
         limit = max(1, limit)
         rows_wanted = limit * _LOOK_AT + 64
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(
-                self._q(
-                    "SELECT feed_entry, stream_id, replica, last_sequence - first_sequence + 1, "
-                    "payload FROM {s}.batches WHERE feed_entry >= %s "
-                    "ORDER BY feed_entry, stream_id, replica, first_sequence LIMIT %s"
-                ),
-                (start, rows_wanted),
-            )
-            rows = await cursor.fetchall()
-            cursor = await connection.execute(
-                self._q("SELECT next FROM {s}.feed_counter WHERE id = 1")
-            )
-            counter = await cursor.fetchone()
+        rows = await pg_rows(
+            self._pool,
+            self._q(
+                "SELECT feed_entry, stream_id, replica, last_sequence - first_sequence + 1, "
+                "payload FROM {s}.batches WHERE feed_entry >= %s "
+                "ORDER BY feed_entry, stream_id, replica, first_sequence LIMIT %s"
+            ),
+            (start, rows_wanted),
+        )
+        counters = await pg_rows(
+            self._pool, self._q("SELECT next FROM {s}.feed_counter WHERE id = 1")
+        )
+        counter = counters[0] if counters else None
         end = int(counter[0]) if counter is not None else 0
         entries: list[FeedEntry] = []
         events = 0

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from calliope.adapters.packing import pack_data
-from calliope.adapters.postgres.connections import pg_connection
+from calliope.adapters.postgres.connections import pg_connection, pg_rows
 from calliope.adapters.read_only import read_only_refused
 from calliope.shell.ports import HeartbeatRecord, ProgressRecord, SnapshotRecord
 
@@ -42,16 +42,11 @@ class _Tables:
             raise read_only_refused(f"PostgreSQL schema {self._schema!r}", what)
 
     async def _one(self, query: str, arguments: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(self._q(query), arguments)
-            row: tuple[Any, ...] | None = await cursor.fetchone()
-            return row
+        rows = await self._all(query, arguments)
+        return rows[0] if rows else None
 
     async def _all(self, query: str, arguments: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        async with pg_connection(self._pool) as connection:
-            cursor = await connection.execute(self._q(query), arguments)
-            rows: list[tuple[Any, ...]] = await cursor.fetchall()
-            return rows
+        return await pg_rows(self._pool, self._q(query), arguments)
 
     async def _run(self, query: str, arguments: tuple[Any, ...]) -> None:
         async with pg_connection(self._pool) as connection:

@@ -67,8 +67,13 @@ class PostgresStore:
         self._requested_replica = replica_id
         self._replica: str | None = None
         self.read_only = read_only
+        # (application_name: an operator sees which store a backend serves)
         self._pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            dsn, min_size=1, max_size=8, open=False, kwargs={"autocommit": True}
+            dsn,
+            min_size=1,
+            max_size=8,
+            open=False,
+            kwargs={"autocommit": True, "application_name": f"calliope {schema}"},
         )
         channel = f"calliope_{schema}"
         self.changes = PostgresChanges(dsn, schema, channel, fallback=max(1.0, poll_interval * 100))

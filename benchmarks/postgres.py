@@ -1,0 +1,168 @@
+"""PostgreSQL benchmark: persists, group commit, replay and the feed.
+
+Run: ``.venv/bin/python -m benchmarks.postgres [--dsn DSN] [--events N]``
+(the DSN defaults to ``CALLIOPE_POSTGRES_DSN`` or the machine's
+``postgresql://postgres@127.0.0.1:5432/test``; a fresh schema per run,
+dropped at the end). Each figure beside a baseline through the same driver
+(psycopg 3) in the same run:
+
+(a) one awaited ``persist`` vs a raw loop of one-row ``INSERT`` transactions
+    of the same payload size (autocommit: one commit each);
+(b) 256 concurrent tasks persisting (group commit: they share transactions)
+    vs the raw loop's rate (one event per transaction, as an event store
+    without group commit writes);
+(c) replay of ``N`` events of one stream (``query()``) vs ``COPY ... TO
+    STDOUT`` of the same rows and msgpack-decoding their payloads;
+(d) the feed over the same events (``feed.query()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+
+import msgpack
+import psycopg
+
+import calliope
+from benchmarks.journal import ItemAdded, sample
+from benchmarks.report import header, rate, row
+
+_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _raw_inserts(dsn: str, count: int, size: int) -> float:
+    """Seconds for ``count`` one-row INSERT transactions of ``size`` bytes."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as connection:
+        await connection.execute("CREATE TEMP TABLE raw_bench (n bigint, payload bytea)")
+        payload = b"x" * size
+        start = time.perf_counter()
+        for n in range(count):
+            await connection.execute("INSERT INTO raw_bench VALUES (%s, %s)", (n, payload))
+        return time.perf_counter() - start
+
+
+async def _one_writer(target: str, count: int) -> float:
+    async with calliope.open(target, replica_id="single") as app:
+        stream = app.journal.event_stream("single", ItemAdded)
+        await stream.persist(sample(0))
+        start = time.perf_counter()
+        for n in range(count):
+            await stream.persist(sample(n))
+        return time.perf_counter() - start
+
+
+async def _many_writers(target: str, tasks: int, per_task: int) -> float:
+    async with calliope.open(target, replica_id="group") as app:
+        stream = app.journal.event_stream("group", ItemAdded)
+        await stream.persist(sample(0))
+
+        async def writer(task: int) -> None:
+            for n in range(per_task):
+                await stream.persist(sample(task * per_task + n))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(task) for task in range(tasks)))
+        return time.perf_counter() - start
+
+
+async def _fill(target: str, events: int) -> None:
+    async with calliope.open(target, replica_id="filler") as app:
+        stream = app.journal.event_stream("replay", ItemAdded)
+        for start in range(0, events, 1000):
+            await stream.persist_all([sample(n) for n in range(start, min(events, start + 1000))])
+
+
+async def _replay(target: str) -> tuple[int, float, float]:
+    async with calliope.open(target, replica_id="reader") as app:
+        start = time.perf_counter()
+        count = 0
+        async for _ in app.journal.event_stream("replay", ItemAdded).query():
+            count += 1
+        stream_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        async for _ in app.journal.feed(ItemAdded, prefix="replay").query():
+            pass
+        return count, stream_seconds, time.perf_counter() - start
+
+
+def _copy_decode(dsn: str, schema: str) -> tuple[int, float]:
+    """Events and seconds to COPY the batches out and decode their payloads."""
+    start = time.perf_counter()
+    events = 0
+    with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
+        query = f'COPY (SELECT payload FROM "{schema}".batches WHERE stream_id = %s) TO STDOUT'
+        with cursor.copy(query, (b"replay",)) as copy:
+            copy.set_types(["bytea"])
+            for (payload,) in copy.rows():
+                fields = msgpack.unpackb(payload)
+                events += len(fields[4])
+    return events, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dsn", default=os.environ.get("CALLIOPE_POSTGRES_DSN", _DEFAULT))
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    target = f"{args.dsn}?schema={schema}"
+    header(f"PostgreSQL at {args.dsn}, schema {schema}")
+    try:
+        size = 110
+        raw = asyncio.run(_raw_inserts(args.dsn, 2000, size))
+        ours = asyncio.run(_one_writer(target, 2000))
+        print(
+            row(
+                "(a) one awaited persist",
+                rate(2000, ours),
+                "events/s",
+                rate(2000, raw),
+                "1-row INSERT transactions",
+            )
+        )
+        many = asyncio.run(_many_writers(target, 256, 40))
+        print(
+            row(
+                "(b) 256 concurrent tasks, persist",
+                rate(256 * 40, many),
+                "events/s",
+                rate(2000, raw),
+                "1-row INSERT transactions",
+            )
+        )
+        start = time.perf_counter()
+        asyncio.run(_fill(target, args.events))
+        fill = time.perf_counter() - start
+        count, stream_seconds, feed_seconds = asyncio.run(_replay(target))
+        copied, copy_seconds = _copy_decode(args.dsn, schema)
+        assert copied == count, (copied, count)
+        print(
+            row(
+                f"(c) replay {count:,} events, query()",
+                rate(count, stream_seconds),
+                "events/s",
+                rate(copied, copy_seconds),
+                "COPY out + msgpack",
+            )
+        )
+        print(
+            row(
+                "(d) the feed over them, feed.query()",
+                rate(count, feed_seconds),
+                "events/s",
+                rate(copied, copy_seconds),
+                "COPY out + msgpack",
+            )
+        )
+        print(f"    (written with persist_all of 1,000: {fill:.1f} s)")
+    finally:
+        with psycopg.connect(args.dsn, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
