@@ -25,6 +25,7 @@ import pytest
 
 import calliope
 from tests.integration.events import ItemAdded
+from tests.postgres import fresh_schema, postgres_dsn
 
 _ROOT = Path(__file__).resolve().parents[2]
 _COUNT = 100  # events per writer
@@ -84,7 +85,17 @@ async def _follow(
 async def test_a_resumed_feed_never_skips_a_late_commit_nor_repeats(
     tmp_path: Path, seed: int
 ) -> None:
-    directory = str(tmp_path / "store")
+    await _check_feed(str(tmp_path / "store"), seed)
+
+
+async def test_on_postgresql_too() -> None:
+    """Each writer process a 'machine' of its own: nothing shared but the server."""
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        await _check_feed(f"{dsn}?schema={schema}", 4)
+
+
+async def _check_feed(directory: str, seed: int) -> None:
     async with calliope.open(directory, replica_id="reader") as app:
         writers = [
             _start_writer(directory, f"w{n}", slow=n < 2, seed=seed * 10 + n) for n in range(4)
