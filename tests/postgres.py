@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["fresh_schema", "postgres_dsn"]
+__all__ = ["ThrowawayServer", "fresh_schema", "postgres_dsn"]
 
 _DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 _found: list[str | None] = []  # the answer, once looked for (per test process)
@@ -48,50 +48,77 @@ def _free_port() -> int:
         return port
 
 
-def _throwaway_server() -> str | None:
-    """A server of our own in a temporary directory, or None if this
-    machine cannot start one."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        return None
-    directory = tempfile.mkdtemp(prefix="calliope-pg-")
-    data = os.path.join(directory, "data")
-    port = _free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # (the server refuses to run as root)
-        shutil.chown(directory, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    try:
+class ThrowawayServer:
+    """A PostgreSQL server of our own, in a temporary directory, on a free
+    port (never the machine's shared one): for tests that stop or restart
+    a server."""
+
+    def __init__(self, initdb: str, pg_ctl: str) -> None:
+        self._pg_ctl = pg_ctl
+        self._directory = tempfile.mkdtemp(prefix="calliope-pg-")
+        self._data = os.path.join(self._directory, "data")
+        self.port = _free_port()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:  # (the server refuses to run as root)
+            shutil.chown(self._directory, "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
         subprocess.run(
-            [*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust"],
+            [*self._as_user, initdb, "-D", self._data, "-U", "postgres", "--auth=trust"],
             check=True,
             capture_output=True,
         )
+        self._control("start")
+        atexit.register(self.stop)
+
+    @classmethod
+    def start(cls) -> ThrowawayServer | None:
+        """A new running server, or None if this machine cannot start one."""
+        initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            return None
+        try:
+            return cls(initdb, pg_ctl)
+        except (OSError, subprocess.CalledProcessError, KeyError, LookupError):
+            return None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _control(self, action: str, *options: str) -> None:
         subprocess.run(
             [
-                *as_user,
-                pg_ctl,
+                *self._as_user,
+                self._pg_ctl,
                 "-D",
-                data,
+                self._data,
                 "-l",
-                os.path.join(directory, "log"),
+                os.path.join(self._directory, "log"),
                 "-o",
-                f"-p {port} -k {directory} -c listen_addresses=127.0.0.1",
+                f"-p {self.port} -k {self._directory} -c listen_addresses=127.0.0.1",
                 "-w",
-                "start",
+                *options,
+                action,
             ],
             check=True,
             capture_output=True,
         )
-    except (OSError, subprocess.CalledProcessError, KeyError, LookupError):
-        return None
 
-    def stop() -> None:
-        subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], check=False)
-        shutil.rmtree(directory, ignore_errors=True)
+    def restart(self) -> None:
+        """Stop at once (``-m immediate``: a crash, as far as clients can
+        tell) and start again."""
+        self._control("restart", "-m", "immediate")
 
-    atexit.register(stop)
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    def stop(self) -> None:
+        if os.path.isdir(self._data):
+            with contextlib.suppress(OSError, subprocess.CalledProcessError):
+                self._control("stop", "-m", "immediate")
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+
+def _throwaway_server() -> str | None:
+    server = ThrowawayServer.start()
+    return None if server is None else server.dsn
 
 
 def postgres_dsn() -> str:

@@ -93,6 +93,8 @@ class _FeedSource:
         for entry in page.entries:
             if entry.entry != entry_number:  # (a write's batches share its entry)
                 entry_number, index = entry.entry, 0
+            if entry.first_index is not None:
+                index = entry.first_index
             batch = entry.batch
             skip_to = after.index if after is not None and after.entry == entry_number else -1
             timestamp = from_timestamp_us(batch.timestamp_us)

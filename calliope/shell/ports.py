@@ -201,13 +201,18 @@ class StreamCatalogPort(Protocol):
 
 class FeedEntry(NamedTuple):
     """One stored batch as the store's feed holds it: ``entry`` is its
-    number in the feed (feed order), ``replica_id`` the replica log it is
-    in (None for a plain stream's log)."""
+    number in the feed (feed order; one entry may hold several batches, all
+    in the same page), ``replica_id`` the replica log it is in (None for a
+    plain stream's log)."""
 
     entry: int
     stream_id: str
     replica_id: str | None
     batch: RecordBatch
+    # Events of the same entry before this batch, when an entry spans several
+    # logs (an adapter whose entry is one write to one log leaves it None:
+    # the reader counts them, as a page holds whole entries).
+    first_index: int | None = None
 
 
 class FeedPage(NamedTuple):

@@ -341,3 +341,29 @@ async def test_a_position_past_the_end_of_the_feed_is_refused(open_app: OpenApp)
                 await anext(live)
         last = (await feed.query().to_list())[-1].position
         assert await feed.query(after=last).to_list() == []
+
+
+async def test_a_large_group_commit_and_positions_whatever_the_prefix(open_app: OpenApp) -> None:
+    """1,500 concurrent persists to as many streams (on PostgreSQL, a few
+    transactions, each one feed entry larger than a page): every event once,
+    and a position names the same event in every feed."""
+    async with open_app() as app:
+        await asyncio.gather(
+            *(
+                app.journal.event_stream(f"{'a' if n % 2 else 'b'}-{n}", ItemAdded).persist(
+                    ItemAdded(str(n))
+                )
+                for n in range(1500)
+            )
+        )
+        everything = await app.journal.feed(ItemAdded).query().to_list()
+        assert sorted(e.event.sku for e in everything) == sorted(str(n) for n in range(1500))
+        positions = {e.event.sku: e.position for e in everything}
+        assert len(set(positions.values())) == 1500
+        only_a = await app.journal.feed(ItemAdded, prefix="a-").query().to_list()
+        assert len(only_a) == 750
+        assert all(positions[e.event.sku] == e.position for e in only_a)
+        middle = everything[700].position
+        assert middle is not None
+        rest = await app.journal.feed(ItemAdded).query(after=middle).to_list()
+        assert [e.event.sku for e in rest] == [e.event.sku for e in everything[701:]]

@@ -35,7 +35,7 @@ from calliope.adapters.packing import pack_items, quick_to_pack
 from calliope.adapters.postgres.changes import PostgresChanges
 from calliope.adapters.postgres.connections import pg_connection, pg_rows
 from calliope.adapters.read_only import read_only_refused
-from calliope.core.ids import in_feed
+from calliope.core.ids import RESERVED_PREFIX, in_feed
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import ConcurrencyError
 from calliope.shell.ports import FeedEntry, FeedPage, NewEvent, RepairReport, Watcher
@@ -43,7 +43,6 @@ from calliope.shell.ports import FeedEntry, FeedPage, NewEvent, RepairReport, Wa
 __all__ = ["PostgresEventLog"]
 
 _ROWS = 256  # batches per query of a reader
-_LOOK_AT = 4  # feed rows looked at per event asked for, at most
 _PLAIN = ""  # the ``replica`` of a plain stream's log
 
 
@@ -191,11 +190,25 @@ class PostgresEventLog:
             assert counter is not None
             entry = int(counter[0]) - 1
             payloads = [_payload(batch, request.items, entry) for request, batch in accepted]
+            # The entry's events are counted in (stream, replica, sequence) order.
+            order = sorted(
+                range(len(accepted)),
+                key=lambda i: (
+                    accepted[i][0].stream_id.encode(),
+                    accepted[i][0].replica.encode(),
+                    accepted[i][1].first_sequence,
+                ),
+            )
+            offsets = [0] * len(accepted)
+            before = 0
+            for i in order:
+                offsets[i] = before
+                before += len(accepted[i][1].items)
             await connection.execute(
                 self._q(
                     "INSERT INTO {s}.batches SELECT * FROM unnest("
                     "%s::bytea[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], "
-                    "%s::bytea[])"
+                    "%s::bigint[], %s::bytea[])"
                 ),
                 (
                     [r.stream_id.encode() for r, _ in accepted],
@@ -203,6 +216,7 @@ class PostgresEventLog:
                     [b.first_sequence for _, b in accepted],
                     [b.last_sequence for _, b in accepted],
                     [entry] * len(accepted),
+                    offsets,
                     payloads,
                 ),
             )
@@ -460,39 +474,69 @@ class PostgresEventLog:
         return self._changes.watch_all()
 
     async def read_feed(self, start: int, prefix: str | None, *, limit: int) -> FeedPage:
-        """Rows numbered ``start`` or more, in number order: every number
-        below the highest committed one is committed or never will be (see
-        the module docstring), so nothing is ever in flight."""
+        """Rows numbered from ``start`` up to the counter's committed value
+        (read first: every number below it is committed or rolled back, see
+        the module docstring, so nothing is in flight), of the streams the
+        prefix admits (filtered by the server), whole entries until about
+        ``limit`` events (a running sum over the entries before each row).
+        Three statements; O(rows returned + rows passed over)."""
         limit = max(1, limit)
-        rows_wanted = limit * _LOOK_AT + 64
-        rows = await pg_rows(
-            self._pool,
-            self._q(
-                "SELECT feed_entry, stream_id, replica, last_sequence - first_sequence + 1, "
-                "payload FROM {s}.batches WHERE feed_entry >= %s "
-                "ORDER BY feed_entry, stream_id, replica, first_sequence LIMIT %s"
-            ),
-            (start, rows_wanted),
-        )
         counters = await pg_rows(
             self._pool, self._q("SELECT next FROM {s}.feed_counter WHERE id = 1")
         )
-        counter = counters[0] if counters else None
-        end = int(counter[0]) if counter is not None else 0
-        entries: list[FeedEntry] = []
-        events = 0
-        next_entry = start
-        for number, stream, replica, count, payload in rows:
-            if events >= limit and number != next_entry - 1:
-                break
-            next_entry = int(number) + 1
-            stream_id = bytes(stream).decode()
-            if not in_feed(stream_id, prefix):
-                continue
-            batch = _decode(payload)
-            entries.append(
-                FeedEntry(int(number), stream_id, bytes(replica).decode() or None, batch)
+        end = int(counters[0][0]) if counters else 0
+        conditions = ""
+        arguments: list[Any] = [start, end]
+        if prefix:
+            conditions += " AND substring(stream_id FROM 1 FOR %s) = %s"
+            arguments += [len(prefix.encode()), prefix.encode()]
+        if prefix is None or not prefix.startswith(RESERVED_PREFIX):
+            conditions += " AND substring(stream_id FROM 1 FOR %s) <> %s"
+            arguments += [len(RESERVED_PREFIX), RESERVED_PREFIX.encode()]
+        rows_wanted = limit + 1
+        arguments += [rows_wanted, limit]
+        rows = await pg_rows(
+            self._pool,
+            self._q(
+                "SELECT feed_entry, stream_id, replica, entry_offset, payload, total FROM ("
+                " SELECT *, count(*) OVER () AS total, sum(last_sequence - first_sequence + 1) "
+                "  OVER (ORDER BY feed_entry RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+                "  AS before FROM ("
+                "  SELECT * FROM {s}.batches WHERE feed_entry >= %s AND feed_entry < %s"
+                + conditions
+                + "  ORDER BY feed_entry, stream_id, replica, first_sequence LIMIT %s) AS page"
+                ") AS counted WHERE coalesce(before, 0) < %s "
+                "ORDER BY feed_entry, stream_id, replica, first_sequence"
+            ),
+            arguments,
+        )
+        total = int(rows[0][5]) if rows else 0
+        cut = total >= rows_wanted  # the page's last entry may go on past it
+        if cut and rows[-1][0] != rows[0][0]:
+            last = rows[-1][0]
+            rows = [row for row in rows if row[0] != last]  # whole entries only
+        elif cut:  # one entry larger than a page: all of it
+            whole = await pg_rows(
+                self._pool,
+                self._q(
+                    "SELECT feed_entry, stream_id, replica, entry_offset, payload, 0 FROM "
+                    "{s}.batches WHERE feed_entry = %s ORDER BY stream_id, replica, first_sequence"
+                ),
+                (rows[0][0],),
             )
-            events += int(count)
-        more = next_entry < end
-        return FeedPage(entries, next_entry, more, end)
+            rows = [row for row in whole if in_feed(bytes(row[1]).decode(), prefix)]
+        entries = [
+            FeedEntry(
+                int(number),
+                bytes(stream).decode(),
+                bytes(replica).decode() or None,
+                _decode(payload),
+                int(offset),
+            )
+            for number, stream, replica, offset, payload, _ in rows
+        ]
+        if not cut and len(rows) == total:
+            next_entry = end  # every row below the end was looked at
+        else:
+            next_entry = entries[-1].entry + 1 if entries else start
+        return FeedPage(entries, next_entry, next_entry < end, end)

@@ -14,8 +14,11 @@ Tables (``<s>`` the schema):
   (``replica`` '' for a plain stream's): its end, and the row its writers
   lock (``FOR UPDATE``), so ``expected_sequence`` holds across machines.
 - ``batches(stream_id, replica, first_sequence, last_sequence, feed_entry,
-  payload)``: one row per stored batch; ``payload`` is the batch as the
-  file store frames it (batch_format.py), ``feed_entry`` its feed number.
+  entry_offset, payload)``: one row per stored batch; ``payload`` is the
+  batch as the file store frames it (batch_format.py), ``feed_entry`` its
+  feed number (one per transaction) and ``entry_offset`` the events of that
+  entry before it (in stream, replica, sequence order): a feed position
+  names the same event whatever the prefix of the feed that gave it.
 - ``feed_counter(id, next)``: one row; a writing transaction takes its feed
   number from it last, holding the row's lock to its commit, so numbers are
   committed in order (the feed never skips a late commit).
@@ -46,7 +49,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE {s}.batches (
             stream_id bytea NOT NULL, replica bytea NOT NULL,
             first_sequence bigint NOT NULL, last_sequence bigint NOT NULL,
-            feed_entry bigint NOT NULL, payload bytea NOT NULL,
+            feed_entry bigint NOT NULL, entry_offset bigint NOT NULL, payload bytea NOT NULL,
             PRIMARY KEY (stream_id, replica, first_sequence))""",
         "CREATE INDEX batches_feed ON {s}.batches (feed_entry)",
         "CREATE TABLE {s}.feed_counter (id int PRIMARY KEY, next bigint NOT NULL)",
