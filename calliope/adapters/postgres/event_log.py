@@ -152,11 +152,10 @@ class PostgresEventLog:
                 ),
                 (streams, [r.replica != _PLAIN for r in requests]),
             )
-            cursor = await connection.execute(
+            kinds_cursor = await connection.execute(
                 self._q("SELECT stream_id, replicated FROM {s}.streams WHERE stream_id = ANY(%s)"),
                 (sorted(set(streams)),),
             )
-            kinds = {bytes(row[0]): bool(row[1]) for row in await cursor.fetchall()}
             await connection.execute(
                 self._q(
                     "INSERT INTO {s}.logs SELECT s, r, 0, %s FROM "
@@ -177,6 +176,7 @@ class PostgresEventLog:
                 (bytes(row[0]), bytes(row[1])): (int(row[2]), msgpack.unpackb(row[3]))
                 for row in await cursor.fetchall()
             }
+            kinds = {bytes(row[0]): bool(row[1]) for row in await kinds_cursor.fetchall()}
             results: list[RecordBatch | BaseException | None] = []
             accepted: list[tuple[_Request, RecordBatch]] = []
             for request in requests:

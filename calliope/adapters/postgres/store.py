@@ -74,6 +74,9 @@ class PostgresStore:
             max_size=8,
             open=False,
             kwargs={"autocommit": True, "application_name": f"calliope {schema}"},
+            # A connection that died in the pool (a killed backend, a restart)
+            # is replaced before use, not handed out to fail a write.
+            check=AsyncConnectionPool.check_connection,
         )
         channel = f"calliope_{schema}"
         self.changes = PostgresChanges(dsn, schema, channel, fallback=max(1.0, poll_interval * 100))
