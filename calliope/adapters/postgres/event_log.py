@@ -46,23 +46,20 @@ _ROWS = 256  # batches per query of a reader
 _PLAIN = ""  # the ``replica`` of a plain stream's log
 
 
-def _payload(batch: RecordBatch, items: Sequence[bytes], feed_entry: int) -> bytes:
+def _payload(batch: RecordBatch, items: Sequence[bytes]) -> bytes:
+    """The batch as the file store frames it (its feed number is the row's
+    ``feed_entry``, known only as the row is written)."""
     parts = batch_frame_parts(
-        batch.first_sequence,
-        batch.writer,
-        dict(batch.version),
-        batch.timestamp_us,
-        items,
-        feed_entry,
+        batch.first_sequence, batch.writer, dict(batch.version), batch.timestamp_us, items
     )
     return b"".join(parts[1:])  # (parts[0] is the file store's frame header)
 
 
-def _decode(payload: bytes) -> RecordBatch:
+def _decode(payload: bytes, feed_entry: int | None = None) -> RecordBatch:
     batch = decode_batch(payload, path="a PostgreSQL batches row", offset=0)
     if batch is None:
         raise ValueError("a batches row holds no batch")
-    return batch
+    return batch if feed_entry is None else batch._replace(feed_entry=feed_entry)
 
 
 class _Request(NamedTuple):
@@ -137,59 +134,51 @@ class PostgresEventLog:
     async def _flush(
         self, requests: Sequence[_Request]
     ) -> list[RecordBatch | BaseException | None]:
-        """One transaction for a group of appends (group commit): lock the
-        logs (in key order, so concurrent groups never deadlock), check each
-        request in order against what the ones before it left, insert the
-        accepted ones with one feed number, notify. One result per request:
-        its batch, None (no events), or its own error (the others go on)."""
+        """One transaction for a group of appends (group commit), three
+        statements whatever its size: record the streams' kinds and read
+        them back; lock the logs (an upsert that returns each log's end:
+        rows locked in key order, so concurrent groups never deadlock);
+        then, after each request is checked in order against what the ones
+        before it left, one statement that takes the feed number, inserts
+        the accepted batches, moves the logs' ends and notifies. One result
+        per request: its batch, None (no events), or its own error (the
+        others go on)."""
         logs = sorted({(r.stream_id.encode(), r.replica.encode()) for r in requests})
-        streams = [r.stream_id.encode() for r in requests]
+        streams: dict[bytes, bool] = {}
+        for request in requests:  # (the first request of a new stream sets its kind)
+            streams.setdefault(request.stream_id.encode(), request.replica != _PLAIN)
+        kinds_in = sorted(streams.items())
         async with pg_connection(self._pool) as connection, connection.transaction():
-            await connection.execute(
-                self._q(
-                    "INSERT INTO {s}.streams SELECT * FROM unnest(%s::bytea[], %s::bool[]) "
-                    "ON CONFLICT DO NOTHING"
-                ),
-                (streams, [r.replica != _PLAIN for r in requests]),
-            )
-            kinds_cursor = await connection.execute(
-                self._q("SELECT stream_id, replicated FROM {s}.streams WHERE stream_id = ANY(%s)"),
-                (sorted(set(streams)),),
-            )
-            await connection.execute(
-                self._q(
-                    "INSERT INTO {s}.logs SELECT s, r, 0, %s FROM "
-                    "unnest(%s::bytea[], %s::bytea[]) AS t(s, r) ON CONFLICT DO NOTHING"
-                ),
-                (msgpack.packb({}), [k[0] for k in logs], [k[1] for k in logs]),
-            )
             cursor = await connection.execute(
                 self._q(
-                    "SELECT stream_id, replica, last_sequence, last_version FROM {s}.logs "
-                    "WHERE (stream_id, replica) IN "
-                    "(SELECT * FROM unnest(%s::bytea[], %s::bytea[])) "
-                    "ORDER BY stream_id, replica FOR UPDATE"
+                    "INSERT INTO {s}.streams AS t SELECT * FROM unnest(%s::bytea[], %s::bool[]) "
+                    "ON CONFLICT (stream_id) DO UPDATE SET replicated = t.replicated "
+                    "RETURNING stream_id, replicated"
                 ),
-                ([k[0] for k in logs], [k[1] for k in logs]),
+                ([k for k, _ in kinds_in], [v for _, v in kinds_in]),
+            )
+            kinds = {bytes(row[0]): bool(row[1]) for row in await cursor.fetchall()}
+            cursor = await connection.execute(
+                self._q(
+                    "INSERT INTO {s}.logs AS t SELECT s, r, 0, %s FROM "
+                    "unnest(%s::bytea[], %s::bytea[]) AS u(s, r) "
+                    "ON CONFLICT (stream_id, replica) "
+                    "DO UPDATE SET last_sequence = t.last_sequence "
+                    "RETURNING stream_id, replica, last_sequence, last_version"
+                ),
+                (msgpack.packb({}), [k[0] for k in logs], [k[1] for k in logs]),
             )
             ends = {
                 (bytes(row[0]), bytes(row[1])): (int(row[2]), msgpack.unpackb(row[3]))
                 for row in await cursor.fetchall()
             }
-            kinds = {bytes(row[0]): bool(row[1]) for row in await kinds_cursor.fetchall()}
             results: list[RecordBatch | BaseException | None] = []
             accepted: list[tuple[_Request, RecordBatch]] = []
             for request in requests:
                 results.append(self._check(request, kinds, ends, accepted))
             if not accepted:
                 return results
-            cursor = await connection.execute(
-                self._q("UPDATE {s}.feed_counter SET next = next + 1 WHERE id = 1 RETURNING next")
-            )
-            counter = await cursor.fetchone()
-            assert counter is not None
-            entry = int(counter[0]) - 1
-            payloads = [_payload(batch, request.items, entry) for request, batch in accepted]
+            payloads = [_payload(batch, request.items) for request, batch in accepted]
             # The entry's events are counted in (stream, replica, sequence) order.
             order = sorted(
                 range(len(accepted)),
@@ -204,44 +193,43 @@ class PostgresEventLog:
             for i in order:
                 offsets[i] = before
                 before += len(accepted[i][1].items)
-            await connection.execute(
+            moved = {
+                key: ends[key]
+                for key in {(r.stream_id.encode(), r.replica.encode()) for r, _ in accepted}
+            }
+            cursor = await connection.execute(
                 self._q(
-                    "INSERT INTO {s}.batches SELECT * FROM unnest("
-                    "%s::bytea[], %s::bytea[], %s::bigint[], %s::bigint[], %s::bigint[], "
-                    "%s::bigint[], %s::bytea[])"
+                    "WITH c AS (UPDATE {s}.feed_counter SET next = next + 1 WHERE id = 1 "
+                    "  RETURNING next - 1 AS entry), "
+                    "b AS (INSERT INTO {s}.batches SELECT s, r, f, l, (SELECT entry FROM c), o, p "
+                    "  FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::bigint[], "
+                    "  %s::bigint[], %s::bytea[]) AS u(s, r, f, l, o, p)), "
+                    "e AS (UPDATE {s}.logs SET last_sequence = u.l, last_version = u.v FROM "
+                    "  unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::bytea[]) "
+                    "  AS u(s, r, l, v) "
+                    "  WHERE logs.stream_id = u.s AND logs.replica = u.r), "
+                    "n AS (SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x) "
+                    "SELECT entry, (SELECT count(*) FROM n) FROM c"
                 ),
                 (
                     [r.stream_id.encode() for r, _ in accepted],
                     [r.replica.encode() for r, _ in accepted],
                     [b.first_sequence for _, b in accepted],
                     [b.last_sequence for _, b in accepted],
-                    [entry] * len(accepted),
                     offsets,
                     payloads,
-                ),
-            )
-            moved = {
-                key: ends[key]
-                for key in {(r.stream_id.encode(), r.replica.encode()) for r, _ in accepted}
-            }
-            await connection.execute(
-                self._q(
-                    "UPDATE {s}.logs SET last_sequence = u.l, last_version = u.v FROM "
-                    "unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::bytea[]) AS u(s, r, l, v) "
-                    "WHERE logs.stream_id = u.s AND logs.replica = u.r"
-                ),
-                (
                     [k[0] for k in moved],
                     [k[1] for k in moved],
                     [end[0] for end in moved.values()],
                     [msgpack.packb(end[1]) for end in moved.values()],
+                    self._channel,
+                    sorted({k[0].hex() for k in moved}),
                 ),
             )
-            await connection.execute(
-                "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x",
-                (self._channel, sorted({k[0].hex() for k in moved})),
-            )
-        decoded = iter([_decode(payload) for payload in payloads])
+            row = await cursor.fetchone()
+            assert row is not None
+            entry = int(row[0])
+        decoded = iter([_decode(payload, entry) for payload in payloads])
         return [next(decoded) if isinstance(r, RecordBatch) else r for r in results]
 
     def _check(
@@ -530,7 +518,7 @@ class PostgresEventLog:
                 int(number),
                 bytes(stream).decode(),
                 bytes(replica).decode() or None,
-                _decode(payload),
+                _decode(payload, int(number)),
                 int(offset),
             )
             for number, stream, replica, offset, payload, _ in rows
