@@ -53,7 +53,8 @@ async def pg_rows(
     for attempt in range(_ATTEMPTS):
         try:
             async with pg_connection(pool) as connection:
-                cursor = await connection.execute(query, arguments)
+                # (binary results: bytea comes as bytes, not hex to decode)
+                cursor = await connection.execute(query, arguments, binary=True)
                 rows: list[tuple[Any, ...]] = await cursor.fetchall()
                 return rows
         except StorageError as error:

@@ -163,22 +163,34 @@ class PostgresStore:
                 await self._take_lease(replica_id)
 
     async def _take_lease(self, replica_id: str) -> None:
+        """Hold ``replica_id``'s advisory lock on a connection of its own. A
+        lock found taken is tried again for half a second (an app that just
+        closed on another connection may not have let go yet)."""
+        key = f"calliope:{self._schema}:{replica_id}"
         try:
-            connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-            cursor = await connection.execute(
-                "SELECT pg_try_advisory_lock(hashtextextended(%s, 11))",
-                (f"calliope:{self._schema}:{replica_id}",),
+            connection = await psycopg.AsyncConnection.connect(
+                self._dsn, autocommit=True, application_name=f"calliope {self._schema} lease"
             )
-            row = await cursor.fetchone()
         except psycopg.Error as error:
             raise _unreachable(self._dsn, error) from error
-        if row is None or not row[0]:
+        try:
+            for attempt in range(6):
+                cursor = await connection.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 11))", (key,)
+                )
+                row = await cursor.fetchone()
+                if row is not None and row[0]:
+                    self._leases[replica_id] = connection
+                    return
+                await asyncio.sleep(0.02 * 2**attempt)
+        except psycopg.Error as error:
             await connection.close()
-            raise ReplicaInUseError(
-                f"replica id {replica_id!r} is in use by another live app on PostgreSQL schema "
-                f"{self._schema!r}; give this app another replica_id"
-            )
-        self._leases[replica_id] = connection
+            raise _unreachable(self._dsn, error) from error
+        await connection.close()
+        raise ReplicaInUseError(
+            f"replica id {replica_id!r} is in use by another live app on PostgreSQL schema "
+            f"{self._schema!r}; give this app another replica_id"
+        )
 
     async def aclose(self) -> None:
         try:
@@ -187,6 +199,10 @@ class PostgresStore:
             await self._pool.close()
         finally:
             for connection in self._leases.values():
+                with contextlib.suppress(Exception):
+                    # Released at once (a closed session's locks go when the
+                    # server notices, a moment later).
+                    await connection.execute("SELECT pg_advisory_unlock_all()")
                 with contextlib.suppress(Exception):
                     await connection.close()
             self._leases.clear()
