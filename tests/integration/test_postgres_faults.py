@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from collections.abc import Awaitable, Callable
 
 import psycopg
+import pytest
 
 import calliope
 from tests.integration.events import ItemAdded
-from tests.postgres import fresh_schema, postgres_dsn
+from tests.postgres import ThrowawayServer, fresh_schema, postgres_dsn
 
 
 async def _kill_backends(dsn: str, schema: str) -> int:
@@ -81,3 +84,78 @@ async def test_killed_backends_lose_no_acknowledged_event_and_duplicate_none() -
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+
+
+async def _hammer_through(target: str, fault: Callable[[], Awaitable[None]]) -> None:
+    """Eight writers and a live query on ``target`` while ``fault()`` (a
+    coroutine function) strikes; then every acknowledged event is stored
+    once, sequences are contiguous, and the live query saw them all."""
+    async with calliope.open(target, poll_interval=0.01) as app:
+        stream = app.journal.event_stream("hammered", ItemAdded)
+        acknowledged: list[str] = []
+        seen_live: list[str] = []
+
+        async def writer(task: int) -> None:
+            for n in range(60):
+                sku = f"{task}-{n}"
+                try:
+                    await stream.persist(ItemAdded(sku))
+                except calliope.StorageError:
+                    await asyncio.sleep(0.05)
+                    continue
+                acknowledged.append(sku)
+                await asyncio.sleep(0.002)
+
+        async def follow() -> None:
+            async with app.journal.event_stream("hammered", ItemAdded).live_query() as live:
+                async for envelope in live:
+                    seen_live.append(envelope.event.sku)
+
+        follower = asyncio.create_task(follow())
+        writers = asyncio.gather(*(writer(task) for task in range(8)))
+        await fault()
+        await writers
+        for _ in range(50):  # the server may still be starting
+            try:
+                await stream.persist(ItemAdded("after"))
+                break
+            except calliope.StorageError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no persist worked after the fault")
+        acknowledged.append("after")
+        stored = [envelope async for envelope in stream.query()]
+        skus = [envelope.event.sku for envelope in stored]
+        assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
+        assert len(skus) == len(set(skus)), "an event was stored twice"
+        assert set(acknowledged) <= set(skus), "an acknowledged event was lost"
+        for _ in range(1500):
+            if len(seen_live) >= len(stored):
+                break
+            await asyncio.sleep(0.02)
+        assert not follower.done(), "the live query ended"
+        assert seen_live == skus
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+async def test_a_server_restarted_under_load_loses_nothing() -> None:
+    """A throwaway server of our own (never the machine's shared one),
+    stopped at once and started again while eight writers and a live query
+    run: clients reconnect, the live query goes on."""
+    server = ThrowawayServer.start()
+    if server is None:
+        reason = "no initdb/pg_ctl to start a throwaway PostgreSQL server"
+        if os.environ.get("CALLIOPE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"CALLIOPE_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    try:
+
+        async def restart() -> None:
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(server.restart)
+
+        await _hammer_through(f"{server.dsn}?schema=restarted", restart)
+    finally:
+        server.stop()
