@@ -43,6 +43,7 @@ bench: $(VENV)/.runtime
 	$(BIN)/python -m benchmarks.responsiveness
 	$(BIN)/python -m benchmarks.snapshots
 	$(BIN)/python -m benchmarks.feed
+	$(BIN)/python -m benchmarks.postgres
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
