@@ -34,7 +34,7 @@ unit: $(VENV)/.dev
 
 test: lint typecheck unit
 
-bench: $(VENV)/.runtime
+bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.core
 	$(BIN)/python -m benchmarks.journal
 	$(BIN)/python -m benchmarks.replication
