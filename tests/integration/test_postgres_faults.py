@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 import calliope
+from calliope import GCounter
 from tests.integration.events import ItemAdded
 from tests.postgres import ThrowawayServer, fresh_schema, postgres_dsn
 
@@ -159,3 +160,35 @@ async def test_a_server_restarted_under_load_loses_nothing() -> None:
         await _hammer_through(f"{server.dsn}?schema=restarted", restart)
     finally:
         server.stop()
+
+
+async def test_killed_backends_during_replicator_updates_lose_no_acknowledged_one() -> None:
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        target = f"{dsn}?schema={schema}"
+        acknowledged = 0
+        failed = 0
+        async with calliope.open(target, replica_id="counting", poll_interval=0.01) as app:
+
+            async def updater() -> None:
+                nonlocal acknowledged, failed
+                for _ in range(40):
+                    try:
+                        await app.replicator.update("hits", GCounter, lambda c: c.increment())
+                    except calliope.StorageError:
+                        failed += 1
+                        await asyncio.sleep(0.02)
+                        continue
+                    acknowledged += 1
+                    await asyncio.sleep(0.01)  # (spread over the kills)
+
+            updaters = asyncio.gather(*(updater() for _ in range(4)))
+            for _ in range(4):
+                await asyncio.sleep(0.05)
+                await _kill_backends(dsn, schema)
+            await updaters
+        async with calliope.open(target, replica_id="reader", poll_interval=0.01) as reader:
+            value = (await reader.replicator.get("hits", GCounter)).value
+        # Every acknowledged increment is there; a failed one may be too (its
+        # commit's outcome was unknown), never twice.
+        assert acknowledged <= value <= acknowledged + failed
