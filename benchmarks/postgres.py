@@ -29,7 +29,7 @@ import msgpack
 import psycopg
 
 import calliope
-from benchmarks.journal import ItemAdded, sample
+from benchmarks.journal import ItemAdded, concurrent_writers, sample, single_writer
 from benchmarks.report import header, rate, row
 
 _DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -43,30 +43,6 @@ async def _raw_inserts(dsn: str, count: int, size: int) -> float:
         start = time.perf_counter()
         for n in range(count):
             await connection.execute("INSERT INTO raw_bench VALUES (%s, %s)", (n, payload))
-        return time.perf_counter() - start
-
-
-async def _one_writer(target: str, count: int) -> float:
-    async with calliope.open(target, replica_id="single") as app:
-        stream = app.journal.event_stream("single", ItemAdded)
-        await stream.persist(sample(0))
-        start = time.perf_counter()
-        for n in range(count):
-            await stream.persist(sample(n))
-        return time.perf_counter() - start
-
-
-async def _many_writers(target: str, tasks: int, per_task: int) -> float:
-    async with calliope.open(target, replica_id="group") as app:
-        stream = app.journal.event_stream("group", ItemAdded)
-        await stream.persist(sample(0))
-
-        async def writer(task: int) -> None:
-            for n in range(per_task):
-                await stream.persist(sample(task * per_task + n))
-
-        start = time.perf_counter()
-        await asyncio.gather(*(writer(task) for task in range(tasks)))
         return time.perf_counter() - start
 
 
@@ -117,7 +93,7 @@ def main() -> None:
     try:
         size = 110
         raw = asyncio.run(_raw_inserts(args.dsn, 2000, size))
-        ours = asyncio.run(_one_writer(target, 2000))
+        ours = asyncio.run(single_writer(target, 2000))
         print(
             row(
                 "(a) one awaited persist",
@@ -127,7 +103,7 @@ def main() -> None:
                 "1-row INSERT transactions",
             )
         )
-        many = asyncio.run(_many_writers(target, 256, 40))
+        many = asyncio.run(concurrent_writers(target, 256, 40))
         print(
             row(
                 "(b) 256 concurrent tasks, persist",

@@ -23,7 +23,7 @@ import msgpack
 from calliope.adapters.kinds import other_kind
 from calliope.adapters.memory_feed import MemoryFeed
 from calliope.adapters.memory_progress import MemoryProgress
-from calliope.adapters.notify import Signal
+from calliope.adapters.notify import Signal, SignalWatcher
 from calliope.adapters.packing import is_large, pack_data, quick_to_pack, repack_data
 from calliope.adapters.read_only import read_only_refused
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
@@ -322,20 +322,10 @@ class MemoryChanges:
     @contextlib.asynccontextmanager
     async def watch(
         self, stream_id: str, *, ignoring: str | None = None
-    ) -> AsyncIterator[_MemoryWatcher]:
+    ) -> AsyncIterator[SignalWatcher]:
         with self._backend.lock:
             signal = self._backend.signals.setdefault(stream_id, Signal())
-        yield _MemoryWatcher(signal, ignoring)
-
-
-class _MemoryWatcher:
-    def __init__(self, signal: Signal, ignoring: str | None) -> None:
-        self._signal = signal
-        self._ignoring = ignoring
-        self._seen = signal.count(ignoring)
-
-    async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen, self._ignoring)
+        yield SignalWatcher(signal, ignoring)
 
 
 class MemorySnapshots:

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from calliope.adapters.notify import SignalWatcher
 from calliope.core.ids import in_feed
 from calliope.shell.ports import FeedEntry, FeedPage
 
@@ -48,14 +49,5 @@ class MemoryFeed:
         return FeedPage(entries, next_entry, next_entry < total, total)
 
     @contextlib.asynccontextmanager
-    async def watch_feed(self) -> AsyncIterator[_FeedWatcher]:
-        yield _FeedWatcher(self._backend)
-
-
-class _FeedWatcher:
-    def __init__(self, backend: MemoryBackend) -> None:
-        self._signal = backend.feed_signal
-        self._seen = self._signal.count()
-
-    async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen)
+    async def watch_feed(self) -> AsyncIterator[SignalWatcher]:
+        yield SignalWatcher(self._backend.feed_signal)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-__all__ = ["Signal"]
+__all__ = ["Signal", "SignalWatcher"]
 
 _Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[None], str | None]
 
@@ -64,3 +64,17 @@ class Signal:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class SignalWatcher:
+    """A watcher (:class:`calliope.shell.ports.Watcher`) on a :class:`Signal`:
+    ``wait`` returns once the signal fired (by a writer other than
+    ``ignoring``) since the watcher was made or last waited."""
+
+    def __init__(self, signal: Signal, ignoring: str | None = None) -> None:
+        self._signal = signal
+        self._ignoring = ignoring
+        self._seen = signal.count(ignoring)
+
+    async def wait(self) -> None:
+        self._seen = await self._signal.wait(self._seen, self._ignoring)

@@ -24,7 +24,7 @@ from calliope.adapters.files.batch_format import SEAL
 from calliope.adapters.files.change_marker import ChangeMarker
 from calliope.adapters.files.extent import Extent, read_extent
 from calliope.adapters.files.layout import stream_directory
-from calliope.adapters.notify import Signal
+from calliope.adapters.notify import Signal, SignalWatcher
 
 __all__ = ["FileChanges"]
 
@@ -199,16 +199,6 @@ class _Watched:
         self.probe = probe
 
 
-class _FileWatcher:
-    def __init__(self, signal: Signal, ignoring: str | None) -> None:
-        self._signal = signal
-        self._ignoring = ignoring
-        self._seen = signal.count(ignoring)
-
-    async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen, self._ignoring)
-
-
 class FileChanges:
     """Implements :class:`calliope.shell.ports.ChangesPort` for a directory."""
 
@@ -237,7 +227,7 @@ class FileChanges:
     @contextlib.asynccontextmanager
     async def watch(
         self, stream_id: str, *, ignoring: str | None = None
-    ) -> AsyncIterator[_FileWatcher]:
+    ) -> AsyncIterator[SignalWatcher]:
         watched = self._watched.get(stream_id)
         if watched is None:
             watched = self._watched[stream_id] = _Watched(_StreamProbe(self._root, stream_id))
@@ -255,20 +245,20 @@ class FileChanges:
         if self._poller is None and not self._closed:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         try:
-            yield _FileWatcher(watched.signal, ignoring)
+            yield SignalWatcher(watched.signal, ignoring)
         finally:
             self._unwatch(stream_id, watched)
             await self._stop_if_unwatched()  # the last watcher: stop polling
 
     @contextlib.asynccontextmanager
-    async def watch_all(self) -> AsyncIterator[_FileWatcher]:
+    async def watch_all(self) -> AsyncIterator[SignalWatcher]:
         """A watcher woken by any append: this app's at once, other
         processes' when the poller sees the change marker move."""
         self._feed_watchers += 1
         if self._poller is None and not self._closed:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         try:
-            yield _FileWatcher(self._feed, None)
+            yield SignalWatcher(self._feed, None)
         finally:
             self._feed_watchers -= 1
             await self._stop_if_unwatched()

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
-from calliope.adapters.notify import Signal
+from calliope.adapters.notify import Signal, SignalWatcher
 
 __all__ = ["PostgresChanges"]
 
@@ -35,16 +35,6 @@ def _stream_of(payload: str) -> str:
         return bytes.fromhex(payload).decode()
     except ValueError:
         return ""
-
-
-class _Watcher:
-    def __init__(self, signal: Signal, ignoring: str | None) -> None:
-        self._signal = signal
-        self._ignoring = ignoring
-        self._seen = signal.count(ignoring)
-
-    async def wait(self) -> None:
-        self._seen = await self._signal.wait(self._seen, self._ignoring)
 
 
 class PostgresChanges:
@@ -95,12 +85,12 @@ class PostgresChanges:
     @contextlib.asynccontextmanager
     async def watch(
         self, stream_id: str, *, ignoring: str | None = None
-    ) -> AsyncIterator[_Watcher]:
+    ) -> AsyncIterator[SignalWatcher]:
         signal, count = self._signals.get(stream_id, (Signal(), 0))
         self._signals[stream_id] = (signal, count + 1)
         await self._start()
         try:
-            yield _Watcher(signal, ignoring)
+            yield SignalWatcher(signal, ignoring)
         finally:
             signal, count = self._signals[stream_id]
             if count == 1:
@@ -110,11 +100,11 @@ class PostgresChanges:
             await self._stop_if_unwatched()
 
     @contextlib.asynccontextmanager
-    async def watch_all(self) -> AsyncIterator[_Watcher]:
+    async def watch_all(self) -> AsyncIterator[SignalWatcher]:
         self._feed_watchers += 1
         await self._start()
         try:
-            yield _Watcher(self._feed, None)
+            yield SignalWatcher(self._feed, None)
         finally:
             self._feed_watchers -= 1
             await self._stop_if_unwatched()
