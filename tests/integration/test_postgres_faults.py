@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 import pytest
 
 import calliope
 from calliope import GCounter
+from calliope.adapters.postgres.event_log import PostgresEventLog
 from tests.integration.events import ItemAdded
 from tests.postgres import ThrowawayServer, fresh_schema, postgres_dsn
 
@@ -151,3 +153,50 @@ async def test_killed_backends_during_replicator_updates_lose_no_acknowledged_on
         # Every acknowledged increment is there; a failed one may be too (its
         # commit's outcome was unknown), never twice.
         assert acknowledged <= value <= acknowledged + failed
+
+
+def _lost() -> calliope.StorageError:
+    """The error a write meets when its connection is lost."""
+    error = calliope.StorageError("lost")
+    error.__cause__ = psycopg.OperationalError("server closed the connection unexpectedly")
+    return error
+
+
+@pytest.mark.parametrize("when", ["after the commit", "before the commit", "every time"])
+async def test_a_write_whose_connection_is_lost_is_applied_once(
+    monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A lost connection: if the group was committed (the loss came with the
+    commit's answer) its write id finds it and the persist succeeds; if not,
+    it is written again; if it never can be, StorageError and nothing
+    written. Never twice."""
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        async with calliope.open(f"{dsn}?schema={schema}") as app:
+            stream = app.journal.event_stream("s", ItemAdded)
+            await stream.persist(ItemAdded("before"))
+            real = PostgresEventLog._write_group
+            calls = 0
+
+            async def flaky(self: PostgresEventLog, *arguments: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                if when == "every time" or (when == "before the commit" and calls == 1):
+                    raise _lost()
+                result = await real(self, *arguments)
+                if when == "after the commit" and calls == 1:
+                    raise _lost()
+                return result
+
+            monkeypatch.setattr(PostgresEventLog, "_write_group", flaky)
+            if when == "every time":
+                with pytest.raises(calliope.StorageError):
+                    await stream.persist(ItemAdded("x"))
+            else:
+                envelope = await stream.persist(ItemAdded("x"))
+                assert envelope.sequence == 2
+            monkeypatch.setattr(PostgresEventLog, "_write_group", real)
+            skus = [e.event.sku async for e in stream.query()]
+            assert skus == (["before"] if when == "every time" else ["before", "x"])
+            await stream.persist(ItemAdded("next"))
+            assert [e.sequence async for e in stream.query()] == list(range(1, len(skus) + 2))

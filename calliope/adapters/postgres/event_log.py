@@ -20,11 +20,13 @@ number of rows per query, whatever the log's length.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
 import msgpack
+import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -37,7 +39,7 @@ from calliope.adapters.postgres.connections import pg_connection, pg_rows
 from calliope.adapters.read_only import read_only_refused
 from calliope.core.ids import RESERVED_PREFIX, in_feed
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
-from calliope.errors import ConcurrencyError
+from calliope.errors import ConcurrencyError, StorageError
 from calliope.shell.ports import FeedEntry, FeedPage, NewEvent, RepairReport, Watcher
 
 __all__ = ["PostgresEventLog"]
@@ -73,6 +75,24 @@ class _Request(NamedTuple):
     expected_sequence: int | None
     observed: Mapping[str, int] | None
     timestamp_us: int
+
+
+_WRITE_ATTEMPTS = 3
+
+
+class _Written:
+    """What an attempt at writing a group decided before its commit: each
+    request's result, and the accepted batches' payloads."""
+
+    def __init__(self) -> None:
+        self.results: list[RecordBatch | BaseException | None] | None = None
+        self.payloads: list[bytes] = []
+
+    def finish(self, entry: int) -> list[RecordBatch | BaseException | None]:
+        """The results, the accepted batches as stored under feed ``entry``."""
+        assert self.results is not None
+        decoded = iter([_decode(payload, entry) for payload in self.payloads])
+        return [next(decoded) if isinstance(r, RecordBatch) else r for r in self.results]
 
 
 class PostgresEventLog:
@@ -134,6 +154,34 @@ class PostgresEventLog:
     async def _flush(
         self, requests: Sequence[_Request]
     ) -> list[RecordBatch | BaseException | None]:
+        """Write a group once (:meth:`_write_group`). If the connection is
+        lost, the group's write id tells whether it was committed (the loss
+        came with the commit): then its results stand; else it is written
+        again, up to ``_WRITE_ATTEMPTS`` times. So a lost connection never
+        writes a group twice, nor fails one that was written."""
+        write_id = uuid.uuid4().bytes
+        for attempt in range(_WRITE_ATTEMPTS):
+            written = _Written()
+            try:
+                return await self._write_group(requests, write_id, written)
+            except StorageError as error:
+                if not isinstance(error.__cause__, psycopg.OperationalError):
+                    raise
+                rows = await pg_rows(
+                    self._pool,
+                    self._q("SELECT feed_entry FROM {s}.batches WHERE write_id = %s LIMIT 1"),
+                    (write_id,),
+                )
+                if rows and written.results is not None:
+                    return written.finish(int(rows[0][0]))
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _write_group(
+        self, requests: Sequence[_Request], write_id: bytes, written: _Written
+    ) -> list[RecordBatch | BaseException | None]:
         """One transaction for a group of appends (group commit), three
         statements whatever its size: record the streams' kinds and read
         them back; lock the logs (an upsert that returns each log's end:
@@ -179,6 +227,7 @@ class PostgresEventLog:
             if not accepted:
                 return results
             payloads = [_payload(batch, request.items) for request, batch in accepted]
+            written.results, written.payloads = results, payloads
             # The entry's events are counted in (stream, replica, sequence) order.
             order = sorted(
                 range(len(accepted)),
@@ -201,7 +250,8 @@ class PostgresEventLog:
                 self._q(
                     "WITH c AS (UPDATE {s}.feed_counter SET next = next + 1 WHERE id = 1 "
                     "  RETURNING next - 1 AS entry), "
-                    "b AS (INSERT INTO {s}.batches SELECT s, r, f, l, (SELECT entry FROM c), o, p "
+                    "b AS (INSERT INTO {s}.batches "
+                    "  SELECT s, r, f, l, (SELECT entry FROM c), o, p, %s "
                     "  FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::bigint[], "
                     "  %s::bigint[], %s::bytea[]) AS u(s, r, f, l, o, p)), "
                     "e AS (UPDATE {s}.logs SET last_sequence = u.l, last_version = u.v FROM "
@@ -212,6 +262,7 @@ class PostgresEventLog:
                     "SELECT entry, (SELECT count(*) FROM n) FROM c"
                 ),
                 (
+                    write_id,
                     [r.stream_id.encode() for r, _ in accepted],
                     [r.replica.encode() for r, _ in accepted],
                     [b.first_sequence for _, b in accepted],
@@ -229,8 +280,7 @@ class PostgresEventLog:
             row = await cursor.fetchone()
             assert row is not None
             entry = int(row[0])
-        decoded = iter([_decode(payload, entry) for payload in payloads])
-        return [next(decoded) if isinstance(r, RecordBatch) else r for r in results]
+        return written.finish(entry)
 
     def _check(
         self,

@@ -18,7 +18,9 @@ Tables (``<s>`` the schema):
   batch as the file store frames it (batch_format.py), ``feed_entry`` its
   feed number (one per transaction) and ``entry_offset`` the events of that
   entry before it (in stream, replica, sequence order): a feed position
-  names the same event whatever the prefix of the feed that gave it.
+  names the same event whatever the prefix of the feed that gave it;
+  ``write_id`` the group's: after a connection lost at the commit, the
+  writer looks it up to learn whether the group was written.
 - ``feed_counter(id, next)``: one row; a writing transaction takes its feed
   number from it last, holding the row's lock to its commit, so numbers are
   committed in order (the feed never skips a late commit).
@@ -50,8 +52,10 @@ _MIGRATIONS: dict[int, list[str]] = {
             stream_id bytea NOT NULL, replica bytea NOT NULL,
             first_sequence bigint NOT NULL, last_sequence bigint NOT NULL,
             feed_entry bigint NOT NULL, entry_offset bigint NOT NULL, payload bytea NOT NULL,
+            write_id bytea NOT NULL,
             PRIMARY KEY (stream_id, replica, first_sequence))""",
         "CREATE INDEX batches_feed ON {s}.batches (feed_entry)",
+        "CREATE INDEX batches_write ON {s}.batches (write_id)",
         "CREATE TABLE {s}.feed_counter (id int PRIMARY KEY, next bigint NOT NULL)",
         "INSERT INTO {s}.feed_counter VALUES (1, 0)",
         """CREATE TABLE {s}.snapshots (
