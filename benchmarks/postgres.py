@@ -15,6 +15,11 @@ dropped at the end). Each figure beside a baseline through the same driver
     journal benchmark's replay) vs ``COPY ... TO STDOUT`` of the same rows
     and msgpack-decoding their payloads;
 (d) the feed over the same events (``feed.query()``).
+
+With the extra ``calliope[bench]`` (the Python ``eventsourcing`` library),
+(a) and (b) are also shown beside ``eventsourcing``'s PostgreSQL recorder
+writing one event per transaction (its ``insert_events`` of one stored
+event of the same size, in a loop), on the same server in the same run.
 """
 
 from __future__ import annotations
@@ -51,6 +56,38 @@ async def _fill(target: str, events: int) -> None:
         stream = app.journal.event_stream("replay", ItemAdded)
         for start in range(0, events, 1000):
             await stream.persist_all([sample(n) for n in range(start, min(events, start + 1000))])
+
+
+def _eventsourcing_rate(dsn: str, schema: str, count: int, size: int) -> float | None:
+    """Events/s of ``eventsourcing``'s PostgreSQL recorder inserting one
+    event per transaction; None without the library."""
+    try:
+        from eventsourcing.persistence import StoredEvent
+        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+    except ImportError:
+        return None
+    from urllib.parse import urlparse
+
+    url = urlparse(dsn)
+    datastore = PostgresDatastore(
+        dbname=url.path.lstrip("/"),
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password or "",
+        schema=schema,
+    )
+    try:
+        recorder = PostgresApplicationRecorder(datastore)
+        recorder.create_table()
+        originator = uuid.uuid4()
+        state = b"x" * size
+        start = time.perf_counter()
+        for version in range(1, count + 1):
+            recorder.insert_events([StoredEvent(originator, version, "bench.Event", state)])
+        return rate(count, time.perf_counter() - start)
+    finally:
+        datastore.close()
 
 
 def _count(total: int, event: ItemAdded) -> int:
@@ -103,6 +140,21 @@ def main() -> None:
                 "1-row INSERT transactions",
             )
         )
+        with psycopg.connect(args.dsn, autocommit=True) as connection:
+            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}_es"')
+        theirs = _eventsourcing_rate(args.dsn, f"{schema}_es", 2000, size)
+        if theirs is None:
+            print("    (eventsourcing: not installed; pip install 'calliope[bench]' to compare)")
+        else:
+            print(
+                row(
+                    "(a) beside eventsourcing, 1 event/transaction",
+                    rate(2000, ours),
+                    "events/s",
+                    theirs,
+                    "eventsourcing recorder",
+                )
+            )
         many = asyncio.run(concurrent_writers(target, 256, 40))
         print(
             row(
@@ -113,6 +165,17 @@ def main() -> None:
                 "1-row INSERT transactions",
             )
         )
+        if theirs is not None:
+            print(
+                row(
+                    "(b) beside eventsourcing, 1 event/transaction",
+                    rate(256 * 40, many),
+                    "events/s",
+                    theirs,
+                    "eventsourcing recorder",
+                )
+            )
+            print("    target: (b) >= 10x eventsourcing's one-event-per-transaction rate")
         start = time.perf_counter()
         asyncio.run(_fill(target, args.events))
         fill = time.perf_counter() - start
@@ -141,6 +204,7 @@ def main() -> None:
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}_es" CASCADE')
 
 
 if __name__ == "__main__":
