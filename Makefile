@@ -19,8 +19,10 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.runtime
 
+# `make demo DSN=postgresql://user@host/db` runs it on PostgreSQL instead.
 demo: $(VENV)/.runtime
-	$(BIN)/python -m examples.demo
+	$(if $(DSN),$(BIN)/python -m pip install --quiet -e '.[postgres]')
+	CALLIOPE_DEMO_DSN='$(DSN)' $(BIN)/python -m examples.demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check calliope tests benchmarks examples

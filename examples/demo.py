@@ -9,16 +9,21 @@ until the counter reaches the total, and an update that asks for more
 replicas than are running times out (and succeeds once they run); last, a
 projection folds every cart into one read model, and after a restart
 folds only what came since.
-Everything lives in a fresh temporary directory, removed at the end.
+Everything lives in a fresh temporary directory, removed at the end; or,
+with ``CALLIOPE_DEMO_DSN`` set (``make demo DSN=postgresql://...``), in a
+fresh PostgreSQL schema, dropped at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import calliope
@@ -35,7 +40,8 @@ def step(title: str) -> None:
 
 
 async def first_run(directory: str) -> None:
-    step(f"1. persist events to cart-42 in {directory}")
+    where = re.sub(r"//[^@/]*@", "//***@", directory)  # (no password on the screen)
+    step(f"1. persist events to cart-42 in {where}")
     async with calliope.open(directory, replica_id="web-shop") as app:
         cart = app.journal.event_stream("cart-42", CartEvent)
         first = await cart.persist(ItemAdded("apples", 3))
@@ -230,14 +236,33 @@ async def projection(directory: str) -> None:
         )
 
 
+async def run_all(target: str) -> None:
+    await first_run(target)
+    await restart(target)
+    await replicated(target)
+    await replicator(target)
+    await projection(target)
+
+
 async def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
-        await first_run(directory)
-        await restart(directory)
-        await replicated(directory)
-        await replicator(directory)
-        await projection(directory)
-    print("\nDone: the demo's directory has been removed.")
+    dsn = os.environ.get("CALLIOPE_DEMO_DSN")
+    if not dsn:
+        with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
+            await run_all(directory)
+        print("\nDone: the demo's directory has been removed.")
+        return
+    # On PostgreSQL (`make demo DSN=postgresql://...`): every process, the
+    # second writer and the replicas included, shares only the server; a
+    # fresh schema, dropped at the end.
+    import psycopg
+
+    schema = f"calliope_demo_{uuid.uuid4().hex[:8]}"
+    try:
+        await run_all(f"{dsn}?schema={schema}")
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    print(f"\nDone: the demo's schema {schema} has been dropped.")
 
 
 if __name__ == "__main__":

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.postgres import postgres_dsn
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(module: str) -> str:
+def run(module: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", module], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=None if env is None else {**os.environ, **env},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_the_demo_runs_the_cart_end_to_end() -> None:
-    out = run("examples.demo")
+    check_demo(run("examples.demo"))
+
+
+def test_the_demo_runs_on_postgresql_too() -> None:
+    """`make demo DSN=...`: every process of the demo shares only the server."""
+    out = run("examples.demo", {"CALLIOPE_DEMO_DSN": postgres_dsn()})
+    check_demo(out)
+    assert "has been dropped" in out
+
+
+def check_demo(out: str) -> None:
     assert "a stale writer is refused" in out
     assert "replayed 1 event(s)" in out
     assert "same as a full replay: True" in out
