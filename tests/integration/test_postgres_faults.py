@@ -200,3 +200,34 @@ async def test_a_write_whose_connection_is_lost_is_applied_once(
             assert skus == (["before"] if when == "every time" else ["before", "x"])
             await stream.persist(ItemAdded("next"))
             assert [e.sequence async for e in stream.query()] == list(range(1, len(skus) + 2))
+
+
+async def test_a_transaction_holding_a_feed_number_holds_back_later_writers_not_readers() -> None:
+    """Overlapping transactions, one held open on purpose after taking the
+    next feed number (as a slow writer does): a faster writer waits for the
+    number after it (it cannot commit past it), and the feed shows nothing
+    past what is committed; once the slow one commits, the fast one's event
+    follows it in the feed, and resuming gives exactly the rest."""
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        async with calliope.open(f"{dsn}?schema={schema}") as app:
+            await app.journal.event_stream("a", ItemAdded).persist(ItemAdded("first"))
+            feed = app.journal.feed(ItemAdded)
+            async with await psycopg.AsyncConnection.connect(dsn) as slow:
+                await slow.execute(
+                    f'UPDATE "{schema}".feed_counter SET next = next + 1 WHERE id = 1'
+                )
+                fast = asyncio.create_task(
+                    app.journal.event_stream("b", ItemAdded).persist(ItemAdded("fast"))
+                )
+                await asyncio.sleep(0.5)
+                assert not fast.done(), "a later writer committed past a held feed number"
+                assert [e.event.sku async for e in feed.query()] == ["first"]
+                await slow.commit()
+            await asyncio.wait_for(fast, 10)
+            found = await feed.query().to_list()
+            assert [e.event.sku for e in found] == ["first", "fast"]
+            assert found[0].position is not None and found[1].position is not None
+            assert found[1].position.entry == found[0].position.entry + 2  # (the slow one's hole)
+            rest = await feed.query(after=found[0].position).to_list()
+            assert [e.event.sku for e in rest] == ["fast"]

@@ -1,4 +1,6 @@
-"""``app.replicator`` on the file store, each replica its own OS process.
+"""``app.replicator`` on the file store and on PostgreSQL, each replica its
+own OS process (on PostgreSQL each a "machine": nothing shared but the
+server and the test's barrier files).
 
 The processes run tests/integration/replicator_worker.py (its docstring
 lists the modes). Waits are generous (the machine may be slow); nothing
@@ -20,7 +22,22 @@ from typing import Any
 
 import pytest
 
+from tests.postgres import fresh_schema, postgres_dsn
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["file", "postgres"])
+def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store the processes share: a directory, or a fresh PostgreSQL schema."""
+    if request.param == "file":
+        yield str(tmp_path / "data")
+        return
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        yield f"{dsn}?schema={schema}"
+
+
 TIMEOUT = 180.0
 """The longest a worker may take (seconds)."""
 
@@ -133,9 +150,8 @@ def spawn() -> Iterator[Spawn]:
 
 
 def test_three_processes_of_increments_converge_and_a_fourth_sees_the_total(
-    tmp_path: Path, spawn: Spawn
+    tmp_path: Path, spawn: Spawn, root: str
 ) -> None:
-    root = str(tmp_path / "data")
     each, replicas = 2000, ["p0", "p1", "p2"]
     total = each * len(replicas)
     writers = [spawn("increment", root, r, "hits", str(each), str(total)) for r in replicas]
@@ -147,8 +163,9 @@ def test_three_processes_of_increments_converge_and_a_fourth_sees_the_total(
 # -- b. ORSet -----------------------------------------------------------------
 
 
-def test_concurrent_orset_add_and_remove_converge_to_add_wins(tmp_path: Path, spawn: Spawn) -> None:
-    root = str(tmp_path / "data")
+def test_concurrent_orset_add_and_remove_converge_to_add_wins(
+    tmp_path: Path, spawn: Spawn, root: str
+) -> None:
     contested = [f"c{i}" for i in range(10)]  # re-added by p0 while p1 removes them
     doomed = [f"r{i}" for i in range(5)]  # only removed (by p1, having seen them)
     fresh = ["n0", "n1"]  # added by p0, removed by nobody
@@ -190,8 +207,9 @@ def test_concurrent_orset_add_and_remove_converge_to_add_wins(tmp_path: Path, sp
 # -- c. RGA -------------------------------------------------------------------
 
 
-def test_rga_text_typed_by_two_processes_at_once_converges(tmp_path: Path, spawn: Spawn) -> None:
-    root = str(tmp_path / "data")
+def test_rga_text_typed_by_two_processes_at_once_converges(
+    tmp_path: Path, spawn: Spawn, root: str
+) -> None:
     barrier, parties, size = str(tmp_path / "b"), "p0,p1", 150
     texts = {
         "p0": "".join(chr(0x4E00 + i) for i in range(size)),
@@ -219,9 +237,8 @@ def test_rga_text_typed_by_two_processes_at_once_converges(tmp_path: Path, spawn
 
 
 def test_an_update_needing_three_replicas_waits_for_a_third_process(
-    tmp_path: Path, spawn: Spawn
+    tmp_path: Path, spawn: Spawn, root: str
 ) -> None:
-    root = str(tmp_path / "data")
     second = spawn("hold", root, "b", "quorum", str(tmp_path / "stop-b"))
     second.wait_for_lines(1)
     assert second.lines[0] == "ready"
@@ -244,8 +261,9 @@ def test_an_update_needing_three_replicas_waits_for_a_third_process(
 # -- e. a SIGKILLed replica ---------------------------------------------------
 
 
-def test_a_killed_replica_loses_no_acknowledged_increment(tmp_path: Path, spawn: Spawn) -> None:
-    root = str(tmp_path / "data")
+def test_a_killed_replica_loses_no_acknowledged_increment(
+    tmp_path: Path, spawn: Spawn, root: str
+) -> None:
     others = 300
     victim = spawn("acked", root, "p0", "hits")
     other = spawn("increment", root, "p1", "hits", str(others), str(others))
