@@ -1,0 +1,5 @@
+"""``python -m calliope``: the ``calliope`` command."""
+
+from calliope.cli import main
+
+main()

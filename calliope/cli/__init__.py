@@ -1,0 +1,26 @@
+"""The ``calliope`` command: look inside a store (a directory or a
+``postgresql://`` DSN) without writing code. Read-only unless a command
+says otherwise.
+
+Exit codes: 0 done; 1 the store refused or is damaged (one line on stderr
+saying what to do); 2 the command line was wrong (click's usage error).
+"""
+
+from __future__ import annotations
+
+import click
+
+from calliope.cli.inspect import show, streams
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="calliope", prog_name="calliope")
+def main() -> None:
+    """Look inside a Calliope store: TARGET is a directory or a
+    postgresql:// DSN (?schema=name to pick the schema)."""
+
+
+main.add_command(streams)
+main.add_command(show)

@@ -1,0 +1,148 @@
+"""``calliope streams`` and ``calliope show``: what a store holds.
+
+Both open the store read-only (nothing is written, no replica lease taken)
+and stream what they print: a store of a million streams, or a stream of a
+million events, prints in constant memory. ``show`` prints events as JSON
+lines as stored (type name, schema version, data): the command has none of
+the application's classes, so nothing is decoded into them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from calliope.errors import CalliopeError
+from calliope.shell.app import open_app
+from calliope.shell.ports import RecordBatch, StorePort
+from calliope.shell.records import from_timestamp_us
+from calliope.shell.targets import store_for
+
+__all__ = ["show", "streams"]
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work``; a CalliopeError becomes one line on stderr and exit 1."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except CalliopeError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _plain(value: Any) -> Any:
+    """Stored plain data as JSON can hold it (bytes as {"$bytes": base64})."""
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+@click.command()
+@click.argument("target")
+@click.option("--prefix", default=None, help="Only streams whose id starts with it.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def streams(target: str, prefix: str | None, as_json: bool) -> None:
+    """List the streams of TARGET: id, kind, events, replicas."""
+
+    async def listing() -> None:
+        async with open_app(target, read_only=True) as app:
+            if not as_json:
+                click.echo("stream\tkind\tevents\treplicas")
+            async for info in app.journal.streams(prefix):
+                events = (
+                    info.last_sequence
+                    if info.last_sequence is not None
+                    else (info.version.total if info.version is not None else 0)
+                )
+                if as_json:
+                    line = {
+                        "stream": info.stream_id,
+                        "kind": info.kind,
+                        "events": events,
+                        "replicas": list(info.replicas),
+                    }
+                    click.echo(json.dumps(line, ensure_ascii=False))
+                else:
+                    replicas = ",".join(info.replicas) or "-"
+                    click.echo(f"{info.stream_id}\t{info.kind}\t{events}\t{replicas}")
+
+    _run(listing)
+
+
+def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
+    lines = []
+    timestamp = from_timestamp_us(batch.timestamp_us).isoformat()
+    for index, (type_name, schema_version, data) in enumerate(batch.items):
+        lines.append(
+            json.dumps(
+                {
+                    "stream": stream_id,
+                    "sequence": batch.first_sequence + index,
+                    "replica": batch.writer,
+                    "version": batch.version_at(index),
+                    "timestamp": timestamp,
+                    "type": type_name,
+                    "schema_version": schema_version,
+                    "data": _plain(data),
+                },
+                ensure_ascii=False,
+            )
+        )
+    return lines
+
+
+@click.command()
+@click.argument("target")
+@click.argument("stream")
+@click.option("--from", "first", type=click.IntRange(min=1), default=1, help="First sequence.")
+@click.option("--to", "last", type=click.IntRange(min=0), default=None, help="Last sequence.")
+def show(target: str, stream: str, first: int, last: int | None) -> None:
+    """Print the events of STREAM in TARGET as JSON lines (as stored). A
+    replicated stream prints each replica's log in turn."""
+
+    async def printing() -> None:
+        store, _, _ = store_for(
+            target,
+            replica_id=None,
+            durability="fsync",
+            segment_bytes=64 * 1024 * 1024,
+            poll_interval=0.01,
+            read_only=True,
+        )
+        port: StorePort = store
+        await port.open()
+        try:
+            found = False
+            async for page in port.catalog.list_streams(stream):
+                for stream_id, replicated in page:
+                    if stream_id != stream:
+                        continue
+                    found = True
+                    if not replicated:
+                        async for batches in port.plain.read(stream, first, last):
+                            for batch in batches:
+                                click.echo("\n".join(_event_lines(stream, batch)))
+                        continue
+                    for replica in await port.replicated.replicas(stream):
+                        reader = port.replicated.read_replica(stream, replica, first, last)
+                        async for batches in reader:
+                            for batch in batches:
+                                click.echo("\n".join(_event_lines(stream, batch)))
+            if not found:
+                raise click.ClickException(
+                    f"{target} has no stream {stream!r}; `calliope streams {target}` lists them"
+                )
+        finally:
+            await port.aclose()
+
+    _run(printing)

@@ -1,0 +1,86 @@
+"""The ``calliope`` command, run through its console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+import calliope
+from tests.postgres import fresh_schema, postgres_dsn
+
+
+@calliope.event_type("cli.added")
+@attrs.frozen
+class Added:
+    sku: str
+    blob: bytes = b""
+
+
+def calliope_command() -> list[str]:
+    found = shutil.which("calliope", path=str(Path(sys.executable).parent))
+    assert found is not None, "the console script is installed with the package"
+    return [found]
+
+
+def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*calliope_command(), *arguments], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(params=["file", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "file":
+        yield str(tmp_path / "store")
+        return
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        yield f"{dsn}?schema={schema}"
+
+
+async def test_streams_and_show_print_what_the_store_holds(target: str) -> None:
+    async with calliope.open(target, replica_id="writer") as app:
+        await app.journal.event_stream("cart-1", Added).persist_all(
+            [Added("a", b"\x00\x01"), Added("b")]
+        )
+        await app.journal.replicated_event_stream("shared", Added).persist(Added("r"))
+    listed = run("streams", target)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "stream\tkind\tevents\treplicas"
+    assert sorted(lines[1:]) == ["cart-1\tplain\t2\t-", "shared\treplicated\t1\twriter"]
+    as_json = run("streams", target, "--json", "--prefix", "cart")
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == [
+        {"stream": "cart-1", "kind": "plain", "events": 2, "replicas": []}
+    ]
+    shown = run("show", target, "cart-1")
+    events = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [e["sequence"] for e in events] == [1, 2]
+    assert events[0]["type"] == "cli.added"
+    assert events[0]["data"] == {"sku": "a", "blob": {"$bytes": "AAE="}}
+    assert [
+        json.loads(line)["sequence"]
+        for line in run("show", target, "cart-1", "--from", "2").stdout.splitlines()
+    ] == [2]
+    replicated = run("show", target, "shared")
+    assert [json.loads(line)["replica"] for line in replicated.stdout.splitlines()] == ["writer"]
+
+
+def test_errors_are_one_line_and_an_exit_code(tmp_path: Path) -> None:
+    missing = run("streams", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    usage = run("show", str(tmp_path), "s", "--from", "0")
+    assert usage.returncode == 2
+    module = subprocess.run(
+        [sys.executable, "-m", "calliope", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert module.returncode == 0 and "streams" in module.stdout and "show" in module.stdout
