@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from calliope.cli.follow import feed, tail
 from calliope.cli.inspect import show, streams
 
 __all__ = ["main"]
@@ -24,3 +25,5 @@ def main() -> None:
 
 main.add_command(streams)
 main.add_command(show)
+main.add_command(tail)
+main.add_command(feed)

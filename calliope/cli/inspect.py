@@ -23,7 +23,7 @@ from calliope.shell.ports import RecordBatch, StorePort
 from calliope.shell.records import from_timestamp_us
 from calliope.shell.targets import store_for
 
-__all__ = ["show", "streams"]
+__all__ = ["raw_store", "show", "streams"]
 
 T = TypeVar("T")
 
@@ -34,6 +34,20 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(work())  # type: ignore[arg-type]
     except CalliopeError as error:
         raise click.ClickException(str(error)) from None
+
+
+def raw_store(target: str) -> StorePort:
+    """The store at ``target``, unopened, read-only: its ports give stored
+    records as plain data."""
+    store, _, _ = store_for(
+        target,
+        replica_id=None,
+        durability="fsync",
+        segment_bytes=64 * 1024 * 1024,
+        poll_interval=0.01,
+        read_only=True,
+    )
+    return store
 
 
 def _plain(value: Any) -> Any:
@@ -111,15 +125,7 @@ def show(target: str, stream: str, first: int, last: int | None) -> None:
     replicated stream prints each replica's log in turn."""
 
     async def printing() -> None:
-        store, _, _ = store_for(
-            target,
-            replica_id=None,
-            durability="fsync",
-            segment_bytes=64 * 1024 * 1024,
-            poll_interval=0.01,
-            read_only=True,
-        )
-        port: StorePort = store
+        port = raw_store(target)
         await port.open()
         try:
             found = False

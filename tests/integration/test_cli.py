@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +87,52 @@ def test_errors_are_one_line_and_an_exit_code(tmp_path: Path) -> None:
         [sys.executable, "-m", "calliope", "--help"], capture_output=True, text=True, timeout=60
     )
     assert module.returncode == 0 and "streams" in module.stdout and "show" in module.stdout
+
+
+class _Lines:
+    """The lines a process prints, collected by a thread: a test waits for
+    the next one with a deadline instead of hanging."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._queue: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        stdout = process.stdout
+
+        def collect() -> None:
+            for line in stdout:
+                self._queue.put(line)
+
+        threading.Thread(target=collect, daemon=True).start()
+
+    def next(self, seconds: float = 30) -> str:
+        try:
+            return self._queue.get(timeout=seconds)
+        except queue.Empty:
+            raise AssertionError(f"nothing printed within {seconds} s") from None
+
+
+async def test_feed_and_tail_print_and_follow(target: str) -> None:
+    async with calliope.open(target, replica_id="writer") as app:
+        await app.journal.event_stream("cart-1", Added).persist_all([Added("a"), Added("b")])
+        await app.journal.event_stream("cart-2", Added).persist(Added("c"))
+    fed = [json.loads(line) for line in run("feed", target).stdout.splitlines()]
+    assert [e["data"]["sku"] for e in fed] == ["a", "b", "c"]
+    resumed = run("feed", target, "--after", fed[0]["position"]).stdout.splitlines()
+    assert [json.loads(line)["data"]["sku"] for line in resumed] == ["b", "c"]
+    tailed = run("tail", target, "cart-1", "--from", "2").stdout.splitlines()
+    assert [json.loads(line)["data"]["sku"] for line in tailed] == ["b"]
+    assert run("feed", target, "--after", "nonsense").returncode == 2
+    following = subprocess.Popen(
+        [*calliope_command(), "feed", target, "-f"], stdout=subprocess.PIPE, text=True
+    )
+    lines = _Lines(following)
+    try:
+        for _ in range(3):
+            lines.next()  # what was there
+        async with calliope.open(target, replica_id="later") as app:
+            await app.journal.event_stream("cart-3", Added).persist(Added("live"))
+        assert json.loads(lines.next())["data"]["sku"] == "live"
+    finally:
+        following.send_signal(signal.SIGINT)
+        following.wait(timeout=30)
+    assert following.returncode in (0, 1, -signal.SIGINT)
