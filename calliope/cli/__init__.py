@@ -12,6 +12,7 @@ import click
 
 from calliope.cli.follow import feed, tail
 from calliope.cli.inspect import show, streams
+from calliope.cli.replicas import replicas
 
 __all__ = ["main"]
 
@@ -27,3 +28,4 @@ main.add_command(streams)
 main.add_command(show)
 main.add_command(tail)
 main.add_command(feed)
+main.add_command(replicas)

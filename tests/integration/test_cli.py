@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 import calliope
+from calliope import GCounter
 from tests.postgres import fresh_schema, postgres_dsn
 
 
@@ -136,3 +137,20 @@ async def test_feed_and_tail_print_and_follow(target: str) -> None:
         following.send_signal(signal.SIGINT)
         following.wait(timeout=30)
     assert following.returncode in (0, 1, -signal.SIGINT)
+
+
+async def test_replicas_lists_heartbeats_and_progress(target: str) -> None:
+    async with calliope.open(target, replica_id="berlin") as app:
+        await app.replicator.update("views", GCounter, lambda c: c.increment(3))
+        await app.replicator.update("views", GCounter, lambda c: c.increment())
+    listed = run("replicas", target, "--json")
+    assert listed.returncode == 0, listed.stderr
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    beats = [r for r in records if "state" in r]
+    assert [(b["replica"], b["state"]) for b in beats] == [("berlin", "stopped")]
+    assert beats[0]["heartbeat_age_s"] >= 0
+    assert [r for r in records if "key" in r] == [
+        {"key": "views", "replica": "berlin", "applied": 2}
+    ]
+    table = run("replicas", target).stdout
+    assert table.startswith("replica\tstate\theartbeat_age_s\nberlin\tstopped\t")
