@@ -3,7 +3,8 @@
 says otherwise.
 
 Exit codes: 0 done; 1 the store refused or is damaged (one line on stderr
-saying what to do); 2 the command line was wrong (click's usage error).
+saying what to do); 2 the command line was wrong (click's usage error); 3
+``verify`` found damage (the line names the file and offset).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from calliope.cli.follow import feed, tail
 from calliope.cli.inspect import show, streams
 from calliope.cli.replicas import replicas
+from calliope.cli.verify import verify
 
 __all__ = ["main"]
 
@@ -29,3 +31,4 @@ main.add_command(show)
 main.add_command(tail)
 main.add_command(feed)
 main.add_command(replicas)
+main.add_command(verify)
