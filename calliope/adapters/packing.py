@@ -22,6 +22,7 @@ import msgpack
 from calliope.errors import EventEncodingError
 
 __all__ = [
+    "pack_quickly",
     "LARGE",
     "is_large",
     "is_small",
@@ -422,3 +423,16 @@ class _Reader:
         joined with it released (``bytes.join`` releases it for 1 MiB or more
         of ``bytes``)."""
         return b"".join(bytes(view[at : at + _PIECE]) for at in range(0, len(view), _PIECE))
+
+
+def pack_quickly(events: Sequence[Any]) -> tuple[Sequence[bytes], int] | None:
+    """The packed events and their size, if packing them is surely quick
+    (:func:`quick_to_pack`); None when a worker thread should do it."""
+    if not quick_to_pack([event.data for event in events]):
+        return None
+    if len(events) == 1:  # the usual persist
+        event = events[0]
+        packed = pack_data((event.type_name, event.schema_version, event.data))
+        return (packed,), len(packed)
+    items = pack_items([(e.type_name, e.schema_version, e.data) for e in events])
+    return items, sum(map(len, items))

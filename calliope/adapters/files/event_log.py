@@ -35,7 +35,7 @@ from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.files.stream_catalog import list_streams
 from calliope.adapters.files.stream_kind import check_kind
 from calliope.adapters.kinds import other_kind
-from calliope.adapters.packing import pack_data, pack_items, pack_large_items, quick_to_pack
+from calliope.adapters.packing import pack_large_items, pack_quickly
 from calliope.adapters.read_only import read_only_refused
 from calliope.core.replication import RecordBatch, ReplicaPage
 from calliope.errors import (
@@ -50,19 +50,6 @@ _HANDLES = 128  # logs whose state (open files, hints) this process keeps
 _REPLICA_NAMES = 4096
 _QUICK_READ = 64 * 1024  # bytes appended since the last read that may be read on the loop
 _QUICK_LOGS = 16
-
-
-def _pack_quickly(events: Sequence[NewEvent]) -> tuple[Sequence[bytes], int] | None:
-    """The packed events and their size, if packing them is surely quick
-    (:func:`quick_to_pack`); None when a worker thread should do it."""
-    if not quick_to_pack([event.data for event in events]):
-        return None
-    if len(events) == 1:  # the usual persist
-        event = events[0]
-        packed = pack_data((event.type_name, event.schema_version, event.data))
-        return (packed,), len(packed)
-    items = pack_items([(e.type_name, e.schema_version, e.data) for e in events])
-    return items, sum(map(len, items))
 
 
 class FileEventLog:
@@ -233,7 +220,7 @@ class FileEventLog:
         entry.users += 1
         try:  # (no context manager: this is the hot path of every persist)
             items: Sequence[bytes | Sequence[bytes]]
-            quick = _pack_quickly(events)
+            quick = pack_quickly(events)
             if quick is not None:
                 items, size = quick
             else:  # large: packed off the event loop, large values left uncopied

@@ -1,4 +1,4 @@
-"""Plain logs, replica logs, the stream catalog and the feed on PostgreSQL.
+"""Plain logs and replica logs on PostgreSQL (the catalog and feed: catalog.py).
 
 Concurrent appends share one transaction (group commit; READ COMMITTED):
 it records the streams' kinds (``streams``), locks their logs' rows in key
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
 import msgpack
@@ -30,38 +29,21 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from calliope.adapters.files.batch_format import batch_frame_parts, decode_batch
 from calliope.adapters.files.group_commit import GroupCommitter
 from calliope.adapters.kinds import other_kind
 from calliope.adapters.packing import pack_items, quick_to_pack
 from calliope.adapters.postgres.changes import PostgresChanges
 from calliope.adapters.postgres.connections import pg_connection, pg_rows
+from calliope.adapters.postgres.rows import batch_of, payload_of
 from calliope.adapters.read_only import read_only_refused
-from calliope.core.ids import RESERVED_PREFIX, in_feed
 from calliope.core.replication import RecordBatch, ReplicaPage, next_batch
 from calliope.errors import ConcurrencyError, StorageError
-from calliope.shell.ports import FeedEntry, FeedPage, NewEvent, RepairReport, Watcher
+from calliope.shell.ports import NewEvent, RepairReport
 
 __all__ = ["PostgresEventLog"]
 
 _ROWS = 256  # batches per query of a reader
 _PLAIN = ""  # the ``replica`` of a plain stream's log
-
-
-def _payload(batch: RecordBatch, items: Sequence[bytes]) -> bytes:
-    """The batch as the file store frames it (its feed number is the row's
-    ``feed_entry``, known only as the row is written)."""
-    parts = batch_frame_parts(
-        batch.first_sequence, batch.writer, dict(batch.version), batch.timestamp_us, items
-    )
-    return b"".join(parts[1:])  # (parts[0] is the file store's frame header)
-
-
-def _decode(payload: bytes, feed_entry: int | None = None) -> RecordBatch:
-    batch = decode_batch(payload, path="a PostgreSQL batches row", offset=0)
-    if batch is None:
-        raise ValueError("a batches row holds no batch")
-    return batch if feed_entry is None else batch._replace(feed_entry=feed_entry)
 
 
 class _Request(NamedTuple):
@@ -91,7 +73,7 @@ class _Written:
     def finish(self, entry: int) -> list[RecordBatch | BaseException | None]:
         """The results, the accepted batches as stored under feed ``entry``."""
         assert self.results is not None
-        decoded = iter([_decode(payload, entry) for payload in self.payloads])
+        decoded = iter([batch_of(payload, entry) for payload in self.payloads])
         return [next(decoded) if isinstance(r, RecordBatch) else r for r in self.results]
 
 
@@ -226,7 +208,7 @@ class PostgresEventLog:
                 results.append(self._check(request, kinds, ends, accepted))
             if not accepted:
                 return results
-            payloads = [_payload(batch, request.items) for request, batch in accepted]
+            payloads = [payload_of(batch, request.items) for request, batch in accepted]
             written.results, written.payloads = results, payloads
             # The entry's events are counted in (stream, replica, sequence) order.
             order = sorted(
@@ -396,7 +378,7 @@ class PostgresEventLog:
         query += " ORDER BY first_sequence LIMIT %s"
         arguments.append(rows)
         found = await pg_rows(self._pool, self._q(query), arguments)
-        return [_decode(row[0]) for row in found]
+        return [batch_of(row[0]) for row in found]
 
     async def _read(
         self, stream_id: str, replica: str, from_sequence: int, to_sequence: int | None
@@ -482,99 +464,6 @@ class PostgresEventLog:
 
     # -- the catalog and the feed -------------------------------------------------
 
-    async def list_streams(self, prefix: str | None) -> AsyncIterator[list[tuple[str, bool]]]:
-        """Pages of (stream id, replicated) in id (UTF-8 byte) order, keyset-paged."""
-        after = b""
-        first = True
-        start = (prefix or "").encode()
-        while True:
-            query = "SELECT stream_id, replicated FROM {s}.streams WHERE "
-            arguments: list[Any] = [after]
-            query += "stream_id >= %s " if first else "stream_id > %s "
-            if start:
-                query += "AND substring(stream_id FROM 1 FOR %s) = %s "
-                arguments += [len(start), start]
-            query += "ORDER BY stream_id LIMIT %s"
-            arguments.append(_ROWS)
-            rows = await pg_rows(self._pool, self._q(query), arguments)
-            page = [(bytes(row[0]).decode(), bool(row[1])) for row in rows]
-            if page:
-                yield page
-            if len(rows) < _ROWS:
-                return
-            after, first = bytes(rows[-1][0]), False
-
     async def aclose(self) -> None:
         """Let queued appends finish; refuse new ones."""
         await self._committer.aclose()
-
-    def watch_feed(self) -> AbstractAsyncContextManager[Watcher]:
-        return self._changes.watch_all()
-
-    async def read_feed(self, start: int, prefix: str | None, *, limit: int) -> FeedPage:
-        """Rows numbered from ``start`` up to the counter's committed value
-        (read first: every number below it is committed or rolled back, see
-        the module docstring, so nothing is in flight), of the streams the
-        prefix admits (filtered by the server), whole entries until about
-        ``limit`` events (a running sum over the entries before each row).
-        Three statements; O(rows returned + rows passed over)."""
-        limit = max(1, limit)
-        counters = await pg_rows(
-            self._pool, self._q("SELECT next FROM {s}.feed_counter WHERE id = 1")
-        )
-        end = int(counters[0][0]) if counters else 0
-        conditions = ""
-        arguments: list[Any] = [start, end]
-        if prefix:
-            conditions += " AND substring(stream_id FROM 1 FOR %s) = %s"
-            arguments += [len(prefix.encode()), prefix.encode()]
-        if prefix is None or not prefix.startswith(RESERVED_PREFIX):
-            conditions += " AND substring(stream_id FROM 1 FOR %s) <> %s"
-            arguments += [len(RESERVED_PREFIX), RESERVED_PREFIX.encode()]
-        rows_wanted = limit + 1
-        arguments += [rows_wanted, limit]
-        rows = await pg_rows(
-            self._pool,
-            self._q(
-                "SELECT feed_entry, stream_id, replica, entry_offset, payload, total FROM ("
-                " SELECT *, count(*) OVER () AS total, sum(last_sequence - first_sequence + 1) "
-                "  OVER (ORDER BY feed_entry RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-                "  AS before FROM ("
-                "  SELECT * FROM {s}.batches WHERE feed_entry >= %s AND feed_entry < %s"
-                + conditions
-                + "  ORDER BY feed_entry, stream_id, replica, first_sequence LIMIT %s) AS page"
-                ") AS counted WHERE coalesce(before, 0) < %s "
-                "ORDER BY feed_entry, stream_id, replica, first_sequence"
-            ),
-            arguments,
-        )
-        total = int(rows[0][5]) if rows else 0
-        cut = total >= rows_wanted  # the page's last entry may go on past it
-        if cut and rows[-1][0] != rows[0][0]:
-            last = rows[-1][0]
-            rows = [row for row in rows if row[0] != last]  # whole entries only
-        elif cut:  # one entry larger than a page: all of it
-            whole = await pg_rows(
-                self._pool,
-                self._q(
-                    "SELECT feed_entry, stream_id, replica, entry_offset, payload, 0 FROM "
-                    "{s}.batches WHERE feed_entry = %s ORDER BY stream_id, replica, first_sequence"
-                ),
-                (rows[0][0],),
-            )
-            rows = [row for row in whole if in_feed(bytes(row[1]).decode(), prefix)]
-        entries = [
-            FeedEntry(
-                int(number),
-                bytes(stream).decode(),
-                bytes(replica).decode() or None,
-                _decode(payload, int(number)),
-                int(offset),
-            )
-            for number, stream, replica, offset, payload, _ in rows
-        ]
-        if not cut and len(rows) == total:
-            next_entry = end  # every row below the end was looked at
-        else:
-            next_entry = entries[-1].entry + 1 if entries else start
-        return FeedPage(entries, next_entry, next_entry < end, end)
