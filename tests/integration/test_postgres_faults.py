@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -231,3 +233,21 @@ async def test_a_transaction_holding_a_feed_number_holds_back_later_writers_not_
             assert found[1].position.entry == found[0].position.entry + 2  # (the slow one's hole)
             rest = await feed.query(after=found[0].position).to_list()
             assert [e.event.sku for e in rest] == ["fast"]
+
+
+async def test_an_unreachable_server_is_one_clear_error_at_once() -> None:
+    """Nothing listens on the port: StorageError saying so within seconds,
+    and the command prints one line."""
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(calliope.StorageError, match=r"refused|connect"):
+        async with calliope.open("postgresql://postgres@127.0.0.1:1/none"):
+            pass
+    assert asyncio.get_running_loop().time() - started < 8
+    done = subprocess.run(
+        [sys.executable, "-m", "calliope", "streams", "postgresql://postgres@127.0.0.1:1/none"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -18,8 +18,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from calliope.adapters.postgres.catalog import PostgresCatalog
 from calliope.adapters.postgres.changes import PostgresChanges
 from calliope.adapters.postgres.event_log import PostgresEventLog
 from calliope.adapters.postgres.records import PostgresProgress, PostgresSnapshots
@@ -44,8 +45,9 @@ def check_schema_name(schema: object) -> str:
 
 def _unreachable(dsn: str, error: BaseException) -> StorageError:
     where = re.sub(r"//[^@/]*@", "//***@", dsn)  # no password in messages
+    reason = " ".join(str(error).split())  # (one line: libpq's messages span several)
     return StorageError(
-        f"cannot use the PostgreSQL database {where}: {error}; check that the server runs "
+        f"cannot use the PostgreSQL database {where}: {reason}; check that the server runs "
         f"and the address, user and password are right"
     )
 
@@ -83,6 +85,7 @@ class PostgresStore:
         self._log = PostgresEventLog(
             self._pool, schema, channel, read_only=read_only, changes=self.changes
         )
+        self._catalog = PostgresCatalog(self._pool, schema, self.changes)
         self.snapshots = PostgresSnapshots(self._pool, schema, read_only=read_only)
         self.progress = PostgresProgress(self._pool, schema, read_only=read_only)
         self._leases: dict[str, psycopg.AsyncConnection[Any]] = {}
@@ -97,12 +100,12 @@ class PostgresStore:
         return self._log
 
     @property
-    def catalog(self) -> PostgresEventLog:
-        return self._log
+    def catalog(self) -> PostgresCatalog:
+        return self._catalog
 
     @property
-    def feed(self) -> PostgresEventLog:
-        return self._log
+    def feed(self) -> PostgresCatalog:
+        return self._catalog
 
     @property
     def replica_id(self) -> str:
@@ -112,12 +115,17 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
-            await self._pool.open(wait=True, timeout=10.0)
-            async with self._pool.connection() as connection:
+            # One connection of its own first: an unreachable server fails
+            # here at once, with the reason (a pool would retry in the
+            # background and only time out).
+            async with await psycopg.AsyncConnection.connect(
+                self._dsn, autocommit=True, connect_timeout=5
+            ) as connection:
                 if not self.read_only:
                     await migrate(connection, self._schema)
                 default = await self._default_replica(connection)
-        except psycopg.Error as error:
+            await self._pool.open(wait=True, timeout=10.0)
+        except (psycopg.Error, PoolTimeout) as error:
             await self._pool.close()
             raise _unreachable(self._dsn, error) from error
         except BaseException:
