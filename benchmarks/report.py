@@ -37,10 +37,40 @@ def row(
     """One line: the figure, the baseline and the ratio figure/baseline
     (``decimals`` places for figures that are small numbers, like ms or %)."""
     ratio = figure / baseline if baseline else float("nan")
+    record(name, figure, unit, baseline, baseline_name, ratio)
     return (
         f"{name:<44} {figure:>14,.{decimals}f} {unit:<10} "
         f"baseline {baseline:>14,.{decimals}f} ({baseline_name})  ratio {ratio:5.2f}x"
     )
+
+
+RECORDS = "CALLIOPE_BENCH_RECORDS"
+"""Where ``calliope bench`` asks each figure to be recorded as well: the
+path of a file to which :func:`record` appends one JSON line per figure."""
+
+
+def record(
+    name: str, figure: float, unit: str, baseline: float, baseline_name: str, ratio: float
+) -> None:
+    """Append one figure to the file named by ``$CALLIOPE_BENCH_RECORDS``
+    (nothing when it is unset): the module that measured it, the figure, its
+    same-run baseline and their ratio. ``calliope bench`` makes its table
+    from these lines."""
+    path = os.environ.get(RECORDS)
+    if not path:
+        return
+    module = sys.modules["__main__"].__spec__
+    line = {
+        "module": module.name if module is not None else sys.argv[0],
+        "name": name,
+        "figure": figure,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": ratio,
+    }
+    with open(path, "a", encoding="utf-8") as records:
+        records.write(json.dumps(line) + "\n")
 
 
 def target(what: str, figure: float, limit: float, unit: str) -> str:

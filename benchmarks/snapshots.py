@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 import calliope
-from benchmarks.report import header
+from benchmarks.report import header, row
 
 
 @calliope.event_type("bench.blob-state")
@@ -63,7 +63,8 @@ def crc_for(seconds: float, data: bytes) -> None:
         zlib.crc32(data)
 
 
-async def measure(target: str, state: BlobState, runs: int) -> None:
+async def measure(target: str, state: BlobState, runs: int, store: str) -> None:
+    worst_save = worst_load = worst_busy = 0.0
     async with calliope.open(target, replica_id="bench") as app:
         for run in range(runs):
             sequence = run + 1
@@ -78,8 +79,21 @@ async def measure(target: str, state: BlobState, runs: int) -> None:
                 f"({load[2]} ticks > 20 ms, {load[1] * 1e3:5.0f} ms total)   "
                 f"baselines: idle {base[0] * 1e3:4.1f} ms, busy thread {busy[0] * 1e3:4.1f} ms"
             )
+            worst_save, worst_load = max(worst_save, save[0]), max(worst_load, load[0])
+            worst_busy = max(worst_busy, busy[0])
         loaded = await app.snapshots.load_snapshot("blob", BlobState)
         assert loaded is not None and loaded.state == state
+    for what, stall in (("save", worst_save), ("load", worst_load)):
+        print(
+            row(
+                f"{store}: {what}, worst loop stall",
+                stall * 1e3,
+                "ms",
+                worst_busy * 1e3,
+                "a busy thread",
+                decimals=1,
+            )
+        )
 
 
 def main() -> None:
@@ -91,9 +105,9 @@ def main() -> None:
     header(f"snapshot of a {options.mib} MiB bytes field: worst event-loop stall")
     with tempfile.TemporaryDirectory() as directory:
         print(" file store")
-        asyncio.run(measure(os.path.join(directory, "data"), state, options.runs))
+        asyncio.run(measure(os.path.join(directory, "data"), state, options.runs, "file store"))
     print(" memory store")
-    asyncio.run(measure("memory://bench-snapshots", state, options.runs))
+    asyncio.run(measure("memory://bench-snapshots", state, options.runs, "memory store"))
 
 
 if __name__ == "__main__":
