@@ -19,10 +19,11 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.runtime
 
-# `make demo DSN=postgresql://user@host/db` runs it on PostgreSQL instead.
+# `make demo` is `calliope demo`; `make demo DSN=postgresql://user@host/db`
+# runs it on PostgreSQL instead (in a fresh schema, dropped at the end).
 demo: $(VENV)/.runtime
 	$(if $(DSN),$(BIN)/python -m pip install --quiet -e '.[postgres]')
-	CALLIOPE_DEMO_DSN='$(DSN)' $(BIN)/python -m examples.demo
+	$(BIN)/calliope demo $(DSN)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check calliope tests benchmarks examples

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from calliope.cli.demo import demo
 from calliope.cli.follow import feed, tail
 from calliope.cli.inspect import show, streams
 from calliope.cli.replicas import replicas
@@ -26,6 +27,7 @@ def main() -> None:
     postgresql:// DSN (?schema=name to pick the schema)."""
 
 
+main.add_command(demo)
 main.add_command(streams)
 main.add_command(show)
 main.add_command(tail)

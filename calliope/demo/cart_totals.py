@@ -1,6 +1,6 @@
 """A read model across carts: every cart's items, folded from the feed.
 
-``python -m examples.cart_totals DIR`` catches the projection up on the
+``python -m calliope.demo.cart_totals DIR`` catches the projection up on the
 store in DIR and prints each cart; run it again and it folds only what was
 written since (its state and feed position are saved together).
 """
@@ -13,7 +13,7 @@ import sys
 import attrs
 
 import calliope
-from examples.cart import Cart, CartEvent, update_cart
+from calliope.demo.cart import Cart, CartEvent, update_cart
 
 
 @calliope.event_type("cart.totals")

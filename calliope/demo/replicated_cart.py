@@ -1,6 +1,6 @@
 """One replica of a shared cart, driven by commands on stdin.
 
-``python -m examples.replicated_cart DIR REPLICA`` opens the file store at
+``python -m calliope.demo.replicated_cart DIR REPLICA`` opens the file store at
 DIR as REPLICA and reads commands, one per line:
 
     observe            read the cart (the handle observes every event)
@@ -21,7 +21,7 @@ import sys
 
 import calliope
 from calliope import ConcurrentVersions
-from examples.cart import Cart, CartEvent, CartMerged, ItemAdded, merge_carts, update_cart
+from calliope.demo.cart import Cart, CartEvent, CartMerged, ItemAdded, merge_carts, update_cart
 
 STREAM = "shared-cart"
 

@@ -1,10 +1,10 @@
 """One replica of the demo's page-view counter, in its own process.
 
-python -m examples.counter_replica DIR NAME count N TOTAL
+python -m calliope.demo.counter_replica DIR NAME count N TOTAL
     increment the counter "views" N times and add NAME to the set
     "visitors", then wait until the counter reaches TOTAL (every process's
     increments) and print what this replica sees
-python -m examples.counter_replica DIR NAME hold
+python -m calliope.demo.counter_replica DIR NAME hold
     hold a replica of "views" (applying what others write, beating its
     heartbeat) until stdin closes; prints "ready" once it holds it
 """

@@ -1,22 +1,22 @@
-"""``make demo``: an event-sourced shopping cart on the embedded file store.
+"""``calliope demo`` (``make demo``): an event-sourced shopping cart, told in steps.
 
 Persist, replay, snapshot, restart from the snapshot, a live query that
-sees events written by a second process, and two processes editing one
-replicated cart concurrently: the conflict is detected, resolved, and every
-replica ends with the same cart; then three processes increment one
-replicated counter and add to one set through the replicator, each waits
-until the counter reaches the total, and an update that asks for more
-replicas than are running times out (and succeeds once they run); last, a
-projection folds every cart into one read model, and after a restart
-folds only what came since.
-Everything lives in a fresh temporary directory, removed at the end; or,
-with ``CALLIOPE_DEMO_DSN`` set (``make demo DSN=postgresql://...``), in a
-fresh PostgreSQL schema, dropped at the end.
+sees events written by a second process; three processes editing one
+replicated cart at once: the conflict is detected, resolved, and every
+replica ends with the same cart; three processes incrementing one
+replicated counter and adding to one set through the replicator, each
+waiting until the counter reaches the total, and an update that asks for
+more replicas than are running timing out (and succeeding once they run);
+last, a projection folding every cart into one read model, and after a
+restart folding only what came since. Each other process is this package's
+own module run with ``python -m``, so the demo runs wherever Calliope is
+installed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -24,15 +24,12 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import calliope
 from calliope import GCounter, ORSet
-from examples.cart import Cart, CartEvent, CheckedOut, ItemAdded, ItemRemoved, update_cart
-from examples.cart_totals import CartTotals, cart_totals, update_totals
-from examples.replicated_cart import cart_versions
-
-ROOT = Path(__file__).resolve().parents[1]
+from calliope.demo.cart import Cart, CartEvent, CheckedOut, ItemAdded, ItemRemoved, update_cart
+from calliope.demo.cart_totals import CartTotals, cart_totals, update_totals
+from calliope.demo.replicated_cart import cart_versions
 
 
 def step(title: str) -> None:
@@ -83,7 +80,7 @@ async def restart(directory: str) -> None:
 
         step("5. a live query sees what another process writes")
         writer = subprocess.Popen(
-            [sys.executable, "-m", "examples.cart_writer", directory, "cart-42"], cwd=ROOT
+            [sys.executable, "-m", "calliope.demo.cart_writer", directory, "cart-42"]
         )
         seen = 0
         async with cart.live_query(from_sequence=await cart.last_sequence() + 1) as live:
@@ -109,8 +106,7 @@ class Replica:
     def __init__(self, directory: str, name: str) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "examples.replicated_cart", directory, name],
-            cwd=ROOT,
+            [sys.executable, "-m", "calliope.demo.replicated_cart", directory, name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -120,7 +116,7 @@ class Replica:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
-        print(f"  {self.name:>6} $ {command:<12} -> {self.process.stdout.readline().strip()}")
+        print(f"  {self.name:>8} $ {command:<12} -> {self.process.stdout.readline().strip()}")
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -130,24 +126,26 @@ class Replica:
 
 
 async def replicated(directory: str) -> None:
-    step("6. two processes edit one replicated cart at the same time")
+    step("6. three processes edit one replicated cart at the same time")
     async with calliope.open(directory, replica_id="web-shop") as app:
         cart = app.journal.replicated_event_stream("shared-cart", CartEvent)
         reply = await cart.persist(ItemAdded("bread"))
         print(f"  web-shop started the cart: {reply.envelope.event} at {reply.envelope.version}")
-    laptop, phone = Replica(directory, "laptop"), Replica(directory, "phone")
+    replicas = [Replica(directory, name) for name in ("laptop", "phone", "tablet")]
+    laptop, phone, tablet = replicas
     try:
-        laptop.do("observe")
-        phone.do("observe")
-        laptop.do("add apples 2")  # neither has seen the other's edit:
-        phone.do("add apples 3")  # the second writer is told of the first
-        phone.do("resolve")
+        for each in replicas:
+            each.do("observe")
+        laptop.do("add apples 2")  # none has seen the others' edits:
+        phone.do("add apples 3")  # each later writer is told of the earlier ones
+        tablet.do("add pears 1")
+        tablet.do("resolve")
         step("7. every replica ends with the same cart")
-        laptop.do("show")
-        phone.do("show")
+        for each in replicas:
+            each.do("show")
     finally:
-        laptop.close()
-        phone.close()
+        for each in replicas:
+            each.close()
     async with calliope.open(directory, replica_id="web-shop") as app:
         cart = app.journal.replicated_event_stream("shared-cart", CartEvent)
         versions = await cart_versions(cart)
@@ -158,10 +156,9 @@ async def replicator(directory: str) -> None:
     step("8. three processes count page views with a replicated counter (CRDT)")
     each, names = 200, ["berlin", "lagos", "lima"]
     total = each * len(names)
-    replica = [sys.executable, "-m", "examples.counter_replica", directory]
+    replica = [sys.executable, "-m", "calliope.demo.counter_replica", directory]
     counters = [
-        subprocess.Popen([*replica, name, "count", str(each), str(total)], cwd=ROOT)
-        for name in names
+        subprocess.Popen([*replica, name, "count", str(each), str(total)]) for name in names
     ]
     for process in counters:
         process.wait(timeout=120)
@@ -184,7 +181,6 @@ async def replicator(directory: str) -> None:
         holders = [
             subprocess.Popen(
                 [*replica, name, "hold"],
-                cwd=ROOT,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -244,26 +240,43 @@ async def run_all(target: str) -> None:
     await projection(target)
 
 
-async def main() -> None:
-    dsn = os.environ.get("CALLIOPE_DEMO_DSN")
-    if not dsn:
+def run(target: str | None = None) -> None:
+    """Run the whole story on ``target``: a directory that is new or empty
+    (kept afterwards), a ``postgresql://`` DSN (a fresh schema, dropped at
+    the end), or None for a fresh temporary directory (removed at the end).
+    Raises CalliopeError (InvalidArgumentError) for a directory that holds
+    anything, since the story expects an empty store."""
+    if target is None:
         with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
-            await run_all(directory)
-        print("\nDone: the demo's directory has been removed.")
+            asyncio.run(run_all(os.path.join(directory, "store")))
+        print("\nDone: the demo's temporary directory has been removed.")
         return
-    # On PostgreSQL (`make demo DSN=postgresql://...`): every process, the
-    # second writer and the replicas included, shares only the server; a
-    # fresh schema, dropped at the end.
-    import psycopg
+    if target.startswith(("postgresql://", "postgres://")):
+        run_on_postgresql(target)
+        return
+    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        raise calliope.InvalidArgumentError(
+            f"the demo needs a new or empty directory, and {target!r} is not one: "
+            "give another path, or none for a temporary directory"
+        )
+    asyncio.run(run_all(target))
+    print(f"\nDone: the store is kept in {target}; look inside with `calliope streams {target}`.")
 
+
+def run_on_postgresql(dsn: str) -> None:
+    """Every process of the story (the second writer and the replicas
+    included) shares only the server; a fresh schema, dropped at the end."""
+    try:
+        import psycopg
+    except ImportError:
+        raise calliope.InvalidArgumentError(
+            "the demo on PostgreSQL needs the driver: pip install 'calliope[postgres]'"
+        ) from None
+    base = dsn.split("?", 1)[0]
     schema = f"calliope_demo_{uuid.uuid4().hex[:8]}"
     try:
-        await run_all(f"{dsn}?schema={schema}")
+        asyncio.run(run_all(f"{base}?schema={schema}"))
     finally:
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        with contextlib.suppress(psycopg.Error), psycopg.connect(base, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     print(f"\nDone: the demo's schema {schema} has been dropped.")
-
-
-if __name__ == "__main__":
-    asyncio.run(main())

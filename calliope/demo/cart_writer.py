@@ -1,4 +1,5 @@
-"""A second process that adds items to a cart: ``python -m examples.cart_writer DIR STREAM``."""
+"""A second process that adds items to a cart:
+``python -m calliope.demo.cart_writer DIR STREAM``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import sys
 
 import calliope
-from examples.cart import CartEvent, ItemAdded
+from calliope.demo.cart import CartEvent, ItemAdded
 
 
 async def main(directory: str, stream_id: str) -> None:
