@@ -44,6 +44,8 @@ from calliope.shell.ports import (
 __all__ = ["MemoryStore", "shared_memory_backend"]
 
 _BATCHES = 256
+_PAGE = 1000
+"""Snapshot ids per page of ``MemorySnapshots.ids``."""
 
 
 def _stored(data: Any) -> Any:
@@ -355,6 +357,15 @@ class MemorySnapshots:
         with self._backend.lock:
             kept = self._backend.snapshots.get(snapshot_id)
             return kept[0] if kept else None
+
+    async def ids(self, prefix: str | None) -> AsyncIterator[list[str]]:
+        with self._backend.lock:
+            found = [i for i in self._backend.snapshots if prefix is None or i.startswith(prefix)]
+        for start in range(0, len(found), _PAGE):
+            yield found[start : start + _PAGE]
+
+    async def check(self, snapshot_id: str) -> list[str]:
+        return []  # (kept as the values saved; nothing to damage)
 
 
 class MemoryStore:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from calliope.cli.output import Listing
 from calliope.errors import CalliopeError
 from calliope.shell.app import open_app
 from calliope.shell.ports import RecordBatch, StorePort
@@ -70,27 +71,41 @@ def streams(target: str, prefix: str | None, as_json: bool) -> None:
 
     async def listing() -> None:
         async with open_app(target, read_only=True) as app:
-            if not as_json:
-                click.echo("stream\tkind\tevents\treplicas")
-            async for info in app.journal.streams(prefix):
-                events = (
-                    info.last_sequence
-                    if info.last_sequence is not None
-                    else (info.version.total if info.version is not None else 0)
-                )
-                if as_json:
-                    line = {
-                        "stream": info.stream_id,
-                        "kind": info.kind,
-                        "events": events,
-                        "replicas": list(info.replicas),
-                    }
-                    click.echo(json.dumps(line, ensure_ascii=False))
-                else:
-                    replicas = ",".join(info.replicas) or "-"
-                    click.echo(f"{info.stream_id}\t{info.kind}\t{events}\t{replicas}")
+            with Listing(("stream", "kind", "events", "replicas"), as_json=as_json) as rows:
+                async for info in app.journal.streams(prefix):
+                    events = (
+                        info.last_sequence
+                        if info.last_sequence is not None
+                        else (info.version.total if info.version is not None else 0)
+                    )
+                    rows.add(info.stream_id, info.kind, events, list(info.replicas))
 
     _run(listing)
+
+
+def _since(since: str | None, replicated: bool) -> dict[str, int]:
+    """``--since`` as the sequence each log was seen up to ("" for a plain
+    stream's log); a click usage error (exit 2) if it does not parse."""
+    if since is None:
+        return {}
+    try:
+        if not replicated:
+            sequence = int(since)
+            if sequence < 0:
+                raise ValueError(since)
+            return {"": sequence}
+        seen = {}
+        for part in since.split(","):
+            replica, _, count = part.strip().rpartition(":")
+            if not replica or int(count) < 0:
+                raise ValueError(part)
+            seen[replica] = int(count)
+        return seen
+    except ValueError:
+        wanted = (
+            "a sequence (e.g. 12)" if not replicated else "a version such as 'laptop:3,phone:1'"
+        )
+        raise click.BadParameter(f"{since!r} is not {wanted}", param_hint="--since") from None
 
 
 def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
@@ -120,7 +135,14 @@ def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
 @click.argument("stream")
 @click.option("--from", "first", type=click.IntRange(min=1), default=1, help="First sequence.")
 @click.option("--to", "last", type=click.IntRange(min=0), default=None, help="Last sequence.")
-def show(target: str, stream: str, first: int, last: int | None) -> None:
+@click.option(
+    "--since",
+    default=None,
+    metavar="VERSION",
+    help="Only events after VERSION: a sequence for a plain stream; for a replicated "
+    "stream a version such as 'laptop:3,phone:1' (the events it has not seen).",
+)
+def show(target: str, stream: str, first: int, last: int | None, since: str | None) -> None:
     """Print the events of STREAM in TARGET as JSON lines (as stored). A
     replicated stream prints each replica's log in turn."""
 
@@ -134,13 +156,16 @@ def show(target: str, stream: str, first: int, last: int | None) -> None:
                     if stream_id != stream:
                         continue
                     found = True
+                    seen = _since(since, replicated)
                     if not replicated:
-                        async for batches in port.plain.read(stream, first, last):
+                        start = max(first, seen.get("", 0) + 1)
+                        async for batches in port.plain.read(stream, start, last):
                             for batch in batches:
                                 click.echo("\n".join(_event_lines(stream, batch)))
                         continue
                     for replica in await port.replicated.replicas(stream):
-                        reader = port.replicated.read_replica(stream, replica, first, last)
+                        start = max(first, seen.get(replica, 0) + 1)
+                        reader = port.replicated.read_replica(stream, replica, start, last)
                         async for batches in reader:
                             for batch in batches:
                                 click.echo("\n".join(_event_lines(stream, batch)))

@@ -3,12 +3,12 @@ heartbeats, and what each reported having applied of each key."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import click
 
 from calliope.cli.inspect import _run, raw_store
+from calliope.cli.output import Listing
 from calliope.shell.replicator import KEY_PREFIX
 
 __all__ = ["replicas"]
@@ -26,28 +26,20 @@ def replicas(target: str, as_json: bool) -> None:
         await store.open()
         try:
             now_us = time.time_ns() // 1000
+            columns = ("replica", "state", "heartbeat_age_s")
+            with Listing(columns, as_json=as_json, title="replicas") as rows:
+                for beat in await store.progress.heartbeats():
+                    age = round(max(0, now_us - beat.timestamp_us) / 1e6, 1)
+                    rows.add(beat.replica_id, "running" if beat.running else "stopped", age)
             if not as_json:
-                click.echo("replica\tstate\theartbeat_age_s")
-            for beat in await store.progress.heartbeats():
-                age = round(max(0, now_us - beat.timestamp_us) / 1e6, 1)
-                state = "running" if beat.running else "stopped"
-                if as_json:
-                    line = {"replica": beat.replica_id, "state": state, "heartbeat_age_s": age}
-                    click.echo(json.dumps(line, ensure_ascii=False))
-                else:
-                    click.echo(f"{beat.replica_id}\t{state}\t{age}")
-            if not as_json:
-                click.echo("\nkey\treplica\tapplied")
-            async for page in store.catalog.list_streams(KEY_PREFIX):
-                for stream_id, _ in page:
-                    key = stream_id[len(KEY_PREFIX) :]
-                    for report in await store.progress.reports(key):
-                        applied = sum(report.delivered.values())
-                        if as_json:
-                            line = {"key": key, "replica": report.replica_id, "applied": applied}
-                            click.echo(json.dumps(line, ensure_ascii=False))
-                        else:
-                            click.echo(f"{key}\t{report.replica_id}\t{applied}")
+                click.echo("")
+            columns = ("key", "replica", "applied")
+            with Listing(columns, as_json=as_json, title="applied per key") as rows:
+                async for page in store.catalog.list_streams(KEY_PREFIX):
+                    for stream_id, _ in page:
+                        key = stream_id[len(KEY_PREFIX) :]
+                        for report in await store.progress.reports(key):
+                            rows.add(key, report.replica_id, sum(report.delivered.values()))
         finally:
             await store.aclose()
 

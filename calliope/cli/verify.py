@@ -1,82 +1,64 @@
-"""``calliope verify``: read every event of every stream (and the feed), as
-the store's own readers do, and say whether anything is damaged.
+"""``calliope verify``: read all of a store, as its own readers do, and say
+whether anything is damaged (:mod:`calliope.cli.scan`): every log's frames
+and committed extent, the feed's index, every kept snapshot.
 
-Every frame's checksum, every log's committed extent, sequences that must
-follow on, the feed's index entries: whatever a reader would refuse is
-reported with the file (or table) and offset it names, and the command
-exits 3. Read-only: nothing is repaired (``app.journal.repair`` does that).
-O(size of the store); memory one page.
+Read-only: nothing is repaired (``calliope repair`` does that). Exit 0 when
+all is intact, 3 when anything is damaged, each damage on its own line
+naming the file (or table) and offset. O(size of the store); memory one
+page (and the stream ids, for the progress bar).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
-from calliope.cli.inspect import raw_store
-from calliope.core.ids import RESERVED_PREFIX
-from calliope.errors import CalliopeError, CorruptJournalError
+from calliope.cli.inspect import _run, raw_store
+from calliope.cli.scan import Scan, scan_store
 
-__all__ = ["verify"]
+__all__ = ["DAMAGED", "verify"]
 
 DAMAGED = 3
 """The exit code when damage was found."""
 
 
+def damage_lines(scan: Scan) -> list[str]:
+    """One line per damage the scan found."""
+    lines = [f"damage: {log.describe()}" for log in scan.damaged_logs]
+    if scan.feed_damage is not None:
+        lines.append(f"damage: the feed: {scan.feed_damage}")
+    lines.extend(f"damage: {line}" for line in scan.damaged_snapshots)
+    return lines
+
+
+def summary(scan: Scan) -> str:
+    return (
+        f"{scan.streams:,} streams, {scan.events:,} events, "
+        f"{scan.feed_batches:,} feed batches, {scan.snapshots:,} snapshots"
+    )
+
+
 @click.command()
 @click.argument("target")
 def verify(target: str) -> None:
-    """Read all of TARGET: exit 0 if every stream and the feed read back
-    intact, 3 naming the file and offset of the first damage found."""
-    show_progress = sys.stderr.isatty()
+    """Read all of TARGET: exit 0 if every stream, the feed and every
+    snapshot read back intact; 3 if not, naming the file and offset of each
+    damage found (on stderr). A progress bar on a terminal."""
 
-    async def reading() -> tuple[int, int, int]:
+    async def reading() -> Scan:
         store = raw_store(target)
         await store.open()
-        streams = events = entries = 0
         try:
-            for prefix in (None, RESERVED_PREFIX):  # (Calliope's own streams too)
-                async for page in store.catalog.list_streams(prefix):
-                    for stream_id, replicated in page:
-                        if prefix is None and stream_id.startswith(RESERVED_PREFIX):
-                            continue
-                        streams += 1
-                        readers = (
-                            [
-                                store.replicated.read_replica(stream_id, replica, 1)
-                                for replica in await store.replicated.replicas(stream_id)
-                            ]
-                            if replicated
-                            else [store.plain.read(stream_id, 1, None)]
-                        )
-                        for reader in readers:
-                            async for batches in reader:
-                                events += sum(len(batch.items) for batch in batches)
-                        if show_progress:
-                            click.echo(
-                                f"\r{streams:,} streams, {events:,} events", err=True, nl=False
-                            )
-            for prefix in (None, RESERVED_PREFIX):
-                start = 0
-                while True:
-                    feed_page = await store.feed.read_feed(start, prefix, limit=4096)
-                    entries += len(feed_page.entries)
-                    start = feed_page.next_entry
-                    if not feed_page.more:
-                        break
+            return await scan_store(store)
         finally:
             await store.aclose()
-            if show_progress:
-                click.echo("", err=True)
-        return streams, events, entries
 
-    try:
-        streams, events, entries = asyncio.run(reading())
-    except CorruptJournalError as error:
-        click.echo(f"damage: {error}", err=True)
-        sys.exit(DAMAGED)
-    except CalliopeError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"intact: {streams:,} streams, {events:,} events, {entries:,} feed batches")
+    scan = _run(reading)
+    if scan.intact:
+        click.echo(f"intact: {summary(scan)}")
+        return
+    for line in damage_lines(scan):
+        click.echo(line, err=True)
+    click.echo(f"read: {summary(scan)}; `calliope repair {target}` moves damaged logs' tails aside")
+    sys.exit(DAMAGED)

@@ -281,6 +281,19 @@ class SnapshotPort(Protocol):
         with a logged warning, never returned."""
         ...
 
+    def ids(self, prefix: str | None) -> AsyncIterator[list[str]]:
+        """Pages of the ids that have a snapshot and start with ``prefix``
+        (every id for None), each id once, in no particular order. Memory:
+        one page; time O(ids in the store) on the file store, which looks
+        at every id's directory."""
+        ...
+
+    async def check(self, snapshot_id: str) -> list[str]:
+        """A line for each kept snapshot of ``snapshot_id`` that does not
+        read back, naming its file (or row) and what is wrong; [] when every
+        one does. Reads every kept copy: O(their size)."""
+        ...
+
 
 class ProgressRecord(NamedTuple):
     """What one replica last reported having applied of one replicator key."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import queue
 import shutil
 import signal
@@ -153,7 +156,8 @@ async def test_replicas_lists_heartbeats_and_progress(target: str) -> None:
         {"key": "views", "replica": "berlin", "applied": 2}
     ]
     table = run("replicas", target).stdout
-    assert table.startswith("replica\tstate\theartbeat_age_s\nberlin\tstopped\t")
+    assert table.startswith("# replicas\nreplica\tstate\theartbeat_age_s\nberlin\tstopped\t")
+    assert "# applied per key\nkey\treplica\tapplied\nviews\tberlin\t2\n" in table
 
 
 async def test_verify_reads_everything_and_names_damage(target: str) -> None:
@@ -161,16 +165,145 @@ async def test_verify_reads_everything_and_names_damage(target: str) -> None:
         for n in range(20):
             await app.journal.event_stream(f"cart-{n % 4}", Added).persist(Added(str(n)))
         await app.replicator.update("views", GCounter, lambda c: c.increment())
+        await app.snapshots.save_snapshot("cart-0", Added("snap"), sequence=5)
     intact = run("verify", target)
     assert intact.returncode == 0, intact.stderr
-    assert intact.stdout.startswith("intact: 5 streams, 21 events, 21 feed batches")
+    # (the replicator keeps a snapshot of the key's state too)
+    assert intact.stdout == "intact: 5 streams, 21 events, 21 feed batches, 2 snapshots\n"
     if target.startswith("postgresql"):
         return  # (PostgreSQL keeps its own data intact: nothing to flip here)
-    segment = sorted(Path(target).glob("streams/*/*/log/*.seg"))[0]
-    data = bytearray(segment.read_bytes())
-    data[40] ^= 0xFF  # inside the first frame's payload: its checksum no longer holds
-    segment.write_bytes(bytes(data))
+    segments = sorted(Path(target).glob("streams/*/*/log/*.seg"))
+    for segment in segments[:2]:
+        data = bytearray(segment.read_bytes())
+        data[40] ^= 0xFF  # inside the first frame's payload: its checksum no longer holds
+        segment.write_bytes(bytes(data))
     damaged = run("verify", target)
     assert damaged.returncode == 3
-    assert damaged.stderr.startswith("damage: journal file ")
-    assert str(segment) in damaged.stderr and "offset 16" in damaged.stderr
+    logs = [line for line in damaged.stderr.splitlines() if line.startswith("damage: cart-")]
+    assert len(logs) == 2  # every damaged log, not only the first
+    for segment in segments[:2]:
+        assert f"journal file {segment}" in damaged.stderr
+    assert "offset 16" in damaged.stderr
+    assert f"`calliope repair {target}`" in damaged.stdout
+
+
+async def test_verify_names_a_damaged_snapshot(tmp_path: Path) -> None:
+    target = str(tmp_path / "store")
+    async with calliope.open(target) as app:
+        await app.snapshots.save_snapshot("cart-0", Added("old"), sequence=1)
+        await app.snapshots.save_snapshot("cart-0", Added("new"), sequence=2)
+    newest = sorted(Path(target).glob("snapshots/*/*/*.snap"))[-1]
+    data = bytearray(newest.read_bytes())
+    data[-3] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    damaged = run("verify", target)
+    assert damaged.returncode == 3
+    assert damaged.stderr == (
+        f"damage: {newest}: snapshot of 'cart-0' is damaged (checksum, length or format); "
+        "loads fall back to an older one\n"
+    )
+    repaired = run("repair", target, "--yes")  # (not its to mend: it says so)
+    assert repaired.returncode == 3
+    assert "does not mend" in repaired.stderr
+
+
+async def test_repair_says_what_it_will_do_asks_and_moves_damage_aside(tmp_path: Path) -> None:
+    target = str(tmp_path / "store")
+    async with calliope.open(target, replica_id="writer") as app:
+        cart = app.journal.event_stream("cart-1", Added)
+        for n in range(5):
+            await cart.persist(Added(str(n)))
+    assert run("repair", target).stdout.startswith("nothing to repair: 1 streams, 5 events")
+    segment = next(Path(target).glob("streams/*/*/log/*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # inside the last frame: events 1-4 stay readable
+    segment.write_bytes(bytes(data))
+    declined = subprocess.run(
+        [*calliope_command(), "repair", target], input="n\n", capture_output=True, text=True
+    )
+    assert declined.returncode == 1
+    assert "1 damaged log(s):\n  cart-1: journal file " in declined.stdout
+    assert "Repair them? [y/N]" in declined.stdout
+    assert run("verify", target).returncode == 3  # nothing was changed
+    done = run("repair", target, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "repaired cart-1: keeps sequences 1..4; moved aside" in done.stdout
+    assert "intact now: 1 streams, 4 events" in done.stdout
+    async with calliope.open(target, replica_id="writer") as app:
+        cart = app.journal.event_stream("cart-1", Added)
+        assert [e.event.sku for e in await cart.query().to_list()] == ["0", "1", "2", "3"]
+        assert (await cart.persist(Added("next"))).sequence == 5
+
+
+async def test_projections_lists_names_positions_and_what_is_behind(target: str) -> None:
+    def total(count: int, event: Added) -> int:
+        return count + 1
+
+    async with calliope.open(target, replica_id="writer") as app:
+        cart = app.journal.event_stream("cart-1", Added)
+        await cart.persist_all([Added("a"), Added("b"), Added("c")])
+        counted = app.projection("counted", Added, total, 0)
+        await counted.catch_up()
+        await cart.persist_all([Added("d"), Added("e")])
+        await app.projection("never-run", Added, total, 0).catch_up()  # (folds all 5)
+        await cart.persist(Added("f"))
+    listed = run("projections", target, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["projection"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert set(rows) == {"counted", "never-run"}
+    assert rows["counted"]["position"] == str(counted.position)
+    assert rows["counted"]["feed_events_after"] == 3
+    assert rows["never-run"]["feed_events_after"] == 1
+    assert rows["counted"]["state_type"] == "builtins.int"
+    plain = run("projections", target).stdout.splitlines()
+    assert plain[0] == "projection\tposition\tsaved\tstate_type\tfeed_events_after"
+    assert [line.split("\t")[0] for line in plain[1:]] == ["counted", "never-run"]
+
+
+async def test_show_since_a_sequence_or_a_version(target: str) -> None:
+    async with calliope.open(target, replica_id="laptop") as app:
+        await app.journal.event_stream("cart-1", Added).persist_all(
+            [Added("a"), Added("b"), Added("c")]
+        )
+        shared = app.journal.replicated_event_stream("shared", Added)
+        await shared.persist(Added("l1"))
+        await shared.persist(Added("l2"))
+    async with calliope.open(target, replica_id="phone") as app:
+        await app.journal.replicated_event_stream("shared", Added).persist(Added("p1"))
+
+    def skus(*arguments: str) -> list[str]:
+        shown = run("show", target, *arguments)
+        assert shown.returncode == 0, shown.stderr
+        return [json.loads(line)["data"]["sku"] for line in shown.stdout.splitlines()]
+
+    assert skus("cart-1", "--since", "1") == ["b", "c"]
+    assert skus("shared", "--since", "laptop:1") == ["l2", "p1"]
+    assert skus("shared", "--since", "laptop:2,phone:1") == []
+    bad = run("show", target, "shared", "--since", "laptop")
+    assert bad.returncode == 2 and "laptop:3,phone:1" in bad.stderr
+
+
+def test_listings_are_tables_on_a_terminal(tmp_path: Path) -> None:
+    target = str(tmp_path / "store")
+    assert run("demo", target).returncode == 0
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.run(
+            [*calliope_command(), "streams", target],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "120"},
+        )
+        assert process.returncode == 0, process.stderr
+        os.close(secondary)
+        drawn = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 65536):
+                drawn += chunk
+    finally:
+        os.close(primary)
+    text = drawn.decode()
+    assert text.startswith("┏━") and "┃" in text and "stream" in text
+    assert "shared-cart" in text and "replicated" in text
+    assert "\t" not in text

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import os
 import struct
+from collections.abc import AsyncIterator
 
 import aiofiles.os
 import msgpack
@@ -194,3 +195,54 @@ class FileSnapshots:
                     snapshot_id,
                 )
         return None
+
+    async def ids(self, prefix: str | None) -> AsyncIterator[list[str]]:
+        """One page per ``snapshots/<h2>`` directory (1/256 of the ids)."""
+        top = os.path.join(self._root, "snapshots")
+        with storage_errors("listing snapshots"):
+            try:
+                shards = sorted(await aiofiles.os.listdir(top))
+            except FileNotFoundError:
+                return
+            for shard in shards:
+                page = await asyncio.to_thread(_ids_in, os.path.join(top, shard), prefix)
+                if page:
+                    yield page
+
+    async def check(self, snapshot_id: str) -> list[str]:
+        directory = self._directory(snapshot_id)
+        damaged = []
+        with storage_errors(f"checking snapshot {snapshot_id!r}"):
+            for name in await self._names(directory):
+                path = os.path.join(directory, name)
+                try:
+                    parts = await read_file_parts(path)
+                except FileNotFoundError:  # pruned by a concurrent save
+                    continue
+                if await asyncio.to_thread(_decode_parts, parts) is None:
+                    damaged.append(
+                        f"{path}: snapshot of {snapshot_id!r} is damaged (checksum, length or "
+                        "format); loads fall back to an older one"
+                    )
+        return damaged
+
+
+def _ids_in(shard: str, prefix: str | None) -> list[str]:
+    """The snapshot ids under one ``snapshots/<h2>`` directory that start
+    with ``prefix`` and hold at least one snapshot file."""
+    found = []
+    try:
+        directories = os.listdir(shard)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for digest in directories:
+        directory = os.path.join(shard, digest)
+        try:
+            with open(os.path.join(directory, "id"), "rb") as handle:
+                snapshot_id = handle.read().decode("utf-8", errors="replace")
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if (prefix is None or snapshot_id.startswith(prefix)) and _snapshot_names(names):
+            found.append(snapshot_id)
+    return sorted(found)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+from collections.abc import AsyncIterator
 
 from calliope.adapters.files.changes import FileChanges
 from calliope.adapters.files.disk import OS_DISK, Disk
@@ -186,3 +187,9 @@ class ReadOnlySnapshots:
 
     async def load(self, snapshot_id: str) -> SnapshotRecord | None:
         return await self._snapshots.load(snapshot_id)
+
+    def ids(self, prefix: str | None) -> AsyncIterator[list[str]]:
+        return self._snapshots.ids(prefix)
+
+    async def check(self, snapshot_id: str) -> list[str]:
+        return await self._snapshots.check(snapshot_id)

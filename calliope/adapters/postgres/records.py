@@ -10,7 +10,7 @@ commit wins, and both read it back).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgpack
@@ -25,6 +25,7 @@ from calliope.shell.ports import HeartbeatRecord, ProgressRecord, SnapshotRecord
 __all__ = ["PostgresProgress", "PostgresSnapshots"]
 
 _KEEP = 3
+_ID_PAGE = 1000
 
 
 class _Tables:
@@ -95,6 +96,39 @@ class PostgresSnapshots(_Tables):
             return None
         data = msgpack.unpackb(row[4], raw=False, strict_map_key=False)
         return SnapshotRecord(int(row[0]), int(row[1]), str(row[2]), int(row[3]), data)
+
+    async def ids(self, prefix: str | None) -> AsyncIterator[list[str]]:
+        """Pages of :data:`_ID_PAGE` ids, in byte order, by key (never OFFSET)."""
+        start = (prefix or "").encode()
+        after: bytes | None = None
+        while True:
+            rows = await self._all(
+                "SELECT DISTINCT snapshot_id FROM {s}.snapshots WHERE snapshot_id > %s "
+                "AND substring(snapshot_id FROM 1 FOR %s) = %s ORDER BY snapshot_id LIMIT %s",
+                (after if after is not None else b"", len(start), start, _ID_PAGE),
+            )
+            if not rows:
+                return
+            yield [bytes(row[0]).decode() for row in rows]
+            if len(rows) < _ID_PAGE:
+                return
+            after = bytes(rows[-1][0])
+
+    async def check(self, snapshot_id: str) -> list[str]:
+        rows = await self._all(
+            "SELECT sequence, timestamp_us, data FROM {s}.snapshots WHERE snapshot_id = %s",
+            (snapshot_id.encode(),),
+        )
+        damaged = []
+        for sequence, timestamp_us, data in rows:
+            try:
+                msgpack.unpackb(data, raw=False, strict_map_key=False)
+            except (ValueError, TypeError, msgpack.UnpackException):
+                damaged.append(
+                    f"table {self._schema}.snapshots, snapshot {snapshot_id!r} at sequence "
+                    f"{sequence} (saved {timestamp_us} us): its data is not valid msgpack"
+                )
+        return damaged
 
 
 class PostgresProgress(_Tables):

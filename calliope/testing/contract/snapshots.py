@@ -66,3 +66,24 @@ async def snapshot_newest_survives_pruning(new_store: StoreFactory) -> None:
         _expect_equal(
             await store.snapshots.load(two), SnapshotRecord(120, _T0, "t", 1, [12]), "id two"
         )
+
+
+@_case
+async def snapshot_ids_are_listed_by_prefix(new_store: StoreFactory) -> None:
+    """ids(prefix) gives each id that has a snapshot and starts with the
+    prefix once, whatever the page it is in (in any order); every id for
+    None; check() of an intact snapshot finds nothing."""
+    ids = _Ids()
+    prefix = ids("proj") + "/"
+    names = [f"{prefix}{n:04d}" for n in range(1_010)] + [ids("proj")]
+    async with opened(new_store) as store:
+        for name in names:
+            await store.snapshots.save(name, SnapshotRecord(1, _T0, "t", 1, {"n": name}))
+        await store.snapshots.save(names[0], SnapshotRecord(2, _T0, "t", 1, {"n": "again"}))
+        listed = [i async for page in store.snapshots.ids(prefix) for i in page]
+        _expect_equal(sorted(listed), sorted(names[:-1]), "the ids under the prefix")
+        everything = [i async for page in store.snapshots.ids(None) for i in page]
+        _expect_equal(sorted(set(everything) & set(names)), sorted(names), "every id")
+        _expect_equal(len(everything), len(set(everything)), "each id once")
+        _expect_equal(await store.snapshots.check(names[0]), [], "check of intact snapshots")
+        _expect_equal(await store.snapshots.check(ids("none")), [], "check of an unknown id")

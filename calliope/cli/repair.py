@@ -1,0 +1,91 @@
+"""``calliope repair``: find the damaged logs of a store (as ``verify``
+does) and move each one's damaged tail aside, after saying what it will do.
+
+For each damaged log it calls ``app.journal.repair`` (see its docstring):
+the log keeps its intact prefix, everything from the first damaged batch on
+is moved aside beside it, never deleted, and those events are lost to
+readers; the stream's next event takes the sequence after the prefix. It
+asks before doing anything unless ``--yes``. Then it reads the store again
+and exits as ``verify`` would: 0 intact, 3 if damage remains that this
+command does not mend (a damaged snapshot is passed over by loads already;
+restore a damaged feed index or anything else from a backup).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from calliope.cli.inspect import _run, raw_store
+from calliope.cli.scan import DamagedLog, Scan, scan_store
+from calliope.cli.verify import DAMAGED, damage_lines, summary
+from calliope.shell.app import open_app
+from calliope.shell.ports import RepairReport
+
+__all__ = ["repair"]
+
+
+async def _scan(target: str) -> Scan:
+    store = raw_store(target)
+    await store.open()
+    try:
+        return await scan_store(store)
+    finally:
+        await store.aclose()
+
+
+async def _repair(target: str, logs: tuple[DamagedLog, ...]) -> list[RepairReport]:
+    async with open_app(target) as app:
+        return [await app.journal.repair(log.stream_id, replica_id=log.replica_id) for log in logs]
+
+
+@click.command()
+@click.argument("target")
+@click.option("--yes", is_flag=True, help="Repair without asking first.")
+def repair(target: str, yes: bool) -> None:
+    """Move the damaged tail of each damaged log of TARGET aside (never
+    deleting it), so that its stream reads and takes writes again; the
+    events there are lost. Says what it will do and asks unless --yes.
+    Exit 0 when the store then reads back intact, 3 if damage remains."""
+    scan = _run(lambda: _scan(target))
+    if not scan.damaged_logs:
+        if scan.intact:
+            click.echo(f"nothing to repair: {summary(scan)} read back intact")
+            return
+        _remaining(scan, target)
+    click.echo(f"{len(scan.damaged_logs)} damaged log(s):")
+    for log in scan.damaged_logs:
+        click.echo(f"  {log.describe()}")
+    click.echo(
+        "Each keeps its events before the damage; the rest of it is moved aside beside the "
+        "log (never deleted) and its events are lost to readers: restore the file from a "
+        "backup or another replica instead if you have one."
+    )
+    if not yes:
+        click.confirm("Repair them?", abort=True)
+    for report in _run(lambda: _repair(target, scan.damaged_logs)):
+        name = report.stream_id
+        if report.replica_id is not None:
+            name = f"{name} ({report.replica_id})"
+        moved = ", ".join(report.moved_aside) or "nothing"
+        click.echo(
+            f"repaired {name}: keeps sequences 1..{report.last_sequence}; moved aside "
+            f"{report.bytes_moved:,} bytes: {moved}"
+        )
+    after = _run(lambda: _scan(target))
+    if after.intact:
+        click.echo(f"intact now: {summary(after)}")
+        return
+    _remaining(after, target)
+
+
+def _remaining(scan: Scan, target: str) -> None:
+    for line in damage_lines(scan):
+        click.echo(line, err=True)
+    click.echo(
+        f"{target}: damage remains that `calliope repair` does not mend (above); restore it "
+        "from a backup",
+        err=True,
+    )
+    sys.exit(DAMAGED)

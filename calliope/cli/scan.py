@@ -1,0 +1,142 @@
+"""Reading a whole store as its readers do, to find damage: the scan behind
+``calliope verify`` and ``calliope repair``.
+
+Every log of every stream (Calliope's own ``$calliope/`` streams too) is
+read to its end: each frame's checksum, each log's committed extent,
+sequences that must follow on. Then the feed's index, then every kept
+snapshot. A damaged log is noted and the scan goes on with the next, so
+one run names every damaged log. O(size of the store); memory one page.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AbstractContextManager, nullcontext
+
+import attrs
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from calliope.core.ids import RESERVED_PREFIX
+from calliope.errors import CorruptJournalError
+from calliope.shell.ports import StorePort
+
+__all__ = ["DamagedLog", "Scan", "scan_store"]
+
+
+@attrs.frozen
+class DamagedLog:
+    """A log a reader refuses: the stream, the replica (None for a plain
+    stream) and the error naming the file and offset."""
+
+    stream_id: str
+    replica_id: str | None
+    error: CorruptJournalError
+
+    def describe(self) -> str:
+        log = self.stream_id if self.replica_id is None else f"{self.stream_id} ({self.replica_id})"
+        return f"{log}: {self.error}"
+
+
+@attrs.frozen
+class Scan:
+    """What a scan read, and the damage it found."""
+
+    streams: int
+    events: int
+    feed_batches: int
+    snapshots: int
+    damaged_logs: tuple[DamagedLog, ...]
+    feed_damage: str | None
+    damaged_snapshots: tuple[str, ...]
+
+    @property
+    def intact(self) -> bool:
+        return not (self.damaged_logs or self.feed_damage or self.damaged_snapshots)
+
+
+async def _all_streams(store: StorePort) -> list[tuple[str, bool]]:
+    found = []
+    for prefix in (None, RESERVED_PREFIX):  # (Calliope's own streams too)
+        async for page in store.catalog.list_streams(prefix):
+            for stream_id, replicated in page:
+                if prefix is None and stream_id.startswith(RESERVED_PREFIX):
+                    continue
+                found.append((stream_id, replicated))
+    return found
+
+
+async def _read_log(store: StorePort, stream_id: str, replica_id: str | None) -> int:
+    reader = (
+        store.plain.read(stream_id, 1, None)
+        if replica_id is None
+        else store.replicated.read_replica(stream_id, replica_id, 1)
+    )
+    events = 0
+    async for batches in reader:
+        events += sum(len(batch.items) for batch in batches)
+    return events
+
+
+def _progress() -> Progress | None:
+    """A progress bar on stderr when it is a terminal; None otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+async def scan_store(store: StorePort) -> Scan:
+    """Read all of ``store`` (opened) and say what is damaged. The stream
+    ids are listed first (memory O(streams) for their ids), so that the
+    progress bar, drawn on stderr when it is a terminal, knows its length."""
+    streams = await _all_streams(store)
+    progress = _progress()
+    shown: AbstractContextManager[object] = progress if progress is not None else nullcontext()
+    events = entries = snapshots = 0
+    damaged: list[DamagedLog] = []
+    feed_damage: str | None = None
+    bad_snapshots: list[str] = []
+    with shown:
+        task = None if progress is None else progress.add_task("streams", total=len(streams))
+        for stream_id, replicated in streams:
+            logs: list[str | None] = (
+                list(await store.replicated.replicas(stream_id)) if replicated else [None]
+            )
+            for replica_id in logs:
+                try:
+                    events += await _read_log(store, stream_id, replica_id)
+                except CorruptJournalError as error:
+                    damaged.append(DamagedLog(stream_id, replica_id, error))
+            if progress is not None and task is not None:
+                progress.advance(task)
+        try:
+            for prefix in (None, RESERVED_PREFIX):
+                start = 0
+                while True:
+                    page = await store.feed.read_feed(start, prefix, limit=4096)
+                    entries += len(page.entries)
+                    start = page.next_entry
+                    if not page.more:
+                        break
+        except CorruptJournalError as error:
+            feed_damage = str(error)
+        async for ids in store.snapshots.ids(None):
+            for snapshot_id in ids:
+                snapshots += 1
+                bad_snapshots.extend(await store.snapshots.check(snapshot_id))
+    return Scan(
+        streams=len(streams),
+        events=events,
+        feed_batches=entries,
+        snapshots=snapshots,
+        damaged_logs=tuple(damaged),
+        feed_damage=feed_damage,
+        damaged_snapshots=tuple(bad_snapshots),
+    )
