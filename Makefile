@@ -37,16 +37,11 @@ unit: $(VENV)/.dev
 
 test: lint typecheck unit
 
+# `calliope bench`: every module of benchmarks/, one table; `make bench DSN=...`
+# measures PostgreSQL too (default: $$CALLIOPE_POSTGRES_DSN).
 bench: $(VENV)/.dev
-	$(BIN)/python -m benchmarks.core
-	$(BIN)/python -m benchmarks.journal
-	$(BIN)/python -m benchmarks.replication
-	$(BIN)/python -m benchmarks.replicator
-	$(BIN)/python -m benchmarks.crdt
-	$(BIN)/python -m benchmarks.responsiveness
-	$(BIN)/python -m benchmarks.snapshots
-	$(BIN)/python -m benchmarks.feed
-	$(BIN)/python -m benchmarks.postgres
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/calliope bench $(if $(DSN),--dsn '$(DSN)')
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -312,7 +312,7 @@ def bench_rga_typing() -> RGA:
     header(f"RGA typing: {TYPING:,} inserts, 95% right after the previous one")
     print(
         row(
-            "prepare + tag + effect",
+            "RGA typing: prepare + tag + effect",
             rate(TYPING, total),
             "ops/s",
             rate(TYPING, baseline),
@@ -355,7 +355,7 @@ def bench_rga_random(doc: RGA) -> None:
     header(f"RGA: {RANDOM_INSERTS:,} inserts at random positions of a {TYPING:,}-element document")
     print(
         row(
-            "prepare + tag + effect",
+            "RGA random inserts: prepare + tag + effect",
             rate(RANDOM_INSERTS, seconds),
             "ops/s",
             rate(RANDOM_INSERTS, baseline),
@@ -390,7 +390,7 @@ def bench_orset_churn() -> None:
     header(f"ORSet: {CHURN:,} adds and removes over 1,000 elements, 3 replicas in turn")
     print(
         row(
-            "prepare + tag + effect",
+            "ORSet churn: prepare + tag + effect",
             rate(CHURN, seconds),
             "ops/s",
             rate(CHURN, baseline),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import click
 
+from calliope.cli.bench import bench
 from calliope.cli.demo import demo
 from calliope.cli.follow import feed, tail
 from calliope.cli.inspect import show, streams
@@ -41,3 +42,4 @@ main.add_command(replicas)
 main.add_command(projections)
 main.add_command(verify)
 main.add_command(repair)
+main.add_command(bench)
