@@ -157,6 +157,8 @@ def bench(
     chosen = [m for m in SUITE if (directory / f"{m.name}.py").is_file()]
     if only is not None:
         wanted = {name.strip() for name in only.split(",") if name.strip()}
+        if not wanted:
+            raise click.BadParameter("name at least one module", param_hint="--only")
         unknown = wanted - {m.name for m in chosen}
         if unknown:
             known = ", ".join(m.name for m in chosen)

@@ -85,6 +85,9 @@ def test_errors_are_one_line_and_an_exit_code(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
+    (tmp_path / "a-file").write_text("not a store")
+    a_file = run("verify", str(tmp_path / "a-file"))
+    assert a_file.returncode == 1 and "a-file is not a directory" in a_file.stderr
     usage = run("show", str(tmp_path), "s", "--from", "0")
     assert usage.returncode == 2
     module = subprocess.run(

@@ -42,13 +42,16 @@ def test_bench_prints_each_figure_beside_its_baseline(tmp_path: Path) -> None:
     assert f"the modules' full output: {log}" in result.stderr
     assert "worst stall" in log.read_text()  # what the module printed
     markdown = bench("--quick", "--only", "snapshots", "--markdown")
-    assert markdown.stdout.startswith("| benchmark | figure | value | baseline (same run) | ratio |")
+    header = "| benchmark | figure | value | baseline (same run) | ratio |"
+    assert markdown.stdout.startswith(header)
     assert markdown.stdout.count("| snapshots | ") == 4
 
 
 def test_bench_needs_a_suite_and_known_modules(tmp_path: Path) -> None:
     unknown = bench("--only", "journal,nonsense")
     assert unknown.returncode == 2 and "no module nonsense" in unknown.stderr
+    nothing = bench("--only", ",")
+    assert nothing.returncode == 2 and "name at least one module" in nothing.stderr
     missing = bench("--suite", str(tmp_path / "nowhere"))
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: no benchmark suite found")

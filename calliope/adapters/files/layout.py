@@ -117,8 +117,9 @@ def read_root(root: str, requested: str | None = None) -> str:
     meta_path = os.path.join(root, _META)
     if not os.path.exists(meta_path):
         if not os.path.isdir(root):
+            what = "is not a directory" if os.path.exists(root) else "does not exist"
             raise StorageError(
-                f"{root} does not exist; a read_only open only inspects an existing store: "
+                f"{root} {what}; a read_only open only inspects an existing store: "
                 f"check the path, or open without read_only=True to create a store"
             )
         entries = _entries(root)
