@@ -52,8 +52,20 @@ def _event_streams(namespace: dict[str, Any], out: str) -> None:
     assert "False 7\n" in out  # repair of an intact stream
 
 
+def _replicated_streams(namespace: dict[str, Any], out: str) -> None:
+    assert "VersionVector({berlin:1}) VersionVector({lima:1})\nFalse True\n" in out
+    assert "[('berlin', ItemAdded(sku='tea', quantity=1))]\n" in out  # lima was told
+    assert "True [{'tea': 1}, {'jam': 2}]\n" in out  # the conflict, as read by berlin
+    assert "VersionVector({berlin:2, lima:1}) False\n" in out  # the resolution follows both
+    assert "False {'tea': 1, 'jam': 2}\n" in out  # lima reads one state again
+    assert "[('berlin', 1), ('lima', 1), ('berlin', 2)] VersionVector({berlin:2, lima:1})\n" in out
+    assert "berlin ItemAdded(sku='fig', quantity=1) VersionVector({berlin:3, lima:1})\n" in out
+    assert "Basket(items={'tea': 1, 'jam': 3, 'fig': 1})\n" in out
+
+
 GUIDES: dict[str, Check] = {
     "event-streams.md": _event_streams,
+    "replicated-streams.md": _replicated_streams,
 }
 
 
