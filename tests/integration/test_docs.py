@@ -66,17 +66,23 @@ def _crdts(namespace: dict[str, Any], out: str) -> None:
     assert "5\n-2\n" in out  # the counters: every concurrent update counts
     assert "frozenset({'sale'}) frozenset({'sale'})\n" in out  # ORSet: add wins
     assert "Final\n['blue', 'red']\nfrozenset({'purple'})\n" in out  # the registers
-    assert "{'likes': 3, 'tags': frozenset({'new'})}\n" in out  # ORMap
+    assert "[('likes', 3), ('tags', frozenset({'new'}))]\n3\n" in out  # ORMap
     assert "Cats 1\n('b', 'a')\n" in out  # RGA, and the trap of one prepare
     assert "VersionVector({a:2, b:1}) frozenset({'y'}) {} {'y': True}\n" in out  # compaction
     assert "7\n{'title': 'Hi'}\nok\nWrongCRDTTypeError\n" in out  # the replicator
     assert "GCounter obeys the laws\n" in out
 
 
+def _projections(namespace: dict[str, Any], out: str) -> None:
+    assert "1.0\ncart-3 2.0\n" in out  # the feed: read, then followed from the checkpoint
+    assert "Totals(items=4) 2.0\nTotals(items=5)\n" in out  # catch_up, then follow
+
+
 GUIDES: dict[str, Check] = {
     "event-streams.md": _event_streams,
     "replicated-streams.md": _replicated_streams,
     "crdts.md": _crdts,
+    "projections.md": _projections,
 }
 
 
