@@ -73,6 +73,18 @@ def _crdts(namespace: dict[str, Any], out: str) -> None:
     assert "GCounter obeys the laws\n" in out
 
 
+def _file_store(namespace: dict[str, Any], out: str) -> None:
+    assert "['calliope.json', 'changes', 'feed', 'replicas', 'snapshots', 'streams']\n" in out
+    assert "6 ['00000000000000000001.seg', '00000000000000000054.seg']\n" in out  # rolled
+    assert "301\nweb-1 is in use\nworker-1\nread-only\n" in out  # two apps, a lease, read-only
+    assert "00000000000000000258.seg True\n" in out  # the damage, named
+    assert "True 300 ['.aside']\n301\n" in out  # repaired: moved aside, the number given again
+    damaged = [
+        path for path in namespace["log"].iterdir() if path.name.startswith("0" * 17 + "258")
+    ]
+    assert sorted(path.suffix for path in damaged) == [".aside", ".seg"]  # beside, not deleted
+
+
 def _projections(namespace: dict[str, Any], out: str) -> None:
     assert "1.0\ncart-3 2.0\n" in out  # the feed: read, then followed from the checkpoint
     assert "Totals(items=4) 2.0\nTotals(items=5)\n" in out  # catch_up, then follow
@@ -82,6 +94,7 @@ GUIDES: dict[str, Check] = {
     "event-streams.md": _event_streams,
     "replicated-streams.md": _replicated_streams,
     "crdts.md": _crdts,
+    "file-store.md": _file_store,
     "projections.md": _projections,
 }
 
