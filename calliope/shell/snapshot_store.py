@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from calliope.core.ids import validate_stream_id
 from calliope.core.snapshot import Snapshot
-from calliope.errors import InvalidArgumentError
+from calliope.errors import InvalidArgumentError, UnknownEventTypeError
 from calliope.shell.ports import CodecPort, PlainLogPort, SnapshotPort, SnapshotRecord
 from calliope.shell.records import from_timestamp_us, to_timestamp_us
 from calliope.shell.scope import AppScope
@@ -104,7 +104,15 @@ class SnapshotStore:
         record = await self._port.load(snapshot_id)
         if record is None:
             return None
-        state: S = codec.decode(record.type_name, record.schema_version, record.data)
+        try:
+            state: S = codec.decode(record.type_name, record.schema_version, record.data)
+        except UnknownEventTypeError:
+            raise UnknownEventTypeError(
+                f"snapshot {snapshot_id!r} holds a {record.type_name!r}, not a "
+                f"{getattr(state_type, '__name__', state_type)}: load it with the class "
+                f"registered as {record.type_name!r} (or a Union that includes it), or save "
+                f"a new snapshot of this type"
+            ) from None
         return Snapshot(
             state=state, sequence=record.sequence, timestamp=from_timestamp_us(record.timestamp_us)
         )

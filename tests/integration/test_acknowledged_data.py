@@ -188,7 +188,9 @@ async def test_readers_never_deliver_a_frame_before_its_writer_fsynced(tmp_path:
     assert await last_sequence(root, "s") == 4
 
 
-async def test_repair_moves_damage_aside_and_the_stream_is_usable_again(tmp_path: Path) -> None:
+async def test_repair_moves_damage_aside_and_the_stream_is_usable_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = tmp_path / "data"
     await write(root, "s", 5)
     (segment,) = segments(root, "s")
@@ -198,6 +200,9 @@ async def test_repair_moves_damage_aside_and_the_stream_is_usable_again(tmp_path
     async with calliope.open(root, replica_id="fixer") as app:
         report = await app.journal.repair("s")
         assert report.repaired and report.last_sequence == 4
+        # (the log line says what was lost; it once said nothing acknowledged was)
+        logged = caplog.records[0].getMessage()
+        assert logged.endswith("a repair asked for; the events there are lost to readers")
         (aside,) = report.moved_aside
         assert Path(aside).read_bytes() == bytes(data[-report.bytes_moved :])
         again = await app.journal.repair("s")  # an intact log is left as it is

@@ -124,3 +124,22 @@ async def test_a_snapshot_too_large_for_a_frame_is_refused_before_anything_is_wr
     assert loaded is not None and loaded.state.name == "fits"
     assert len(snapshot_files(root, "s")) == 1
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+async def test_loading_a_snapshot_as_another_type_says_which_type_it_holds(
+    tmp_path: Path,
+) -> None:
+    @calliope.event_type("test.other-state")
+    @attrs.frozen
+    class OtherState:
+        n: int
+
+    async with calliope.open(tmp_path / "data") as app:
+        await app.snapshots.save_snapshot("s", BlobState("x", b""), sequence=1)
+        with pytest.raises(calliope.UnknownEventTypeError) as raised:
+            await app.snapshots.load_snapshot("s", OtherState)
+    assert str(raised.value) == (
+        "snapshot 's' holds a 'test.blob-state', not a OtherState: load it with the class "
+        "registered as 'test.blob-state' (or a Union that includes it), or save a new "
+        "snapshot of this type"
+    )

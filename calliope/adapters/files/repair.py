@@ -72,7 +72,15 @@ def repair_log(files: SegmentFiles, lock_fd: int, *, observed: int = 0) -> Repai
         fd = os.open(files.path(kept.segment), os.O_RDWR)
         try:
             count += os.fstat(fd).st_size - kept.end
-            moved.append(move_aside(files, fd, kept.segment, kept.end, "a repair asked for"))
+            moved.append(
+                move_aside(
+                    files,
+                    fd,
+                    kept.segment,
+                    kept.end,
+                    "a repair asked for; the events there are lost to readers",
+                )
+            )
         finally:
             os.close(fd)
     for segment in plan.later:

@@ -253,7 +253,13 @@ def _recover(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) 
     evidence = _evidence(files, tail, size, extent)
     if evidence is not None:
         raise damaged(files, tail.segment, tail.end, evidence)
-    move_aside(files, tail.fd, tail.segment, tail.end, "an incomplete or damaged last write")
+    move_aside(
+        files,
+        tail.fd,
+        tail.segment,
+        tail.end,
+        "an incomplete or damaged last write; nothing there was acknowledged",
+    )
 
 
 def _evidence(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) -> str | None:
@@ -320,8 +326,7 @@ def move_aside(files: SegmentFiles, fd: int, segment: int, start: int, why: str)
         os.close(out)
     fsync_directory(files.directory)
     logger.error(
-        "moved %d bytes at byte offset %d of %s (stream %r) aside to %s: %s; "
-        "nothing there was acknowledged",
+        "moved %d bytes at byte offset %d of %s (stream %r) aside to %s: %s",
         size - start,
         start,
         path,
