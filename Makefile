@@ -46,6 +46,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.snapshots
 	$(BIN)/python -m benchmarks.feed
 	$(BIN)/python -m benchmarks.postgres
+	$(BIN)/python -m benchmarks.versus
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
