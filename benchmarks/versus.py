@@ -14,7 +14,9 @@ Sizes (``--quick``: a tenth to a fiftieth, 1 round): (a) 1,000 awaited writes on
 disk and PostgreSQL, 20,000 in memory; (b) 256 x 16 events on disk and
 PostgreSQL, 256 x 80 in memory; (a) and (b) are medians of 3 rounds in
 which the sides take turns at going first (the disk drifts); (c)
-``--events`` (100,000); the CRDT ``--chars`` (20,000).
+``--events`` (100,000); the CRDT ``--chars`` (20,000). Every timed part
+starts after a ``gc.collect()`` (the garbage of the parts before it
+otherwise slowed the RGA's by up to 20%).
 
 Events and state (both sides): the journal benchmark's ``ItemAdded(sku,
 quantity, price_cents)`` events (``benchmarks.journal.sample``), folded into
@@ -111,6 +113,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import os
 import random
@@ -191,6 +194,7 @@ async def calliope_replay(target: str, events: int) -> tuple[float, Totals]:
         # Opened while the writer is still open: a memory store lives as long as an app on it.
         async with calliope.open(target, replica_id="reader") as reader:
             replayed = reader.journal.event_stream("replay", ItemAdded)
+            gc.collect()
             start = time.perf_counter()
             totals = await replayed.query().aggregate(add, (0, 0, 0))
             return time.perf_counter() - start, totals
@@ -208,11 +212,12 @@ def expected_totals(events: int) -> Totals:
 
 def medians(rounds: int, *runs: Callable[[int], float]) -> list[float]:
     """The median seconds of each ``run(turn)`` over ``rounds`` rounds, the
-    runs taking turns at going first."""
+    runs taking turns at going first (each after a ``gc.collect()``)."""
     seconds: list[list[float]] = [[] for _ in runs]
     for turn in range(rounds):
         for index in range(len(runs)):
             which = (turn + index) % len(runs)
+            gc.collect()
             seconds[which].append(runs[which](turn))
     return [statistics.median(each) for each in seconds]
 
@@ -433,6 +438,7 @@ def rga_typing(plan: Plan) -> tuple[list[float], RGA, list[Tagged[Any]]]:
     ops: list[Tagged[Any]] = []
     bounds = tenths(len(plan))
     seconds: list[float] = []
+    gc.collect()
     for first, end in itertools.pairwise(bounds):
         start = time.perf_counter()
         for index, char in plan[first:end]:
@@ -446,6 +452,7 @@ def rga_typing(plan: Plan) -> tuple[list[float], RGA, list[Tagged[Any]]]:
 
 def rga_remote(ops: list[Tagged[Any]]) -> tuple[float, RGA]:
     doc = RGA()
+    gc.collect()
     start = time.perf_counter()
     for tagged in ops:
         doc = doc.effect(tagged)
@@ -458,6 +465,7 @@ def rga_remote_bytes(ops: list[Tagged[Any]]) -> tuple[float, RGA]:
     encoded = [msgpack.packb(codec.encode_tagged(tagged)) for tagged in ops]
     decode = codec.decode_tagged
     doc = RGA()
+    gc.collect()
     start = time.perf_counter()
     for data in encoded:
         doc = doc.effect(decode(msgpack.unpackb(data), RGA))
@@ -469,6 +477,7 @@ def pycrdt_typing(pycrdt: ModuleType, plan: Plan) -> tuple[list[float], Any]:
     doc = pycrdt.Doc()
     text = doc["text"] = pycrdt.Text()
     seconds: list[float] = []
+    gc.collect()
     for first, end in itertools.pairwise(tenths(len(plan))):
         start = time.perf_counter()
         for index, char in plan[first:end]:
@@ -491,6 +500,7 @@ def pycrdt_updates(pycrdt: ModuleType, plan: Plan) -> list[bytes]:
 def pycrdt_remote(pycrdt: ModuleType, updates: list[bytes]) -> tuple[float, Any]:
     doc = pycrdt.Doc()
     doc["text"] = pycrdt.Text()
+    gc.collect()
     start = time.perf_counter()
     for update in updates:
         doc.apply_update(update)
