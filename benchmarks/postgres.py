@@ -19,7 +19,9 @@ dropped at the end). Each figure beside a baseline through the same driver
 With the extra ``calliope[bench]`` (the Python ``eventsourcing`` library),
 (a) and (b) are also shown beside ``eventsourcing``'s PostgreSQL recorder
 writing one event per transaction (its ``insert_events`` of one stored
-event of the same size, in a loop), on the same server in the same run.
+event of the same size, in a loop), on the same server in the same run
+(its code lives in ``benchmarks.versus_eventsourcing``; ``benchmarks.versus``
+compares whole applications, ``Application.save`` against ``persist``).
 """
 
 from __future__ import annotations
@@ -62,32 +64,10 @@ def _eventsourcing_rate(dsn: str, schema: str, count: int, size: int) -> float |
     """Events/s of ``eventsourcing``'s PostgreSQL recorder inserting one
     event per transaction; None without the library."""
     try:
-        from eventsourcing.persistence import StoredEvent
-        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+        from benchmarks.versus_eventsourcing import recorder_rate
     except ImportError:
         return None
-    from urllib.parse import urlparse
-
-    url = urlparse(dsn)
-    datastore = PostgresDatastore(
-        dbname=url.path.lstrip("/"),
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password or "",
-        schema=schema,
-    )
-    try:
-        recorder = PostgresApplicationRecorder(datastore)
-        recorder.create_table()
-        originator = uuid.uuid4()
-        state = b"x" * size
-        start = time.perf_counter()
-        for version in range(1, count + 1):
-            recorder.insert_events([StoredEvent(originator, version, "bench.Event", state)])
-        return rate(count, time.perf_counter() - start)
-    finally:
-        datastore.close()
+    return recorder_rate(dsn, schema, count, size)
 
 
 def _count(total: int, event: ItemAdded) -> int:
