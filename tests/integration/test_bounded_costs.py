@@ -24,6 +24,7 @@ from typing import Any
 
 import calliope
 from calliope.adapters.codec import Codec
+from calliope.adapters.files.event_log import _HANDLES
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
 from calliope.adapters.files.store import FileStore
@@ -114,13 +115,13 @@ async def test_a_replicated_live_query_reads_a_backlog_a_page_at_a_time() -> Non
 
 async def test_the_file_store_keeps_state_for_a_bounded_number_of_logs(tmp_path: Path) -> None:
     async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
-        for n in range(600):
+        for n in range(_HANDLES + 300):
             stream = app.journal.event_stream(f"stream-{n}", ItemAdded)
             await stream.persist(ItemAdded(str(n)))
             await stream.query().to_list()
         store = app._store
         assert isinstance(store, FileStore)
-        assert len(store.plain._logs) <= 128
+        assert len(store.plain._logs) <= _HANDLES
 
 
 async def test_live_queries_on_one_stream_share_one_watch(tmp_path: Path) -> None:
@@ -225,15 +226,17 @@ async def test_closing_a_live_query_mid_read_releases_its_reader() -> None:
 
 
 async def test_appends_to_many_streams_at_once_keep_few_files_open(tmp_path: Path) -> None:
-    """600 streams written at the same time: files are closed behind the
-    appends, so the process does not run out of descriptors."""
+    """More streams written at the same time than the store keeps logs
+    for: files are closed behind the appends, so the process does not run
+    out of descriptors."""
     fds = Path("/proc/self/fd")
+    count = _HANDLES + 300
     async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
         before = len(list(fds.iterdir()))
-        streams = [app.journal.event_stream(f"s{n}", ItemAdded) for n in range(600)]
+        streams = [app.journal.event_stream(f"s{n}", ItemAdded) for n in range(count)]
         envelopes = await asyncio.gather(*(s.persist(ItemAdded("x")) for s in streams))
         after = len(list(fds.iterdir()))
-        assert [e.sequence for e in envelopes] == [1] * 600
+        assert [e.sequence for e in envelopes] == [1] * count
         again = await asyncio.gather(*(s.persist(ItemAdded("y")) for s in streams[:5]))
         assert [e.sequence for e in again] == [2] * 5  # closed logs reopen and go on
-    assert after - before <= 2 * 128 + 16
+    assert after - before <= 2 * _HANDLES + 16

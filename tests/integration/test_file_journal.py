@@ -291,19 +291,22 @@ async def test_a_snapshot_save_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 
 async def test_writing_many_streams_keeps_few_files_open(tmp_path: Path) -> None:
+    from calliope.adapters.files.event_log import _HANDLES
+
     root = tmp_path / "data"
     fds = Path("/proc/self/fd")
+    streams = _HANDLES + 300
     async with calliope.open(root, replica_id="w", durability="flush") as app:
         before = len(list(fds.iterdir()))
-        for n in range(600):
+        for n in range(streams):
             await app.journal.event_stream(f"s{n}", ItemAdded).persist(ItemAdded(str(n)))
         during = len(list(fds.iterdir()))
-        for n in (0, 599):  # an evicted log reopens and continues its sequence
+        for n in (0, streams - 1):  # an evicted log reopens and continues its sequence
             envelope = await app.journal.event_stream(f"s{n}", ItemAdded).persist(
                 ItemAdded("again")
             )
             assert envelope.sequence == 2
-    assert during - before <= 2 * 128 + 8
+    assert during - before <= 2 * _HANDLES + 8
 
 
 async def test_a_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path: Path) -> None:
@@ -352,15 +355,17 @@ async def test_damage_at_the_end_of_an_earlier_segment_is_an_error(tmp_path: Pat
 
 
 async def test_conflicting_persists_on_many_streams_keep_few_files_open(tmp_path: Path) -> None:
+    from calliope.adapters.files.event_log import _HANDLES
+
     fds = Path("/proc/self/fd")
     async with calliope.open(tmp_path / "data", replica_id="w", durability="flush") as app:
         before = len(list(fds.iterdir()))
-        for n in range(400):
+        for n in range(_HANDLES + 300):
             with pytest.raises(calliope.ConcurrencyError):
                 await app.journal.event_stream(f"s{n}", ItemAdded).persist(
                     ItemAdded("x"), expected_sequence=5
                 )
-        assert len(list(fds.iterdir())) - before <= 2 * 128 + 8
+        assert len(list(fds.iterdir())) - before <= 2 * _HANDLES + 8
 
 
 async def test_a_failing_index_write_does_not_fail_a_durable_persist(

@@ -9,7 +9,9 @@ extend. A replicated stream is one log per replica
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import resource
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Coroutine, Mapping, Sequence
@@ -24,6 +26,7 @@ from calliope.adapters.files.fsutil import (
     storage_errors,
     write_file_atomically,
 )
+from calliope.adapters.files.group_commit import FlushGate
 from calliope.adapters.files.layout import id_directory, log_directory, stream_directory
 from calliope.adapters.files.log_handle import LogHandle
 from calliope.adapters.files.page_reads import in_range, read_page
@@ -46,7 +49,22 @@ from calliope.shell.ports import Durability, NewEvent, RepairReport
 
 __all__ = ["FileEventLog"]
 
-_HANDLES = 128  # logs whose state (open files, hints) this process keeps
+
+def _handles_bound() -> int:
+    """How many logs' state (open files, hints) this process keeps: enough
+    for as many streams written at once as an application is likely to
+    have (each held log costs two file descriptors), within an eighth of
+    the process's file descriptor limit: 1,024, or 128 under the common
+    soft limit of 1,024 descriptors. Writers on more streams than this at
+    once reopen files between appends."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(128, min(1024, soft // 8))
+
+
+_HANDLES = _handles_bound()
+_EVICT_AT_MOST = 32  # handles one eviction looks at
 _REPLICA_NAMES = 4096
 _QUICK_READ = 64 * 1024  # bytes appended since the last read that may be read on the loop
 _QUICK_LOGS = 16
@@ -82,6 +100,7 @@ class FileEventLog:
         self._segment_bytes = segment_bytes
         self._changes = changes
         self._logs: OrderedDict[tuple[str, str | None], LogHandle] = OrderedDict()
+        self._gate = FlushGate()  # (shared by its logs' committers)
         self._replica_names: OrderedDict[str, str] = OrderedDict()  # directory -> replica id
         self._directories: OrderedDict[str, str] = OrderedDict()  # stream -> its directory
         self._caches = threading.Lock()  # the caches above are also used in worker threads
@@ -125,7 +144,7 @@ class FileEventLog:
         if entry is None:
             if self._closed:
                 raise AppClosedError("this store is closed; open it again")
-            entry = logs[key] = LogHandle(self._segment_log(stream_id, replica_id))
+            entry = logs[key] = LogHandle(self._segment_log(stream_id, replica_id), self._gate)
             if len(logs) > _HANDLES:
                 self._evict()
         else:
@@ -136,14 +155,23 @@ class FileEventLog:
         """Down to the bound, least recently used first: drop idle handles,
         and close the files of handles not flushing right now (they reopen
         on their next append), so that appends to many streams at once keep
-        few files open. O(handles over the bound)."""
+        few files open. A handle still in use is moved to the recent end, so
+        that the next eviction does not look at it again soon; one call
+        looks at :data:`_EVICT_AT_MOST` handles at most, so that thousands of
+        streams written at once (all in use, none to drop) cost O(1) per
+        append, not O(streams): the bound is exceeded by the handles in use
+        at the time, and restored as they go idle."""
         logs = self._logs
-        for key in list(logs)[: len(logs) - _HANDLES]:
+        over = min(len(logs) - _HANDLES, _EVICT_AT_MOST)
+        for key in list(itertools.islice(logs, max(over, 0))):
             entry = logs[key]
             if not entry.committer.idle:
-                continue  # flushing: its files are in use
+                logs.move_to_end(key)  # flushing: its files are in use
+                continue
             entry.log.close()
-            if not entry.users:
+            if entry.users:
+                logs.move_to_end(key)
+            else:
                 del logs[key]
 
     def _prepare(self, stream_id: str, replica_id: str | None, directory: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from calliope.adapters.files.group_commit import GroupCommitter
+from calliope.adapters.files.group_commit import FlushGate, GroupCommitter
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
@@ -18,10 +18,10 @@ _HINTS = 64  # read hints kept per log
 class LogHandle:
     """Everything this process holds for one log (plain or one replica's)."""
 
-    def __init__(self, log: SegmentLog) -> None:
+    def __init__(self, log: SegmentLog, gate: FlushGate) -> None:
         self.log = log
         self.committer: GroupCommitter[AppendRequest, RecordBatch | None] = GroupCommitter(
-            log.append, log.try_append
+            log.append, log.try_append, gate=gate
         )
         self.ready = False  # the directories and id files exist
         self.users = 0  # appends in flight
