@@ -153,6 +153,8 @@ def bench(
     at a time, and print one table: each figure, its same-run baseline and
     the ratio. With the calliope[bench] extra, the same workloads on the
     eventsourcing library and pycrdt too. Exit 1 if a module failed."""
+    if as_json and markdown:
+        raise click.UsageError("give one of --json and --markdown")
     directory = find_suite(suite)
     chosen = [m for m in SUITE if (directory / f"{m.name}.py").is_file()]
     if only is not None:
@@ -176,7 +178,13 @@ def bench(
     failed: list[str] = []
     terminal = sys.stderr.isatty()
     try:
-        with open(log_path, "w", encoding="utf-8") as log:
+        try:
+            log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        except OSError as error:
+            raise click.BadParameter(
+                f"cannot write {log_path}: {error.strerror}", param_hint="--log"
+            ) from None
+        with log:
             progress = Progress(
                 TextColumn("{task.description:<24}"),
                 BarColumn(),

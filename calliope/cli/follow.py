@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import click
 
-from calliope.cli.inspect import _event_lines, _run, raw_store
+from calliope.cli.inspect import _event_lines, _run, check_stream_id, raw_store, stream_kind
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import StorePort
@@ -41,10 +41,22 @@ async def _opened(target: str) -> AsyncIterator[StorePort]:
 @click.option("-f", "--follow", is_flag=True, help="Go on printing new events (Ctrl-C ends).")
 def tail(target: str, stream: str, first: int, follow: bool) -> None:
     """Print the events of plain stream STREAM from a sequence as JSON lines;
-    with -f, then each new one."""
+    with -f, then each new one (waiting for the stream if it has none yet)."""
+    check_stream_id(stream)
 
     async def printing() -> None:
         async with _opened(target) as store, store.changes.watch(stream) as watcher:
+            replicated = await stream_kind(store, stream)
+            if replicated:
+                raise click.ClickException(
+                    f"{stream!r} is a replicated stream: `calliope show {target} {stream}` "
+                    "prints each replica's log (tail follows a plain stream)"
+                )
+            if replicated is None and not follow:
+                raise click.ClickException(
+                    f"{target} has no stream {stream!r}; `calliope streams {target}` lists them "
+                    "(with -f, tail waits for it)"
+                )
             after = first
             while True:
                 async for batches in store.plain.read(stream, after, None):
@@ -89,7 +101,7 @@ def feed(target: str, prefix: str | None, after: str | None, follow: bool) -> No
                             continue
                         record = json.loads(line)
                         record["position"] = str(position)
-                        click.echo(json.dumps(record, ensure_ascii=False))
+                        click.echo(json.dumps(record, ensure_ascii=False, allow_nan=False))
                     index += len(entry.batch.items)
                 start = page.next_entry
                 if page.more:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
 
 from calliope.cli.output import Listing
+from calliope.core.ids import validate_stream_id
 from calliope.errors import CalliopeError
 from calliope.shell.app import open_app
 from calliope.shell.ports import RecordBatch, StorePort
@@ -52,9 +54,12 @@ def raw_store(target: str) -> StorePort:
 
 
 def _plain(value: Any) -> Any:
-    """Stored plain data as JSON can hold it (bytes as {"$bytes": base64})."""
+    """Stored plain data as JSON can hold it: bytes as {"$bytes": base64},
+    a float JSON has no number for (NaN, ±infinity) as {"$float": "nan"}."""
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": str(value)}
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -81,6 +86,24 @@ def streams(target: str, prefix: str | None, as_json: bool) -> None:
                     rows.add(info.stream_id, info.kind, events, list(info.replicas))
 
     _run(listing)
+
+
+def check_stream_id(stream: str) -> None:
+    """A click usage error (exit 2) for a STREAM argument no stream can have."""
+    try:
+        validate_stream_id(stream, reserved=True)
+    except CalliopeError as error:
+        raise click.BadParameter(str(error), param_hint="STREAM") from None
+
+
+async def stream_kind(store: StorePort, stream: str) -> bool | None:
+    """Whether ``stream`` is replicated (True), plain (False), or absent
+    (None). O(streams whose id starts with it)."""
+    async for page in store.catalog.list_streams(stream):
+        for stream_id, replicated in page:
+            if stream_id == stream:
+                return replicated
+    return None
 
 
 def _since(since: str | None, replicated: bool) -> dict[str, int]:
@@ -125,6 +148,7 @@ def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
                     "data": _plain(data),
                 },
                 ensure_ascii=False,
+                allow_nan=False,
             )
         )
     return lines
@@ -146,33 +170,30 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
     """Print the events of STREAM in TARGET as JSON lines (as stored). A
     replicated stream prints each replica's log in turn."""
 
+    check_stream_id(stream)
+
     async def printing() -> None:
         port = raw_store(target)
         await port.open()
         try:
-            found = False
-            async for page in port.catalog.list_streams(stream):
-                for stream_id, replicated in page:
-                    if stream_id != stream:
-                        continue
-                    found = True
-                    seen = _since(since, replicated)
-                    if not replicated:
-                        start = max(first, seen.get("", 0) + 1)
-                        async for batches in port.plain.read(stream, start, last):
-                            for batch in batches:
-                                click.echo("\n".join(_event_lines(stream, batch)))
-                        continue
-                    for replica in await port.replicated.replicas(stream):
-                        start = max(first, seen.get(replica, 0) + 1)
-                        reader = port.replicated.read_replica(stream, replica, start, last)
-                        async for batches in reader:
-                            for batch in batches:
-                                click.echo("\n".join(_event_lines(stream, batch)))
-            if not found:
+            replicated = await stream_kind(port, stream)
+            if replicated is None:
                 raise click.ClickException(
                     f"{target} has no stream {stream!r}; `calliope streams {target}` lists them"
                 )
+            seen = _since(since, replicated)
+            if not replicated:
+                start = max(first, seen.get("", 0) + 1)
+                async for batches in port.plain.read(stream, start, last):
+                    for batch in batches:
+                        click.echo("\n".join(_event_lines(stream, batch)))
+                return
+            for replica in await port.replicated.replicas(stream):
+                start = max(first, seen.get(replica, 0) + 1)
+                reader = port.replicated.read_replica(stream, replica, start, last)
+                async for batches in reader:
+                    for batch in batches:
+                        click.echo("\n".join(_event_lines(stream, batch)))
         finally:
             await port.aclose()
 

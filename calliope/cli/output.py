@@ -94,4 +94,12 @@ def _cell(value: Any, terminal: bool) -> str:
         return ",".join(str(item) for item in value) or "-"
     if isinstance(value, float):
         return f"{value:,.2f}" if terminal else f"{value:.2f}"
-    return str(value)
+    return _escaped(str(value))
+
+
+def _escaped(text: str) -> str:
+    """``text`` with its control characters (a tab or newline in a stream
+    id would break a row) as Python escapes: ``\\t``, ``\\n``, ``\\x1b``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -30,7 +30,7 @@ async def _scan(target: str) -> Scan:
     store = raw_store(target)
     await store.open()
     try:
-        return await scan_store(store)
+        return await scan_store(store, target)
     finally:
         await store.aclose()
 
@@ -63,15 +63,27 @@ def repair(target: str, yes: bool) -> None:
         "backup or another replica instead if you have one."
     )
     if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                "not repairing: there is no terminal to ask on; pass --yes to repair without asking"
+            )
         click.confirm("Repair them?", abort=True)
+    not_repaired = 0
     for report in _run(lambda: _repair(target, scan.damaged_logs)):
         name = report.stream_id
         if report.replica_id is not None:
             name = f"{name} ({report.replica_id})"
-        moved = ", ".join(report.moved_aside) or "nothing"
+        if not report.repaired:
+            not_repaired += 1
+            click.echo(
+                f"not repaired {name}: this store moved nothing aside (PostgreSQL keeps no "
+                "files to cut; restore the stream from a backup)"
+            )
+            continue
         click.echo(
-            f"repaired {name}: keeps sequences 1..{report.last_sequence}; moved aside "
-            f"{report.bytes_moved:,} bytes: {moved}"
+            f"repaired {name}: keeps sequences 1..{report.last_sequence}; every event after "
+            f"{report.last_sequence} is lost to readers ({report.bytes_moved:,} bytes moved "
+            f"aside, never deleted: {', '.join(report.moved_aside)})"
         )
     after = _run(lambda: _scan(target))
     if after.intact:

@@ -10,6 +10,7 @@ one run names every damaged log. O(size of the store); memory one page.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 
@@ -26,8 +27,9 @@ __all__ = ["DamagedLog", "Scan", "scan_store"]
 
 @attrs.frozen
 class DamagedLog:
-    """A log a reader refuses: the stream, the replica (None for a plain
-    stream) and the error naming the file and offset."""
+    """A log a reader refuses, or whose sequences do not follow on: the
+    stream, the replica (None for a plain stream) and the error naming the
+    file and offset (or the missing sequences)."""
 
     stream_id: str
     replica_id: str | None
@@ -49,10 +51,13 @@ class Scan:
     damaged_logs: tuple[DamagedLog, ...]
     feed_damage: str | None
     damaged_snapshots: tuple[str, ...]
+    damaged_store: tuple[str, ...] = ()
 
     @property
     def intact(self) -> bool:
-        return not (self.damaged_logs or self.feed_damage or self.damaged_snapshots)
+        return not (
+            self.damaged_logs or self.feed_damage or self.damaged_snapshots or self.damaged_store
+        )
 
 
 async def _all_streams(store: StorePort) -> list[tuple[str, bool]]:
@@ -67,14 +72,27 @@ async def _all_streams(store: StorePort) -> list[tuple[str, bool]]:
 
 
 async def _read_log(store: StorePort, stream_id: str, replica_id: str | None) -> int:
+    """Read one log to its end: its events; CorruptJournalError where a
+    reader refuses it, or where its sequences do not follow on from 1."""
     reader = (
         store.plain.read(stream_id, 1, None)
         if replica_id is None
         else store.replicated.read_replica(stream_id, replica_id, 1)
     )
-    events = 0
+    events, expected = 0, 1
     async for batches in reader:
-        events += sum(len(batch.items) for batch in batches)
+        for batch in batches:
+            if batch.first_sequence != expected:
+                log = "" if replica_id is None else f" (replica {replica_id!r})"
+                raise CorruptJournalError(
+                    f"stream {stream_id!r}{log} is missing sequences {expected}.."
+                    f"{batch.first_sequence - 1} (its next stored batch starts at "
+                    f"{batch.first_sequence}); restore them from a backup",
+                    path="",
+                    offset=-1,
+                )
+            expected = batch.last_sequence + 1
+            events += len(batch.items)
     return events
 
 
@@ -92,8 +110,22 @@ def _progress() -> Progress | None:
     )
 
 
-async def scan_store(store: StorePort) -> Scan:
-    """Read all of ``store`` (opened) and say what is damaged. The stream
+def _store_files(target: str) -> list[str]:
+    """What is wrong with a file store's own files (its ``calliope.json``)."""
+    if "://" in target or not os.path.isdir(target):
+        return []
+    meta = os.path.join(target, "calliope.json")
+    if os.path.exists(meta):
+        return []
+    return [
+        f"{meta} is missing: readers work, but every writable open refuses the store (its "
+        "default replica id is unknown); restore it from a backup, or recreate it by opening "
+        "once with calliope.open(path, replica_id=...) and the replica id used before"
+    ]
+
+
+async def scan_store(store: StorePort, target: str = "") -> Scan:
+    """Read all of ``store`` (opened, at ``target``) and say what is damaged. The stream
     ids are listed first (memory O(streams) for their ids), so that the
     progress bar, drawn on stderr when it is a terminal, knows its length."""
     streams = await _all_streams(store)
@@ -126,7 +158,9 @@ async def scan_store(store: StorePort) -> Scan:
                     if not page.more:
                         break
         except CorruptJournalError as error:
-            feed_damage = str(error)
+            # (a damaged log the feed reads is named once, as that log's)
+            if not any(error.path and error.path == log.error.path for log in damaged):
+                feed_damage = str(error)
         async for ids in store.snapshots.ids(None):
             for snapshot_id in ids:
                 snapshots += 1
@@ -139,4 +173,5 @@ async def scan_store(store: StorePort) -> Scan:
         damaged_logs=tuple(damaged),
         feed_damage=feed_damage,
         damaged_snapshots=tuple(bad_snapshots),
+        damaged_store=tuple(_store_files(target)),
     )

@@ -25,7 +25,8 @@ DAMAGED = 3
 
 def damage_lines(scan: Scan) -> list[str]:
     """One line per damage the scan found."""
-    lines = [f"damage: {log.describe()}" for log in scan.damaged_logs]
+    lines = [f"damage: {line}" for line in scan.damaged_store]
+    lines += [f"damage: {log.describe()}" for log in scan.damaged_logs]
     if scan.feed_damage is not None:
         lines.append(f"damage: the feed: {scan.feed_damage}")
     lines.extend(f"damage: {line}" for line in scan.damaged_snapshots)
@@ -50,7 +51,7 @@ def verify(target: str) -> None:
         store = raw_store(target)
         await store.open()
         try:
-            return await scan_store(store)
+            return await scan_store(store, target)
         finally:
             await store.aclose()
 

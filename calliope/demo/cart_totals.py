@@ -8,6 +8,7 @@ written since (its state and feed position are saved together).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import attrs
@@ -47,4 +48,5 @@ async def main(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    with contextlib.suppress(KeyboardInterrupt):  # (Ctrl-C stops the demo: no traceback)
+        asyncio.run(main(sys.argv[1]))

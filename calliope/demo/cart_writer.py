@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import calliope
@@ -19,4 +20,5 @@ async def main(directory: str, stream_id: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    with contextlib.suppress(KeyboardInterrupt):  # (Ctrl-C stops the demo: no traceback)
+        asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -12,6 +12,7 @@ python -m calliope.demo.counter_replica DIR NAME hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import calliope
@@ -39,7 +40,8 @@ async def hold(directory: str, name: str) -> None:
 
 if __name__ == "__main__":
     directory, name, mode, *rest = sys.argv[1:]
-    if mode == "count":
-        asyncio.run(count(directory, name, int(rest[0]), int(rest[1])))
-    else:
-        asyncio.run(hold(directory, name))
+    with contextlib.suppress(KeyboardInterrupt):  # (Ctrl-C stops the demo: no traceback)
+        if mode == "count":
+            asyncio.run(count(directory, name, int(rest[0]), int(rest[1])))
+        else:
+            asyncio.run(hold(directory, name))

@@ -17,6 +17,7 @@ by a replica that has seen them all, joins them again everywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 
 import calliope
@@ -70,4 +71,5 @@ async def replica(directory: str, replica_id: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(replica(sys.argv[1], sys.argv[2]))
+    with contextlib.suppress(KeyboardInterrupt):  # (Ctrl-C stops the demo: no traceback)
+        asyncio.run(replica(sys.argv[1], sys.argv[2]))

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 
 import calliope
@@ -242,19 +243,32 @@ async def run_all(target: str) -> None:
 
 def run(target: str | None = None) -> None:
     """Run the whole story on ``target``: a directory that is new or empty
-    (kept afterwards), a ``postgresql://`` DSN (a fresh schema, dropped at
-    the end), or None for a fresh temporary directory (removed at the end).
-    Raises CalliopeError (InvalidArgumentError) for a directory that holds
-    anything, since the story expects an empty store."""
+    (kept afterwards), a ``postgresql://`` DSN (with ``?schema=``: that
+    schema, new or empty, kept; without: a fresh schema, dropped at the
+    end), or None for a fresh temporary directory (removed at the end).
+    Raises CalliopeError for a target that holds anything, since the story
+    expects an empty store, or that cannot be used."""
     if target is None:
         with tempfile.TemporaryDirectory(prefix="calliope-demo-") as directory:
             asyncio.run(run_all(os.path.join(directory, "store")))
         print("\nDone: the demo's temporary directory has been removed.")
         return
+    if not target:
+        raise calliope.InvalidArgumentError(
+            "the demo's target is empty: give a directory, a postgresql:// DSN, or nothing"
+        )
     if target.startswith(("postgresql://", "postgres://")):
         run_on_postgresql(target)
         return
-    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+    try:
+        holds_anything = os.path.exists(target) and (
+            not os.path.isdir(target) or bool(os.listdir(target))
+        )
+    except OSError as error:
+        raise calliope.StorageError(
+            f"cannot use {target!r} for the demo: {error.strerror}"
+        ) from None
+    if holds_anything:
         raise calliope.InvalidArgumentError(
             f"the demo needs a new or empty directory, and {target!r} is not one: "
             "give another path, or none for a temporary directory"
@@ -265,18 +279,43 @@ def run(target: str | None = None) -> None:
 
 def run_on_postgresql(dsn: str) -> None:
     """Every process of the story (the second writer and the replicas
-    included) shares only the server; a fresh schema, dropped at the end."""
+    included) shares only the server. A schema named in the DSN must be new
+    or empty and is kept; else a fresh schema, dropped at the end."""
     try:
         import psycopg
     except ImportError:
         raise calliope.InvalidArgumentError(
             "the demo on PostgreSQL needs the driver: pip install 'calliope[postgres]'"
         ) from None
-    base = dsn.split("?", 1)[0]
-    schema = f"calliope_demo_{uuid.uuid4().hex[:8]}"
+    parts = urllib.parse.urlsplit(dsn)
+    query = urllib.parse.parse_qsl(parts.query)
+    named = [value for key, value in query if key == "schema"]
+    base = urllib.parse.urlunsplit(
+        parts._replace(query=urllib.parse.urlencode([(k, v) for k, v in query if k != "schema"]))
+    )
+    schema = named[-1] if named else f"calliope_demo_{uuid.uuid4().hex[:8]}"
+    if named:
+        with psycopg.connect(base, autocommit=True) as db:
+            tables = db.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            ).fetchone()
+        if tables is not None and tables[0]:
+            raise calliope.InvalidArgumentError(
+                f"the demo needs a new or empty schema, and {schema!r} holds tables: name "
+                "another (?schema=...), or none for a fresh schema dropped at the end"
+            )
+    where = f"{base}{'&' if '?' in base else '?'}schema={schema}"
     try:
-        asyncio.run(run_all(f"{base}?schema={schema}"))
+        asyncio.run(run_all(where))
     finally:
-        with contextlib.suppress(psycopg.Error), psycopg.connect(base, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    print(f"\nDone: the demo's schema {schema} has been dropped.")
+        if not named:
+            with contextlib.suppress(psycopg.Error), psycopg.connect(base, autocommit=True) as db:
+                db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    if named:
+        print(
+            f"\nDone: the store is kept in schema {schema}; look inside with `calliope streams "
+            f"'{where}'`."
+        )
+    else:
+        print(f"\nDone: the demo's schema {schema} has been dropped.")

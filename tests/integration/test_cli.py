@@ -96,6 +96,25 @@ def test_errors_are_one_line_and_an_exit_code(tmp_path: Path) -> None:
     assert module.returncode == 0 and "streams" in module.stdout and "show" in module.stdout
 
 
+def answered_on_a_terminal(arguments: list[str], answer: str) -> tuple[int, str]:
+    """Run ``calliope ARGUMENTS`` with a terminal for its stdin and stdout,
+    type ``answer``; its exit code and what it showed."""
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [*calliope_command(), *arguments], stdin=secondary, stdout=secondary, stderr=secondary
+        )
+        os.close(secondary)
+        os.write(primary, answer.encode())
+        shown = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 65536):
+                shown += chunk
+        return process.wait(timeout=60), shown.decode()
+    finally:
+        os.close(primary)
+
+
 class _Lines:
     """The lines a process prints, collected by a thread: a test waits for
     the next one with a deadline instead of hanging."""
@@ -221,16 +240,23 @@ async def test_repair_says_what_it_will_do_asks_and_moves_damage_aside(tmp_path:
     data = bytearray(segment.read_bytes())
     data[-5] ^= 0xFF  # inside the last frame: events 1-4 stay readable
     segment.write_bytes(bytes(data))
-    declined = subprocess.run(
-        [*calliope_command(), "repair", target], input="n\n", capture_output=True, text=True
-    )
-    assert declined.returncode == 1
-    assert "1 damaged log(s):\n  cart-1: journal file " in declined.stdout
-    assert "Repair them? [y/N]" in declined.stdout
+    code, shown = answered_on_a_terminal(["repair", target], "n\n")
+    assert code == 1
+    assert "1 damaged log(s):\r\n  cart-1: journal file " in shown
+    assert "Repair them? [y/N]" in shown
     assert run("verify", target).returncode == 3  # nothing was changed
+    unasked = subprocess.run(  # no terminal to ask on, no --yes: nothing done
+        [*calliope_command(), "repair", target], input="y\n", capture_output=True, text=True
+    )
+    assert unasked.returncode == 1
+    assert "there is no terminal to ask on; pass --yes" in unasked.stderr
+    assert run("verify", target).returncode == 3
     done = run("repair", target, "--yes")
     assert done.returncode == 0, done.stderr
-    assert "repaired cart-1: keeps sequences 1..4; moved aside" in done.stdout
+    assert (
+        "repaired cart-1: keeps sequences 1..4; every event after 4 is lost to readers"
+        in done.stdout
+    )
     assert "intact now: 1 streams, 4 events" in done.stdout
     async with calliope.open(target, replica_id="writer") as app:
         cart = app.journal.event_stream("cart-1", Added)

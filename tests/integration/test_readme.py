@@ -37,7 +37,8 @@ async def test_every_readme_block_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, Any] = {"__name__": "readme"}
+    # As in a script or `python -m asyncio`: classes defined in `__main__`.
+    namespace: dict[str, Any] = {"__name__": "__main__"}
     for line, source in python_blocks():
         code = compile(source, f"README.md:{line}", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
         result = eval(code, namespace)  # our own README, on purpose

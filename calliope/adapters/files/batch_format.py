@@ -149,11 +149,16 @@ def _shape_problem(fields: object) -> str | None:
 
 
 def _not_a_batch(path: str, offset: int, problem: str) -> CorruptJournalError:
-    where = f"journal file {path} at byte offset {offset}" if path else "a journal frame"
+    if not path:
+        where, what = "a journal frame", "the file"
+    elif offset < 0:  # a row of a database, named by ``path``
+        where, what = path, "the table"
+    else:
+        where, what = f"journal file {path} at byte offset {offset}", "the file"
     return CorruptJournalError(
         f"{where} has an intact checksum but does not hold a batch: {problem}. It was not "
-        f"written by this version of Calliope (a newer one, or other software); restore the "
-        f"file from a backup or a replica, or open it with the Calliope that wrote it",
+        f"written by this version of Calliope (a newer one, or other software); restore "
+        f"{what} from a backup or a replica, or open it with the Calliope that wrote it",
         path=path,
         offset=offset,
     )

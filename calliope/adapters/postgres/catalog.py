@@ -122,7 +122,7 @@ class PostgresCatalog:
                 int(number),
                 bytes(stream).decode(),
                 bytes(replica).decode() or None,
-                batch_of(payload, int(number)),
+                batch_of(payload, int(number), row=f"the batches row of feed entry {number}"),
                 int(offset),
             )
             for number, stream, replica, offset, payload, _ in rows

@@ -368,8 +368,8 @@ class PostgresEventLog:
         """Up to ``rows`` batches holding a sequence past ``after_last`` (and
         at most ``to_sequence``), in order."""
         query = (
-            "SELECT payload FROM {s}.batches WHERE stream_id = %s AND replica = %s "
-            "AND last_sequence > %s"
+            "SELECT payload, first_sequence FROM {s}.batches WHERE stream_id = %s "
+            "AND replica = %s AND last_sequence > %s"
         )
         arguments: list[Any] = [stream_id.encode(), replica.encode(), after_last]
         if to_sequence is not None:
@@ -378,7 +378,11 @@ class PostgresEventLog:
         query += " ORDER BY first_sequence LIMIT %s"
         arguments.append(rows)
         found = await pg_rows(self._pool, self._q(query), arguments)
-        return [batch_of(row[0]) for row in found]
+        log = f"stream {stream_id!r}" + (f", replica {replica!r}" if replica else "")
+        return [
+            batch_of(row[0], row=f"the {self._schema}.batches row of {log} at sequence {row[1]}")
+            for row in found
+        ]
 
     async def _read(
         self, stream_id: str, replica: str, from_sequence: int, to_sequence: int | None

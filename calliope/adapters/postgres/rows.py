@@ -20,8 +20,12 @@ def payload_of(batch: RecordBatch, items: Sequence[bytes]) -> bytes:
     return b"".join(parts[1:])  # (parts[0] is the file store's frame header)
 
 
-def batch_of(payload: bytes, feed_entry: int | None = None) -> RecordBatch:
-    batch = decode_batch(payload, path="a PostgreSQL batches row", offset=0)
+def batch_of(
+    payload: bytes, feed_entry: int | None = None, *, row: str = "a PostgreSQL batches row"
+) -> RecordBatch:
+    """The batch a row's payload holds; CorruptJournalError naming ``row``
+    (say which: the table, stream, replica and sequence) if it holds none."""
+    batch = decode_batch(payload, path=row, offset=-1)
     if batch is None:
         raise ValueError("a batches row holds no batch")
     return batch if feed_entry is None else batch._replace(feed_entry=feed_entry)
