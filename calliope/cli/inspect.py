@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import math
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ import click
 
 from calliope.cli.output import Listing
 from calliope.core.ids import validate_stream_id
-from calliope.errors import CalliopeError
+from calliope.errors import CalliopeError, CorruptJournalError
 from calliope.shell.app import open_app
 from calliope.shell.ports import RecordBatch, StorePort
 from calliope.shell.records import from_timestamp_us
@@ -31,17 +32,36 @@ __all__ = ["raw_store", "show", "streams"]
 T = TypeVar("T")
 
 
+DAMAGED = 3
+"""The exit code when a command met damaged data."""
+
+
 def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work``; a CalliopeError becomes one line on stderr and exit 1."""
+    """Run ``work``; a CalliopeError becomes one line on stderr and exit 1,
+    or exit 3 (:data:`DAMAGED`) for damaged data."""
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
+    except CorruptJournalError as error:
+        click.echo(f"damage: {error}", err=True)
+        sys.exit(DAMAGED)
     except CalliopeError as error:
         raise click.ClickException(str(error)) from None
+
+
+def check_target(target: str) -> None:
+    """A click usage error for a target the command cannot look into."""
+    if target.startswith("memory://"):
+        raise click.BadParameter(
+            "a memory:// store lives inside the process that opened it; the command can look "
+            "into a directory or a postgresql:// DSN",
+            param_hint="TARGET",
+        )
 
 
 def raw_store(target: str) -> StorePort:
     """The store at ``target``, unopened, read-only: its ports give stored
     records as plain data."""
+    check_target(target)
     store, _, _ = store_for(
         target,
         replica_id=None,
@@ -73,6 +93,8 @@ def _plain(value: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def streams(target: str, prefix: str | None, as_json: bool) -> None:
     """List the streams of TARGET: id, kind, events, replicas."""
+
+    check_target(target)
 
     async def listing() -> None:
         async with open_app(target, read_only=True) as app:
@@ -171,6 +193,8 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
     replicated stream prints each replica's log in turn."""
 
     check_stream_id(stream)
+    if last is not None and last < first:
+        raise click.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
 
     async def printing() -> None:
         port = raw_store(target)

@@ -73,11 +73,12 @@ class Listing:
         if not self._terminal or (self._drawn and not self._chunk):
             return
         table = Table(
-            *self._columns,
             title=None if self._drawn else self._title,
             show_header=not self._drawn,
             title_justify="left",
         )
+        for column in self._columns:
+            table.add_column(column, overflow="fold")  # (wrapped, never cut short)
         for cells in self._chunk:
             table.add_row(*cells)
         Console().print(table)

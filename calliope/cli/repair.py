@@ -95,9 +95,15 @@ def repair(target: str, yes: bool) -> None:
 def _remaining(scan: Scan, target: str) -> None:
     for line in damage_lines(scan):
         click.echo(line, err=True)
+    if scan.damaged_logs or scan.feed_damage or scan.damaged_store:
+        advice = "restore what it names from a backup"
+    else:  # only snapshots: a cache of the events
+        advice = (
+            "no event is lost: loads pass over a damaged snapshot, and later saves replace "
+            "it; delete the files named to be rid of them now"
+        )
     click.echo(
-        f"{target}: damage remains that `calliope repair` does not mend (above); restore it "
-        "from a backup",
+        f"{target}: damage remains that `calliope repair` does not mend (above); {advice}",
         err=True,
     )
     sys.exit(DAMAGED)

@@ -14,13 +14,10 @@ import sys
 
 import click
 
-from calliope.cli.inspect import _run, raw_store
+from calliope.cli.inspect import DAMAGED, _run, raw_store
 from calliope.cli.scan import Scan, scan_store
 
 __all__ = ["DAMAGED", "verify"]
-
-DAMAGED = 3
-"""The exit code when damage was found."""
 
 
 def damage_lines(scan: Scan) -> list[str]:

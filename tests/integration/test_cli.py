@@ -222,7 +222,8 @@ async def test_verify_names_a_damaged_snapshot(tmp_path: Path) -> None:
     assert damaged.returncode == 3
     assert damaged.stderr == (
         f"damage: {newest}: snapshot of 'cart-0' is damaged (checksum, length or format); "
-        "loads fall back to an older one\n"
+        "loads pass over it, to an older intact snapshot or (if none) to no snapshot, so the "
+        "state is folded from the events again\n"
     )
     repaired = run("repair", target, "--yes")  # (not its to mend: it says so)
     assert repaired.returncode == 3

@@ -149,3 +149,21 @@ def test_bench_refuses_bad_options_in_one_line(arguments: list[str], said: str) 
     result = run("bench", "--quick", "--only", "snapshots", *arguments)
     assert result.returncode == 2 and said in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_odd_targets_ranges_and_damage_have_their_exit_codes(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    async with calliope.open(store) as app:
+        await app.journal.event_stream("cart-1", Added).persist_all([Added("a"), Added("b")])
+    memory = run("streams", "memory://x")
+    assert memory.returncode == 2 and "lives inside the process" in memory.stderr
+    backwards = run("show", str(store), "cart-1", "--from", "5", "--to", "3")
+    assert backwards.returncode == 2 and "--to 3 is before --from 5" in backwards.stderr
+    (segment,) = store.glob("streams/*/*/log/*.seg")
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    for arguments in (["show", str(store), "cart-1"], ["feed", str(store)]):
+        damaged = run(*arguments)
+        assert damaged.returncode == 3, arguments  # damage, as verify says it
+        assert damaged.stderr.startswith("damage: journal file ")

@@ -222,7 +222,8 @@ class FileSnapshots:
                 if await asyncio.to_thread(_decode_parts, parts) is None:
                     damaged.append(
                         f"{path}: snapshot of {snapshot_id!r} is damaged (checksum, length or "
-                        "format); loads fall back to an older one"
+                        "format); loads pass over it, to an older intact snapshot or (if none) "
+                        "to no snapshot, so the state is folded from the events again"
                     )
         return damaged
 
