@@ -17,22 +17,13 @@ import sys
 
 import click
 
-from calliope.cli.inspect import _run, raw_store
-from calliope.cli.scan import DamagedLog, Scan, scan_store
+from calliope.cli.inspect import _run
+from calliope.cli.scan import DamagedLog, Scan, scan_target
 from calliope.cli.verify import DAMAGED, damage_lines, summary
 from calliope.shell.app import open_app
 from calliope.shell.ports import RepairReport
 
 __all__ = ["repair"]
-
-
-async def _scan(target: str) -> Scan:
-    store = raw_store(target)
-    await store.open()
-    try:
-        return await scan_store(store, target)
-    finally:
-        await store.aclose()
 
 
 async def _repair(target: str, logs: tuple[DamagedLog, ...]) -> list[RepairReport]:
@@ -48,7 +39,7 @@ def repair(target: str, yes: bool) -> None:
     deleting it), so that its stream reads and takes writes again; the
     events there are lost. Says what it will do and asks unless --yes.
     Exit 0 when the store then reads back intact, 3 if damage remains."""
-    scan = _run(lambda: _scan(target))
+    scan = _run(lambda: scan_target(target))
     if not scan.damaged_logs:
         if scan.intact:
             click.echo(f"nothing to repair: {summary(scan)} read back intact")
@@ -85,7 +76,7 @@ def repair(target: str, yes: bool) -> None:
             f"{report.last_sequence} is lost to readers ({report.bytes_moved:,} bytes moved "
             f"aside, never deleted: {', '.join(report.moved_aside)})"
         )
-    after = _run(lambda: _scan(target))
+    after = _run(lambda: scan_target(target))
     if after.intact:
         click.echo(f"intact now: {summary(after)}")
         return

@@ -18,11 +18,12 @@ import attrs
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from calliope.cli.inspect import raw_store
 from calliope.core.ids import RESERVED_PREFIX
 from calliope.errors import CorruptJournalError
 from calliope.shell.ports import StorePort
 
-__all__ = ["DamagedLog", "Scan", "scan_store"]
+__all__ = ["DamagedLog", "Scan", "scan_store", "scan_target"]
 
 
 @attrs.frozen
@@ -175,3 +176,13 @@ async def scan_store(store: StorePort, target: str = "") -> Scan:
         damaged_snapshots=tuple(bad_snapshots),
         damaged_store=tuple(_store_files(target)),
     )
+
+
+async def scan_target(target: str) -> Scan:
+    """Open the store at ``target`` read-only, scan it, close it."""
+    store = raw_store(target)
+    await store.open()
+    try:
+        return await scan_store(store, target)
+    finally:
+        await store.aclose()

@@ -14,8 +14,8 @@ import sys
 
 import click
 
-from calliope.cli.inspect import DAMAGED, _run, raw_store
-from calliope.cli.scan import Scan, scan_store
+from calliope.cli.inspect import DAMAGED, _run
+from calliope.cli.scan import Scan, scan_target
 
 __all__ = ["DAMAGED", "verify"]
 
@@ -44,15 +44,7 @@ def verify(target: str) -> None:
     snapshot read back intact; 3 if not, naming the file and offset of each
     damage found (on stderr). A progress bar on a terminal."""
 
-    async def reading() -> Scan:
-        store = raw_store(target)
-        await store.open()
-        try:
-            return await scan_store(store, target)
-        finally:
-            await store.aclose()
-
-    scan = _run(reading)
+    scan = _run(lambda: scan_target(target))
     if scan.intact:
         click.echo(f"intact: {summary(scan)}")
         return

@@ -174,15 +174,20 @@ class FileSnapshots:
             return []
         return sorted(_snapshot_names(names), reverse=True)
 
-    async def load(self, snapshot_id: str) -> SnapshotRecord | None:
+    async def _copies(self, snapshot_id: str) -> AsyncIterator[tuple[str, list[bytes]]]:
+        """Each kept snapshot file of the id, newest first: its path and bytes."""
         directory = self._directory(snapshot_id)
+        for name in await self._names(directory):
+            path = os.path.join(directory, name)
+            try:
+                parts = await read_file_parts(path)
+            except FileNotFoundError:  # pruned by a concurrent save
+                continue
+            yield path, parts
+
+    async def load(self, snapshot_id: str) -> SnapshotRecord | None:
         with storage_errors(f"loading snapshot {snapshot_id!r}"):
-            for name in await self._names(directory):
-                path = os.path.join(directory, name)
-                try:
-                    parts = await read_file_parts(path)
-                except FileNotFoundError:  # pruned by a concurrent save
-                    continue
+            async for path, parts in self._copies(snapshot_id):
                 if sum(map(len, parts)) <= _DECODE_ON_LOOP:
                     record = _decode_parts(parts)
                 else:
@@ -210,15 +215,9 @@ class FileSnapshots:
                     yield page
 
     async def check(self, snapshot_id: str) -> list[str]:
-        directory = self._directory(snapshot_id)
         damaged = []
         with storage_errors(f"checking snapshot {snapshot_id!r}"):
-            for name in await self._names(directory):
-                path = os.path.join(directory, name)
-                try:
-                    parts = await read_file_parts(path)
-                except FileNotFoundError:  # pruned by a concurrent save
-                    continue
+            async for path, parts in self._copies(snapshot_id):
                 if await asyncio.to_thread(_decode_parts, parts) is None:
                     damaged.append(
                         f"{path}: snapshot of {snapshot_id!r} is damaged (checksum, length or "
