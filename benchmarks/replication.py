@@ -165,13 +165,13 @@ async def concurrent_persists(directory: str, counts: list[int], replicated: boo
 
 async def fill_backlog(directory: str, kind: str, count: int) -> None:
     """``count`` ~100-byte events by replica "writer" on the ``kind`` stream
-    "backlog" (10 concurrent persists at a time, flush)."""
+    "backlog-<kind>" (10 concurrent persists at a time, flush)."""
     async with calliope.open(directory, replica_id="writer", durability="flush") as app:
         persist: Callable[[Note], Awaitable[object]]
         if kind == "replicated":
-            persist = app.journal.replicated_event_stream("backlog", Note).persist
+            persist = app.journal.replicated_event_stream(f"backlog-{kind}", Note).persist
         else:
-            persist = app.journal.event_stream("backlog", Note).persist
+            persist = app.journal.event_stream(f"backlog-{kind}", Note).persist
         for first in range(0, count, 10):
             notes = (note(n) for n in range(first, min(count, first + 10)))
             await asyncio.gather(*(persist(item) for item in notes))
@@ -187,9 +187,9 @@ async def stalled_consumer(
     async with calliope.open(directory, replica_id="reader") as app:
         live: calliope.ReplicatedLiveQuery[Note] | calliope.LiveQuery[Note]
         if kind == "replicated":
-            live = app.journal.replicated_event_stream("backlog", Note).live_query()
+            live = app.journal.replicated_event_stream(f"backlog-{kind}", Note).live_query()
         else:
-            live = app.journal.event_stream("backlog", Note).live_query()
+            live = app.journal.event_stream(f"backlog-{kind}", Note).live_query()
         async with live:
             await anext(live)  # caught up: the live query now waits for news
             with PeakRss() as peak:
