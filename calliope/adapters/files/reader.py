@@ -6,7 +6,7 @@ import os
 from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import decode_batch
-from calliope.adapters.files.damage import damaged, unsealed
+from calliope.adapters.files.damage import cut_short, damaged, unsealed
 from calliope.adapters.files.extent import Extent, read_extent
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.segment_files import Position
@@ -41,7 +41,9 @@ def read_step(
     frame past it may still wait for its fsync, so it is not delivered yet.
     Anything unusable up to the extent is damage to acknowledged data
     (CorruptJournalError): a bad frame, a file shorter than its committed
-    end, a missing segment, a finished segment without its seal. Moves to
+    end (the intact frames before the cut are delivered first, and the
+    error names where they end, as a repair would cut), a missing segment,
+    a finished segment without its seal. Moves to
     the next segment after a seal. A log without an extent (written by an
     older Calliope) is read as before: up to the first unusable frame of its
     last segment.
@@ -92,14 +94,8 @@ def _committed_step(
         ) from None
     try:
         size = os.fstat(fd).st_size
-        end = size if committed is None else committed
-        if size < end:
-            raise damaged(
-                log.files,
-                position.segment,
-                position.offset,
-                f"the file ends at offset {size}, before {end}",
-            )
+        short = committed is not None and size < committed  # truncated: read what is left
+        end = size if committed is None or short else committed
         found = _frames(log, fd, position, end, limit, window)
     finally:
         os.close(fd)
@@ -114,8 +110,10 @@ def _committed_step(
             )
         return ReadStep(found.batches, here, not found.batches)  # the next is being created
     at_committed_end = found.reached and found.stop is Stop.END
-    if found.batches and not at_committed_end:
+    if found.batches and (short or not at_committed_end):
         return ReadStep(found.batches, here, False)  # more to read (or damage, next step)
+    if short:  # (committed is not None)
+        raise cut_short(log.files, here.segment, here.offset, size, committed or 0)
     if at_committed_end:
         if committed is None:
             raise unsealed(log.files, here.segment, here.offset)

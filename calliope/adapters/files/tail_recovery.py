@@ -36,7 +36,7 @@ import logging
 import os
 
 from calliope.adapters.files.batch_format import decode_batch
-from calliope.adapters.files.damage import damaged, out_of_sequence
+from calliope.adapters.files.damage import damaged, out_of_sequence, segments_missing
 from calliope.adapters.files.disk import sync
 from calliope.adapters.files.extent import (
     DAMAGED,
@@ -164,12 +164,16 @@ def peek_last_version(files: SegmentFiles) -> dict[str, int]:
 def _load_tail(files: SegmentFiles) -> Tail:
     """The tail of the last segment, found from its index and the files.
 
-    Also checks what a writer can cheaply: the first segment is there, and
-    the one before the last ends in its seal just before the last begins
+    Also checks what a writer can cheaply: the first segment is there (or,
+    with none at all, that the extent names no events), and the one before
+    the last ends in its seal just before the last begins
     (damage further back is found by readers). O(bytes after the last
     index entry of the two last segments)."""
     segments = files.segments()
     if not segments:
+        extent = read_extent(files.directory)
+        if extent is not None and extent.synced and extent.last_sequence > 0:
+            raise segments_missing(files, extent)  # (and creates nothing in their place)
         return Tail(1, create_segment(files, 1), SEGMENT_HEADER_SIZE, 0)
     if segments[0] != 1:
         raise damaged(files, 1, 0, "the log's first segment is missing")
