@@ -64,9 +64,9 @@ def out_of_sequence(
     )
 
 
-def cut_short(files: SegmentFiles, segment: int, offset: int, size: int, committed: int) -> (
-    CorruptJournalError
-):
+def cut_short(
+    files: SegmentFiles, segment: int, offset: int, size: int, committed: int
+) -> CorruptJournalError:
     """The extent's segment ends at ``size``, before its committed end; its
     intact frames end at ``offset`` (where a repair would cut)."""
     where = "there" if offset >= size else f"at offset {size}, inside the frame that starts there"
