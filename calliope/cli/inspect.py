@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from calliope.cli.output import Listing
+from calliope.cli.scan import lost_replica_events
 from calliope.errors import CalliopeError
 from calliope.shell.app import open_app
 from calliope.shell.ports import RecordBatch, StorePort
@@ -130,6 +131,16 @@ def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
     return lines
 
 
+async def _check_not_lost(port: StorePort, stream: str, replicas: list[str]) -> None:
+    """Raise if a replica log lost events the others' versions name (what
+    was printed then has causes that are gone): scan.lost_replica_events.
+    O(replicas): each log's last version."""
+    versions = {r: await port.replicated.replica_version(stream, r) for r in replicas}
+    lost = lost_replica_events(stream, versions)
+    if lost:
+        raise lost[0].error
+
+
 @click.command()
 @click.argument("target")
 @click.argument("stream")
@@ -163,12 +174,14 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
                             for batch in batches:
                                 click.echo("\n".join(_event_lines(stream, batch)))
                         continue
-                    for replica in await port.replicated.replicas(stream):
+                    replicas = await port.replicated.replicas(stream)
+                    for replica in replicas:
                         start = max(first, seen.get(replica, 0) + 1)
                         reader = port.replicated.read_replica(stream, replica, start, last)
                         async for batches in reader:
                             for batch in batches:
                                 click.echo("\n".join(_event_lines(stream, batch)))
+                    await _check_not_lost(port, stream, replicas)
             if not found:
                 raise click.ClickException(
                     f"{target} has no stream {stream!r}; `calliope streams {target}` lists them"
