@@ -183,6 +183,9 @@ async def test_a_damaged_extent_over_a_damaged_last_frame_is_damage_to_readers(
     flip(segment, segment.stat().st_size - 1)
     error = await read_only_error(root, "cart-42")
     assert error.path == str(segment) and "extent" in str(error)
+    async with calliope.open(root, read_only=True) as app:  # it agrees with queries
+        with pytest.raises(calliope.CorruptJournalError, match="extent"):
+            await app.journal.event_stream("cart-42", ItemAdded).last_sequence()
     refused = await writer_error(root, "cart-42")
     assert (refused.path, refused.offset) == (error.path, error.offset)
     verify_names(root, segment, f"offset {error.offset}", "extent")
