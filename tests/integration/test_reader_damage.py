@@ -288,6 +288,21 @@ async def test_a_feed_index_moved_aside_alone_is_rebuilt_and_read_only_readers_s
     assert await feed_of(root, read_only=True) == before
 
 
+async def test_a_rebuild_cut_short_by_a_crash_is_done_again(tmp_path: Path) -> None:
+    """A rebuild marks the sync record first: a crash before it wrote
+    anything (the index cut at 50 entries, the record saying "restoring"
+    from there) makes the next open rebuild again, although the index then
+    ends exactly where the record says."""
+    root = tmp_path / "data"
+    before = await write_a_feed(root)
+    index = root / "feed" / "index"
+    entries = index.stat().st_size // ENTRY_SIZE
+    os.truncate(index, 50 * ENTRY_SIZE)
+    (root / "feed" / "synced").write_text("restoring 50\n")
+    assert await feed_of(root, replica_id="w") == before
+    assert (root / "feed" / "synced").read_text().split()[1] == str(entries)
+
+
 def index_entries(root: Path) -> list[IndexEntry]:
     index = FeedIndex(str(root), read_only=True)
     index.open()
