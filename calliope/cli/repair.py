@@ -49,13 +49,14 @@ def repair(target: str, yes: bool) -> None:
     events there are lost. Says what it will do and asks unless --yes.
     Exit 0 when the store then reads back intact, 3 if damage remains."""
     scan = _run(lambda: _scan(target))
-    if not scan.damaged_logs:
+    logs = tuple(log for log in scan.damaged_logs if log.repairable)
+    if not logs:
         if scan.intact:
             click.echo(f"nothing to repair: {summary(scan)} read back intact")
             return
         _remaining(scan, target)
-    click.echo(f"{len(scan.damaged_logs)} damaged log(s):")
-    for log in scan.damaged_logs:
+    click.echo(f"{len(logs)} damaged log(s):")
+    for log in logs:
         click.echo(f"  {log.describe()}")
     click.echo(
         "Each keeps its events before the damage; the rest of it is moved aside beside the "
@@ -64,7 +65,7 @@ def repair(target: str, yes: bool) -> None:
     )
     if not yes:
         click.confirm("Repair them?", abort=True)
-    for report in _run(lambda: _repair(target, scan.damaged_logs)):
+    for report in _run(lambda: _repair(target, logs)):
         name = report.stream_id
         if report.replica_id is not None:
             name = f"{name} ({report.replica_id})"

@@ -30,11 +30,14 @@ __all__ = ["DamagedLog", "Scan", "lost_replica_events", "scan_store"]
 @attrs.frozen
 class DamagedLog:
     """A log a reader refuses: the stream, the replica (None for a plain
-    stream) and the error naming the file and offset."""
+    stream) and the error naming the file and offset; ``repairable``: False
+    when a repair of it cannot mend it (a replica log that lost events
+    others observed: only a backup can)."""
 
     stream_id: str
     replica_id: str | None
     error: CorruptJournalError
+    repairable: bool = True
 
     def describe(self) -> str:
         log = self.stream_id if self.replica_id is None else f"{self.stream_id} ({self.replica_id})"
@@ -118,7 +121,7 @@ def lost_replica_events(
             path="",
             offset=0,
         )
-        lost.append(DamagedLog(stream_id, replica, error))
+        lost.append(DamagedLog(stream_id, replica, error, repairable=False))
     return lost
 
 
