@@ -124,6 +124,19 @@ async def test_a_truncated_segment_is_named_where_its_intact_frames_end(tmp_path
     assert verify(root).returncode == 0
 
 
+async def test_a_segment_truncated_at_a_frame_boundary_is_damage_there(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    await write(root, "cart-42", 10)
+    (segment,) = segments(root, "cart-42")
+    os.truncate(segment, 400)
+    boundary = (await read_only_error(root, "cart-42")).offset  # where the cut frame starts
+    os.truncate(segment, boundary)  # now every frame left is whole
+    error = await read_only_error(root, "cart-42")
+    assert error.offset == boundary and "the file ends there" in str(error)
+    assert (await writer_error(root, "cart-42")).offset == boundary
+    verify_names(root, segment, f"offset {boundary}")
+
+
 async def test_a_replica_log_whose_segment_was_deleted_is_damage(tmp_path: Path) -> None:
     root = tmp_path / "data"
     await a_then_b_after_it(root)

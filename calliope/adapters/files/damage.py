@@ -69,7 +69,10 @@ def cut_short(
 ) -> CorruptJournalError:
     """The extent's segment ends at ``size``, before its committed end; its
     intact frames end at ``offset`` (where a repair would cut)."""
-    where = "there" if offset >= size else f"at offset {size}, inside the frame that starts there"
+    if offset < size:
+        where = f"at offset {size}, inside the frame that starts there"
+    else:
+        where = "there" if offset == size else f"at offset {size}"
     return damaged(
         files,
         segment,
