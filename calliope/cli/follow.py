@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 
 import click
 
-from calliope.cli.inspect import _event_lines, _run, check_stream_id, raw_store, stream_kind
+from calliope.cli.common import _run, raw_store
+from calliope.cli.inspect import _event_lines, check_stream_id, stream_kind
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import InvalidArgumentError
 from calliope.shell.ports import StorePort

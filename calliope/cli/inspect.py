@@ -9,68 +9,23 @@ the application's classes, so nothing is decoded into them.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import math
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from calliope.cli.common import _run, check_target, raw_store
 from calliope.cli.output import Listing
+from calliope.cli.scan import lost_replica_events
 from calliope.core.ids import validate_stream_id
-from calliope.errors import CalliopeError, CorruptJournalError
+from calliope.errors import CalliopeError
 from calliope.shell.app import open_app
 from calliope.shell.ports import RecordBatch, StorePort
 from calliope.shell.records import from_timestamp_us
-from calliope.shell.targets import store_for
 
-__all__ = ["raw_store", "show", "streams"]
-
-T = TypeVar("T")
-
-
-DAMAGED = 3
-"""The exit code when a command met damaged data."""
-
-
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work``; a CalliopeError becomes one line on stderr and exit 1,
-    or exit 3 (:data:`DAMAGED`) for damaged data."""
-    try:
-        return asyncio.run(work())  # type: ignore[arg-type]
-    except CorruptJournalError as error:
-        click.echo(f"damage: {error}", err=True)
-        sys.exit(DAMAGED)
-    except CalliopeError as error:
-        raise click.ClickException(str(error)) from None
-
-
-def check_target(target: str) -> None:
-    """A click usage error for a target the command cannot look into."""
-    if target.startswith("memory://"):
-        raise click.BadParameter(
-            "a memory:// store lives inside the process that opened it; the command can look "
-            "into a directory or a postgresql:// DSN",
-            param_hint="TARGET",
-        )
-
-
-def raw_store(target: str) -> StorePort:
-    """The store at ``target``, unopened, read-only: its ports give stored
-    records as plain data."""
-    check_target(target)
-    store, _, _ = store_for(
-        target,
-        replica_id=None,
-        durability="fsync",
-        segment_bytes=64 * 1024 * 1024,
-        poll_interval=0.01,
-        read_only=True,
-    )
-    return store
+__all__ = ["check_stream_id", "show", "stream_kind", "streams"]
 
 
 def _plain(value: Any) -> Any:
@@ -176,6 +131,16 @@ def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
     return lines
 
 
+async def _check_not_lost(port: StorePort, stream: str, replicas: list[str]) -> None:
+    """Raise if a replica log lost events the others' versions name (what
+    was printed then has causes that are gone): scan.lost_replica_events.
+    O(replicas): each log's last version."""
+    versions = {r: await port.replicated.replica_version(stream, r) for r in replicas}
+    lost = lost_replica_events(stream, versions)
+    if lost:
+        raise lost[0].error
+
+
 @click.command()
 @click.argument("target")
 @click.argument("stream")
@@ -212,12 +177,14 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
                     for batch in batches:
                         click.echo("\n".join(_event_lines(stream, batch)))
                 return
-            for replica in await port.replicated.replicas(stream):
+            replicas = await port.replicated.replicas(stream)
+            for replica in replicas:
                 start = max(first, seen.get(replica, 0) + 1)
                 reader = port.replicated.read_replica(stream, replica, start, last)
                 async for batches in reader:
                     for batch in batches:
                         click.echo("\n".join(_event_lines(stream, batch)))
+            await _check_not_lost(port, stream, replicas)
         finally:
             await port.aclose()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from calliope.cli.inspect import _run, raw_store
+from calliope.cli.common import _run, raw_store
 from calliope.cli.output import Listing
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import CalliopeError

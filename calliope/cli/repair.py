@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from calliope.cli.inspect import _run
+from calliope.cli.common import _run
 from calliope.cli.scan import DamagedLog, Scan, scan_target
 from calliope.cli.verify import DAMAGED, damage_lines, summary
 from calliope.shell.app import open_app
@@ -40,13 +40,14 @@ def repair(target: str, yes: bool) -> None:
     events there are lost. Says what it will do and asks unless --yes.
     Exit 0 when the store then reads back intact, 3 if damage remains."""
     scan = _run(lambda: scan_target(target))
-    if not scan.damaged_logs:
+    logs = tuple(log for log in scan.damaged_logs if log.repairable)
+    if not logs:
         if scan.intact:
             click.echo(f"nothing to repair: {summary(scan)} read back intact")
             return
         _remaining(scan, target)
-    click.echo(f"{len(scan.damaged_logs)} damaged log(s):")
-    for log in scan.damaged_logs:
+    click.echo(f"{len(logs)} damaged log(s):")
+    for log in logs:
         click.echo(f"  {log.describe()}")
     click.echo(
         "Each keeps its events before the damage; the rest of it is moved aside beside the "
@@ -59,13 +60,11 @@ def repair(target: str, yes: bool) -> None:
                 "not repairing: there is no terminal to ask on; pass --yes to repair without asking"
             )
         click.confirm("Repair them?", abort=True)
-    not_repaired = 0
-    for report in _run(lambda: _repair(target, scan.damaged_logs)):
+    for report in _run(lambda: _repair(target, logs)):
         name = report.stream_id
         if report.replica_id is not None:
             name = f"{name} ({report.replica_id})"
         if not report.repaired:
-            not_repaired += 1
             click.echo(
                 f"not repaired {name}: this store moved nothing aside (PostgreSQL keeps no "
                 "files to cut; restore the stream from a backup)"

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from calliope.cli.inspect import _run, raw_store
+from calliope.cli.common import _run, raw_store
 from calliope.cli.output import Listing
 from calliope.shell.replicator import KEY_PREFIX
 

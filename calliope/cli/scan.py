@@ -3,8 +3,10 @@
 
 Every log of every stream (Calliope's own ``$calliope/`` streams too) is
 read to its end: each frame's checksum, each log's committed extent,
-sequences that must follow on. Then the feed's index, then every kept
-snapshot. A damaged log is noted and the scan goes on with the next, so
+sequences that must follow on; and, across a replicated stream's logs,
+that each replica's log holds the events the others' versions name (a
+replica log deleted whole is found only so). Then the feed's index, then
+every kept snapshot. A damaged log is noted and the scan goes on with the next, so
 one run names every damaged log. O(size of the store); memory one page.
 """
 
@@ -12,29 +14,37 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 import attrs
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from calliope.cli.inspect import raw_store
+from calliope.cli.common import raw_store
 from calliope.core.ids import RESERVED_PREFIX
 from calliope.errors import CorruptJournalError
 from calliope.shell.ports import StorePort
 
-__all__ = ["DamagedLog", "Scan", "scan_store", "scan_target"]
+__all__ = ["DamagedLog", "Scan", "lost_replica_events", "scan_store", "scan_target"]
+
+
+class MissingSequences(CorruptJournalError):
+    """A log whose stored sequences do not follow on from 1."""
 
 
 @attrs.frozen
 class DamagedLog:
     """A log a reader refuses, or whose sequences do not follow on: the
     stream, the replica (None for a plain stream) and the error naming the
-    file and offset (or the missing sequences)."""
+    file and offset (or the missing sequences); ``repairable``: False when a
+    repair of it cannot mend it (a replica log that lost events others
+    observed, or sequences missing from a log: only a backup can)."""
 
     stream_id: str
     replica_id: str | None
     error: CorruptJournalError
+    repairable: bool = True
 
     def describe(self) -> str:
         log = self.stream_id if self.replica_id is None else f"{self.stream_id} ({self.replica_id})"
@@ -72,20 +82,24 @@ async def _all_streams(store: StorePort) -> list[tuple[str, bool]]:
     return found
 
 
-async def _read_log(store: StorePort, stream_id: str, replica_id: str | None) -> int:
-    """Read one log to its end: its events; CorruptJournalError where a
-    reader refuses it, or where its sequences do not follow on from 1."""
+async def _read_log(
+    store: StorePort, stream_id: str, replica_id: str | None
+) -> tuple[int, dict[str, int]]:
+    """Read one log to its end: its events, and the version of its last one
+    ({}: none); CorruptJournalError where a reader refuses it, or
+    :class:`MissingSequences` where its sequences do not follow on from 1."""
     reader = (
         store.plain.read(stream_id, 1, None)
         if replica_id is None
         else store.replicated.read_replica(stream_id, replica_id, 1)
     )
     events, expected = 0, 1
+    last: dict[str, int] = {}
     async for batches in reader:
         for batch in batches:
             if batch.first_sequence != expected:
                 log = "" if replica_id is None else f" (replica {replica_id!r})"
-                raise CorruptJournalError(
+                raise MissingSequences(
                     f"stream {stream_id!r}{log} is missing sequences {expected}.."
                     f"{batch.first_sequence - 1} (its next stored batch starts at "
                     f"{batch.first_sequence}); restore them from a backup",
@@ -94,7 +108,43 @@ async def _read_log(store: StorePort, stream_id: str, replica_id: str | None) ->
                 )
             expected = batch.last_sequence + 1
             events += len(batch.items)
-    return events
+            last = batch.last_version
+    return events, last
+
+
+def lost_replica_events(
+    stream_id: str, versions: Mapping[str, Mapping[str, int]], unread: frozenset[str] = frozenset()
+) -> list[DamagedLog]:
+    """Replica logs of ``stream_id`` that lost acknowledged events: each
+    log's last version (``versions``, by replica) names what its writer had
+    observed of the others, so a replica whose own log holds less than
+    another's version names (or that has no log left at all) lost events
+    that were acknowledged, and that the other replica's later events
+    depend on. ``unread``: replicas whose log could not be read (their
+    damage is reported already). O(replicas^2)."""
+    named: dict[str, tuple[int, str]] = {}
+    for reader, version in versions.items():
+        for replica, sequence in version.items():
+            if replica != reader and sequence > named.get(replica, (0, ""))[0]:
+                named[replica] = (sequence, reader)
+    lost = []
+    for replica, (sequence, reader) in sorted(named.items()):
+        held = versions.get(replica, {}).get(replica, 0)
+        if replica in unread or held >= sequence:
+            continue
+        where = f"holds {held} events" if replica in versions else "is missing"
+        error = CorruptJournalError(
+            f"replicated stream {stream_id!r}: the log of replica {replica!r} {where}, but "
+            f"the events of replica {reader!r} name its events up to sequence {sequence}: "
+            f"they were acknowledged and are lost (the log was damaged, deleted or cut), and "
+            f"the events that follow them can never be delivered in causal order. Restore "
+            f"that log from a backup; a repair never cuts a replica log below what others "
+            f"observed",
+            path="",
+            offset=0,
+        )
+        lost.append(DamagedLog(stream_id, replica, error, repairable=False))
+    return lost
 
 
 def _progress() -> Progress | None:
@@ -142,11 +192,22 @@ async def scan_store(store: StorePort, target: str = "") -> Scan:
             logs: list[str | None] = (
                 list(await store.replicated.replicas(stream_id)) if replicated else [None]
             )
+            versions: dict[str, dict[str, int]] = {}
+            unread: set[str] = set()
             for replica_id in logs:
                 try:
-                    events += await _read_log(store, stream_id, replica_id)
+                    count, last = await _read_log(store, stream_id, replica_id)
                 except CorruptJournalError as error:
-                    damaged.append(DamagedLog(stream_id, replica_id, error))
+                    repairable = not isinstance(error, MissingSequences)
+                    damaged.append(DamagedLog(stream_id, replica_id, error, repairable))
+                    if replica_id is not None:
+                        unread.add(replica_id)
+                    continue
+                events += count
+                if replica_id is not None:
+                    versions[replica_id] = last
+            if replicated:
+                damaged.extend(lost_replica_events(stream_id, versions, frozenset(unread)))
             if progress is not None and task is not None:
                 progress.advance(task)
         try:

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from calliope.cli.inspect import DAMAGED, _run
+from calliope.cli.common import DAMAGED, _run
 from calliope.cli.scan import Scan, scan_target
 
 __all__ = ["DAMAGED", "verify"]

@@ -126,3 +126,23 @@ async def test_a_damaged_index_entry_is_an_error_naming_the_file(tmp_path: Path)
             await app.journal.feed(ItemAdded).query().to_list()
         assert raised.value.path == path
         assert raised.value.offset == ENTRY_SIZE * 2
+
+
+async def test_a_restore_looks_past_an_empty_last_segment(tmp_path: Path) -> None:
+    """A full segment rolls at the next append, before its requests are
+    checked: a refused append (or a writer dying there) leaves an empty
+    last segment. The writes of the segment before it are still found."""
+    directory = str(tmp_path / "store")
+    async with calliope.open(directory, replica_id="w", segment_bytes=4096) as app:
+        stream = app.journal.event_stream("cart-0", ItemAdded)
+        log = Path(log_directory(directory, "cart-0", None))
+        await stream.persist(ItemAdded("x"))
+        while os.path.getsize(log / f"{1:020d}.seg") < 4096:
+            await stream.persist(ItemAdded("x"))
+        with pytest.raises(calliope.ConcurrencyError):
+            await stream.persist(ItemAdded("refused"), expected_sequence=0)
+    (empty,) = [s for s in log.glob("*.seg") if s.name != f"{1:020d}.seg"]
+    assert empty.stat().st_size == 16  # a header, no frame
+    before = await _feed(directory)
+    _pretend_rebooted(directory, len(before) - 5, (len(before) - 5) * ENTRY_SIZE + 10)
+    assert await _feed(directory) == before

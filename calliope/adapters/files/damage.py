@@ -7,10 +7,25 @@ the file, or to call ``app.journal.repair`` and lose what is damaged.
 
 from __future__ import annotations
 
+from calliope.adapters.files.extent import Extent
 from calliope.adapters.files.segment_files import SegmentFiles
 from calliope.errors import CorruptJournalError
 
-__all__ = ["damaged", "out_of_sequence", "unsealed"]
+__all__ = [
+    "EXTENT_DAMAGED_TOO",
+    "cut_short",
+    "damaged",
+    "out_of_sequence",
+    "segments_missing",
+    "unsealed",
+]
+
+EXTENT_DAMAGED_TOO = (
+    "the log's committed extent (in its lock file) is damaged too, so a torn write cannot be "
+    "told from damage to acknowledged events"
+)
+"""What makes an unusable last frame damage when the extent record is not
+intact: readers and writers say it alike."""
 
 
 def damaged(files: SegmentFiles, segment: int, offset: int, what: str) -> CorruptJournalError:
@@ -46,4 +61,33 @@ def out_of_sequence(
     """A batch holding ``found`` where ``expected`` belongs."""
     return damaged(
         files, segment, offset, f"the batch there holds sequence {found} where {expected} belongs"
+    )
+
+
+def cut_short(
+    files: SegmentFiles, segment: int, offset: int, size: int, committed: int
+) -> CorruptJournalError:
+    """The extent's segment ends at ``size``, before its committed end; its
+    intact frames end at ``offset`` (where a repair would cut)."""
+    if offset < size:
+        where = f"at offset {size}, inside the frame that starts there"
+    else:
+        where = "there" if offset == size else f"at offset {size}"
+    return damaged(
+        files,
+        segment,
+        offset,
+        f"the file ends {where}, before its committed end {committed} (it was truncated)",
+    )
+
+
+def segments_missing(files: SegmentFiles, extent: Extent) -> CorruptJournalError:
+    """The log has no segment at all, but its extent says events were committed."""
+    return damaged(
+        files,
+        1,
+        0,
+        f"the segment file is missing (the log has none), although its committed extent (in "
+        f"its lock file) says events up to sequence {extent.last_sequence} were written and "
+        f"fsynced",
     )

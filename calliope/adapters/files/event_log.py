@@ -32,6 +32,7 @@ from calliope.adapters.files.log_handle import LogHandle
 from calliope.adapters.files.page_reads import in_range, read_page
 from calliope.adapters.files.reader import read_step
 from calliope.adapters.files.replica_evidence import check_holds_observed, observed_of
+from calliope.adapters.files.replica_listing import ReplicaListing
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_log import SegmentLog
 from calliope.adapters.files.segment_writer import AppendRequest
@@ -65,7 +66,6 @@ def _handles_bound() -> int:
 
 _HANDLES = _handles_bound()
 _EVICT_AT_MOST = 32  # handles one eviction looks at
-_REPLICA_NAMES = 4096
 _QUICK_READ = 64 * 1024  # bytes appended since the last read that may be read on the loop
 _QUICK_LOGS = 16
 
@@ -101,11 +101,9 @@ class FileEventLog:
         self._changes = changes
         self._logs: OrderedDict[tuple[str, str | None], LogHandle] = OrderedDict()
         self._gate = FlushGate()  # (shared by its logs' committers)
-        self._replica_names: OrderedDict[str, str] = OrderedDict()  # directory -> replica id
         self._directories: OrderedDict[str, str] = OrderedDict()  # stream -> its directory
         self._caches = threading.Lock()  # the caches above are also used in worker threads
-        # stream -> (link count of its replicas directory, replica ids then)
-        self._replica_lists: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
+        self._replicas = ReplicaListing(self._stream_directory, self._caches, _HANDLES)
         self._kinds: OrderedDict[str, bool] = OrderedDict()  # stream -> replicated, once known
         self._closed = False
 
@@ -200,35 +198,8 @@ class FileEventLog:
 
     def _replica_ids(self, stream_id: str) -> list[str]:
         """The replicas with a log in this replicated stream (blocking).
-        O(replicas); each replica's id file is read once (cached)."""
-        return self._list_replicas(stream_id)[0]
-
-    def _list_replicas(self, stream_id: str) -> tuple[list[str], bool]:
-        """The replicas with a log, and whether every entry of the
-        ``replicas`` directory was one (False while one is being created:
-        its directory exists, its id file not yet, and it has no events)."""
-        directory = os.path.join(self._stream_directory(stream_id), "replicas")
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            return [], True
-        replicas = []
-        complete = True
-        for name in names:
-            replica = self._replica_names.get(name)
-            if replica is None:
-                try:
-                    with open(os.path.join(directory, name, "id"), "rb") as handle:
-                        replica = handle.read().decode("utf-8")
-                except (FileNotFoundError, NotADirectoryError):
-                    complete = False  # being created right now, or not a replica log
-                    continue
-                with self._caches:
-                    self._replica_names[name] = replica
-                    if len(self._replica_names) > _REPLICA_NAMES:
-                        self._replica_names.popitem(last=False)
-            replicas.append(replica)
-        return sorted(replicas), complete
+        O(replicas); see replica_listing.py."""
+        return self._replicas.replica_ids(stream_id)
 
     # -- writing ----------------------------------------------------------------
 
@@ -439,7 +410,7 @@ class FileEventLog:
         stopped), few logs, and under ``_QUICK_READ`` bytes appended since;
         else None. One ``stat`` per log, plus a listing when the set of
         replica logs changed."""
-        replicas = self._cached_replicas(stream_id)
+        replicas = self._replicas.cached(stream_id)
         if replicas is None or len(replicas) > _QUICK_LOGS:
             return None
         pending = 0
@@ -457,25 +428,6 @@ class FileEventLog:
             pending += size - position.offset
             if pending > _QUICK_READ:
                 return None
-        return replicas
-
-    def _cached_replicas(self, stream_id: str) -> list[str] | None:
-        """The replicas of a stream as last listed, if the ``replicas``
-        directory's link count (2 + its subdirectories) says none was added
-        since; else None."""
-        directory = os.path.join(self._stream_directory(stream_id), "replicas")
-        try:
-            links = os.stat(directory).st_nlink
-        except FileNotFoundError:
-            return None
-        cached = self._replica_lists.get(stream_id)
-        if cached is not None and cached[0] == links:
-            return cached[1]
-        replicas, complete = self._list_replicas(stream_id)
-        if complete:  # a replica being created is listed again next time
-            self._replica_lists[stream_id] = (links, replicas)
-            if len(self._replica_lists) > _HANDLES:
-                self._replica_lists.popitem(last=False)
         return replicas
 
     def _refused(self, what: str) -> ReadOnlyStoreError:

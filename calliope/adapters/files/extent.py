@@ -26,9 +26,16 @@ Contract:
   older extent only means less evidence; the writer that next takes the
   lock makes what lies past it durable and records it again.
 - A log written by an older Calliope has an empty ``lock`` file: no extent
-  (:data:`None`); readers then trust every intact frame, as before. So do
-  they when the record is damaged, but then a writer cannot tell a torn
-  write from damage, and refuses to cut anything (CorruptJournalError).
+  (:data:`None`); readers then trust every intact frame, as before.
+- A damaged record (:data:`DAMAGED`: anything but an intact one) says
+  nothing. A writer then checks the frames: if they end cleanly it
+  records the extent again; if the last one is unusable it cannot tell a
+  torn write from damage and refuses to cut anything
+  (CorruptJournalError). Readers do the same: a reader of a writable store
+  settles the log first (as a writer would), a read-only one reads the
+  intact frames and raises that same error at an unusable end, unless a
+  writer holds the lock (its write in progress, after which it records the
+  extent again).
 - With ``durability="flush"`` nothing is fsynced: the extent (magic
   ``CEXF``) marks what was handed to the OS, readers deliver up to it, and
   it is no evidence after a power loss (which that setting accepts losing).
@@ -37,6 +44,7 @@ Contract:
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 import zlib
@@ -44,7 +52,16 @@ from typing import NamedTuple
 
 from calliope.adapters.files.disk import Disk
 
-__all__ = ["DAMAGED", "Extent", "lock_path", "read_extent", "read_extent_fd", "write_extent"]
+__all__ = [
+    "DAMAGED",
+    "Extent",
+    "lock_path",
+    "read_extent",
+    "read_extent_fd",
+    "read_extent_record",
+    "write_extent",
+    "writer_busy",
+]
 
 _MAGIC = b"CEXT"  # the frames up to it were fsynced
 _FLUSHED = b"CEXF"  # written with durability="flush": handed to the OS, not fsynced
@@ -125,16 +142,41 @@ def read_extent_fd(fd: int) -> Extent | None:
     return decode_extent(record) or DAMAGED
 
 
-def read_extent(directory: str) -> Extent | None:
-    """The extent of the log in ``directory``, read without the lock (None:
-    no log there, one written before extents were recorded, or a damaged
-    record: readers then trust every intact frame, as before)."""
+def read_extent_record(directory: str) -> Extent | None:
+    """The extent of the log in ``directory``, read without the lock: None
+    if there is no log there or it was written before extents were
+    recorded, :data:`DAMAGED` if the record is not intact."""
     try:
         fd = os.open(lock_path(directory), os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        extent = read_extent_fd(fd)
+        return read_extent_fd(fd)
     finally:
         os.close(fd)
+
+
+def read_extent(directory: str) -> Extent | None:
+    """:func:`read_extent_record`, but None for a damaged record too (for
+    callers that only use an intact one as a bound or a hint)."""
+    extent = read_extent_record(directory)
     return None if extent is DAMAGED else extent
+
+
+def writer_busy(directory: str) -> bool:
+    """Whether a writer holds the lock of the log in ``directory`` right
+    now (a shared ``flock`` tried and let go at once; works on a read-only
+    file system too)."""
+    try:
+        fd = os.open(lock_path(directory), os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False

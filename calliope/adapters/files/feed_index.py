@@ -39,6 +39,16 @@ sync of the index may not hold, from the frames of every log written since
 (O(logs + data written since that sync)); closing a store syncs the index,
 so after a clean shutdown this costs one read. Batches written by a
 Calliope older than the feed carry no number and are not in the feed.
+
+The same restore rebuilds a lost index whole, at the same numbers, so that
+saved feed positions stay valid: a writable open that finds no sync record
+(``feed/synced`` deleted), or an index holding fewer entries than the
+record says were synced (it was moved aside, deleted or cut), re-creates
+every entry from 0 (or from where the file ends) from the frames. That
+costs O(size of the logs), once, at that open; a new store has no logs to
+read. A read-only open cannot rebuild: its reads raise CorruptJournalError
+saying so. A damaged entry (its checksum fails) is an error to readers,
+whose message says to move the file aside and open the store writable.
 """
 
 from __future__ import annotations
@@ -57,7 +67,15 @@ from typing import NamedTuple
 from calliope.adapters.files.fsutil import private_makedirs, write_file_atomically
 from calliope.errors import CorruptJournalError, StorageError
 
-__all__ = ["ENTRY_SIZE", "FeedIndex", "IndexEntry", "log_digests", "reserver"]
+__all__ = [
+    "ENTRY_SIZE",
+    "VOID_ENTRY",
+    "FeedIndex",
+    "IndexEntry",
+    "log_digests",
+    "pack_entry",
+    "reserver",
+]
 
 logger = logging.getLogger("calliope.files")
 
@@ -69,6 +87,12 @@ _VOID = 2
 _NO_REPLICA = bytes(12)
 _RETRIES = 200  # an entry read while its writer copies it in fails its check: look again
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
+_RESTORING = "restoring"  # in feed/synced instead of a boot id: a restore is under way
+_REBUILD = (
+    "With no app running, move the file aside (e.g. to feed/index.damaged) and open the "
+    "store writable (not read_only): the index is rebuilt from the logs' frames, every "
+    "event at the position it had (this reads every log once)"
+)
 
 
 class IndexEntry(NamedTuple):
@@ -111,6 +135,16 @@ def _pack(stream: bytes, replica: bytes | None, first: int, count: int, flags: i
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
+def pack_entry(stream: bytes, replica: bytes | None, first: int, count: int) -> bytes:
+    """The entry of a write of ``count`` events from ``first`` in the log
+    named by (``stream``, ``replica``: None for the plain log)."""
+    return _pack(stream, replica, first, count, _REPLICA if replica else 0)
+
+
+VOID_ENTRY = _pack(bytes(32), None, 0, 0, _VOID)
+"""An entry that names no write (recovery found no batch carrying its number)."""
+
+
 def _boot_id() -> str | None:
     try:
         with open(_BOOT_ID, encoding="ascii") as handle:
@@ -129,27 +163,25 @@ class FeedIndex:
         self.read_only = read_only
         self._fd: int | None = None
         self._writing = threading.Lock()  # write + lseek: one thread at a time
+        self._short: tuple[int, int] | None = None  # (entries, synced): lost ones, read-only
 
     # -- opening and closing ------------------------------------------------------
 
     def open(self) -> None:
-        """Open the index (created if missing); after a reboot, first bring
-        it up to date with the logs (module docstring). Blocking."""
+        """Open the index (created if missing); after a reboot, or if it was
+        lost, first bring it up to date with the logs (module docstring).
+        Blocking."""
         if self.read_only:
             with contextlib.suppress(FileNotFoundError):
                 self._fd = os.open(self.path, os.O_RDONLY)
+            self._short = self._lost_entries()
             return
         private_makedirs(self._directory)
         lock = os.open(os.path.join(self._directory, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                self._check_boot(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fd = fd
+            self._check_boot()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         finally:
             os.close(lock)  # (releases the flock)
 
@@ -171,66 +203,89 @@ class FeedIndex:
     def _synced_path(self) -> str:
         return os.path.join(self._directory, "synced")
 
-    def _record_synced(self, count: int) -> None:
-        boot = _boot_id() or "-"
+    def _record_synced(self, count: int, *, restoring: bool = False) -> None:
+        """Record that ``count`` entries are durable (``restoring``: that
+        they are being restored from ``count`` on; until recorded done, an
+        open restores them again)."""
+        boot = _RESTORING if restoring else _boot_id() or "-"
         write_file_atomically(self._synced_path(), f"{boot} {count}\n".encode("ascii"))
 
-    def _check_boot(self, fd: int) -> None:
-        """Under the index's lock: if the machine rebooted since the index was
-        last known durable, restore what the reboot may have lost of it."""
-        boot = _boot_id()
-        size = os.fstat(fd).st_size
+    def _synced(self) -> tuple[str, int] | None:
+        """The last sync record: (boot id, entries synced); None if missing
+        or unreadable."""
         try:
             with open(self._synced_path(), encoding="ascii") as handle:
                 recorded_boot, recorded_count = handle.read().split()
-            durable = int(recorded_count)
+            return recorded_boot, int(recorded_count)
         except (FileNotFoundError, ValueError):
-            if size:
-                self._restore(fd, 0)  # the record is lost: trust none of it
-            else:
-                self._record_synced(0)  # a new index
+            return None
+
+    def _lost_entries(self) -> tuple[int, int] | None:
+        """(entries, synced) if the index holds fewer whole entries than its
+        last sync record says were synced (it was moved aside, deleted or
+        cut); else None."""
+        record = self._synced()
+        if record is None:
+            return None
+        size = 0 if self._fd is None else os.fstat(self._fd).st_size
+        entries = size // ENTRY_SIZE
+        return (entries, record[1]) if entries < record[1] else None
+
+    def _check_boot(self) -> None:
+        """Under the index's lock: if the machine rebooted since the index was
+        last known durable, restore what the reboot may have lost of it; if
+        the index (or its sync record) was lost, rebuild it."""
+        boot = _boot_id()
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = 0
+        record = self._synced()
+        if record is None:  # lost (or a new store): trust none of the index, rebuild it
+            self._restore(0, "without its sync record feed/synced, rebuilt")
+            return
+        recorded_boot, durable = record
+        if recorded_boot == _RESTORING:  # a restore did not finish: do it again
+            self._restore(durable, "restored again (a restore was interrupted)")
+            return
+        if size // ENTRY_SIZE < durable:  # moved aside, deleted or cut: rebuild what is gone
+            self._restore(
+                size // ENTRY_SIZE,
+                f"holding {size // ENTRY_SIZE} of the {durable} entries its last sync held, "
+                f"rebuilt",
+            )
             return
         if boot is None or recorded_boot == boot:
             return  # the same boot: whatever was written is there (page cache)
         if size == durable * ENTRY_SIZE:
             self._record_synced(durable)  # nothing was written after the last sync
             return
-        self._restore(fd, durable)
+        self._restore(durable, "restored after a reboot")
 
-    def _restore(self, fd: int, durable: int) -> None:
+    def _restore(self, durable: int, why: str) -> None:
         """Re-create entries ``durable`` and on from the logs' frames (voids
-        where no frame carries a number), and cut what lies past them."""
-        from calliope.adapters.files.feed_recovery import numbered_writes
+        where no frame carries a number), and cut what lies past them, in
+        place (feed_recovery.py), the sync record saying "restoring" until
+        done. O(logs + data written since entry ``durable``); from 0,
+        O(size of the logs). Logged (``why``: what was done and why) unless
+        nothing was found."""
+        from calliope.adapters.files.feed_recovery import restore_index
 
         started = time.monotonic()
-        found = dict(numbered_writes(self._root, durable))
-        end = max(found, default=durable - 1) + 1
-        end = max(end, durable)
-        # (pwrite on an O_APPEND descriptor appends on Linux: use another)
-        writing = os.open(self.path, os.O_RDWR)
-        try:
-            os.ftruncate(writing, end * ENTRY_SIZE)
-            for number in range(durable, end):
-                write = found.get(number)
-                if write is None:
-                    data = _pack(bytes(32), None, 0, 0, _VOID)
-                else:
-                    stream, replica, first, count = write
-                    data = _pack(stream, replica, first, count, _REPLICA if replica else 0)
-                os.pwrite(writing, data, number * ENTRY_SIZE)
-            os.fsync(writing)
-        finally:
-            os.close(writing)
+        self._record_synced(durable, restoring=True)
+        end, writes = restore_index(self._root, self.path, durable)
         self._record_synced(end)
-        logger.warning(
-            "restored the feed index of %s after a reboot: entries %d to %d from the logs "
-            "(%d batches) in %.2f s",
-            self._root,
-            durable,
-            end,
-            len(found),
-            time.monotonic() - started,
-        )
+        if end > durable or writes:
+            logger.warning(
+                "the feed index %s, %s: entries %d to %d from the logs' frames (%d writes) "
+                "in %.2f s",
+                self.path,
+                why,
+                durable,
+                end,
+                writes,
+                time.monotonic() - started,
+            )
 
     # -- writing ------------------------------------------------------------------
 
@@ -243,15 +298,14 @@ class FeedIndex:
             raise StorageError(
                 f"the feed index {self.path} is not open (the store is closed or read-only)"
             )
-        data = _pack(stream, replica, first, count, _REPLICA if replica else 0)
+        data = pack_entry(stream, replica, first, count)
         with self._writing:
             written = os.write(fd, data)
             end = os.lseek(fd, 0, os.SEEK_CUR)
         if written != ENTRY_SIZE or end % ENTRY_SIZE:
             raise StorageError(
                 f"the feed index {self.path} ends at byte {end}, not at an entry's end: it was "
-                f"cut or written by other software; move it aside and open the store again "
-                f"(it is rebuilt from the logs only after a reboot)"
+                f"cut or written by other software. {_REBUILD}"
             )
         return end // ENTRY_SIZE - 1
 
@@ -272,6 +326,16 @@ class FeedIndex:
         """Entries ``start`` on, at most ``limit`` (whole ones). Blocking.
         An entry that fails its check is looked at again for a while (its
         writer may be copying it in); then it is damage (CorruptJournalError)."""
+        if self._short is not None:
+            held, synced = self._short
+            raise CorruptJournalError(
+                f"the feed index {self.path} holds {held} entries, but its last sync held "
+                f"{synced}: it was moved aside, deleted or cut. Open the store writable (not "
+                f"read_only) with no app running: it is rebuilt from the logs' frames, every "
+                f"event at the position it had",
+                path=self.path,
+                offset=held * ENTRY_SIZE,
+            )
         fd = self._reader_fd()
         if fd is None or limit <= 0:
             return []
@@ -287,8 +351,7 @@ class FeedIndex:
                 time.sleep(0.005)
         raise CorruptJournalError(
             f"the feed index {self.path} has a damaged entry at byte offset "
-            f"{start * ENTRY_SIZE}; move the file aside: it is rebuilt from the logs "
-            f"(open the store after a reboot, or delete feed/synced first)",
+            f"{start * ENTRY_SIZE}. {_REBUILD}",
             path=self.path,
             offset=start * ENTRY_SIZE,
         )

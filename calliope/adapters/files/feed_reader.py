@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 from collections import OrderedDict
@@ -25,7 +23,7 @@ from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 from calliope.adapters.files.changes import FileChanges
-from calliope.adapters.files.extent import lock_path
+from calliope.adapters.files.extent import writer_busy
 from calliope.adapters.files.feed_index import FeedIndex, IndexEntry
 from calliope.adapters.files.feed_log_reads import LogCursor
 from calliope.adapters.files.fsutil import storage_errors
@@ -142,7 +140,7 @@ class FileFeed:
         entry, key = item.entry, item.key
         log = self._make_log(*key)
         try:
-            if _writer_busy(log.directory):
+            if writer_busy(log.directory):
                 return None
             last = entry.first_sequence + entry.events - 1
             batches = self._read_log(key, log, entry.first_sequence, last, None)
@@ -306,20 +304,3 @@ def _remember(cache: OrderedDict[K, str | None], key: K, value: str | None) -> s
     if len(cache) > _IDS:
         cache.popitem(last=False)
     return value
-
-
-def _writer_busy(directory: str) -> bool:
-    """Whether a writer holds the log's lock right now."""
-    try:
-        fd = os.open(lock_path(directory), os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return True
-        raise
-    finally:
-        os.close(fd)
-    return False

@@ -170,20 +170,38 @@ def _default_to_create(root: str, entries: list[str], replica_id: str | None) ->
 
 
 def _missing_meta(root: str, entries: list[str], replica_id: str | None) -> str:
-    """The message for a store whose ``calliope.json`` is missing."""
+    """The message for a store whose ``calliope.json`` is missing: what is
+    wrong, and the two ways back (write the file, or open once with the
+    replica id used before), naming that id when the replica locks record
+    only one."""
     recorded = recorded_replica_ids(root)
     data = ", ".join(f"{name}/" for name in entries if name in _DATA)
-    if recorded:
-        ids = ", ".join(repr(replica) for replica in recorded)
-        known = f"the replica ids that opened it: {ids}"
+    meta_path = os.path.join(root, _META)
+    if len(recorded) == 1:
+        used = recorded[0]
+        known = "the replica id that opened this store"
     else:
-        known = "no replica id is recorded in replicas/"
-    refused = f" ({replica_id!r} is not one of them)" if replica_id is not None and recorded else ""
+        used = None
+        if recorded:
+            ids = ", ".join(repr(replica) for replica in recorded)
+            known = f"ID being the replica id its apps opened it with by default, one of {ids}"
+        else:
+            known = (
+                "ID being the replica id its apps opened it with (none is recorded in replicas/)"
+            )
+    if replica_id is not None and recorded and replica_id not in recorded:
+        known += f"; {replica_id!r} is not one of them"
+    content = json.dumps({"format": FORMAT_VERSION, "default_replica_id": used or "ID"})
+    if used is None:
+        content = content.replace('"ID"', "ID")
+    shown = repr(used) if used is not None else "ID"
     return (
-        f"{root} holds Calliope data ({data}) but its {_META} is missing; a new default "
-        f"replica id would fork a replica's history. Restore {_META} from a backup, or "
-        f"recreate it by opening once with the replica id used before: "
-        f"calliope.open({root!r}, replica_id=...) makes it the default ({known}{refused})"
+        f"{root} holds Calliope data ({data}) but its {_META} is missing, so its default "
+        f"replica id is unknown, and a new one would fork a replica's history: Calliope will "
+        f"not open it for writing. To recover, write {meta_path} back holding {content} "
+        f"({known}), or open it once with calliope.open({root!r}, replica_id={shown}), "
+        f"which writes that file. Restore the file from a backup instead if you have one. "
+        f"Read-only opens work meanwhile"
     )
 
 

@@ -6,9 +6,14 @@ import os
 from typing import NamedTuple
 
 from calliope.adapters.files.batch_format import decode_batch
-from calliope.adapters.files.damage import damaged, unsealed
-from calliope.adapters.files.extent import Extent, read_extent
-from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
+from calliope.adapters.files.damage import EXTENT_DAMAGED_TOO, cut_short, damaged, unsealed
+from calliope.adapters.files.extent import DAMAGED, Extent, read_extent_record, writer_busy
+from calliope.adapters.files.framing import (
+    FRAME_HEADER,
+    SEGMENT_HEADER_SIZE,
+    Stop,
+    intact_frame_at,
+)
 from calliope.adapters.files.segment_files import Position
 from calliope.adapters.files.segment_frames import check_damage, read_window
 from calliope.adapters.files.segment_log import SegmentLog
@@ -41,10 +46,15 @@ def read_step(
     frame past it may still wait for its fsync, so it is not delivered yet.
     Anything unusable up to the extent is damage to acknowledged data
     (CorruptJournalError): a bad frame, a file shorter than its committed
-    end, a missing segment, a finished segment without its seal. Moves to
+    end (the intact frames before the cut are delivered first, and the
+    error names where they end, as a repair would cut), a missing segment,
+    a finished segment without its seal. Moves to
     the next segment after a seal. A log without an extent (written by an
     older Calliope) is read as before: up to the first unusable frame of its
-    last segment.
+    last segment. A log whose extent record is damaged is read likewise, but
+    an unusable end of its last segment is damage, as it is to a writer
+    (:data:`~calliope.adapters.files.damage.EXTENT_DAMAGED_TOO`), unless a
+    writer holds the lock (its write in progress).
 
     A reader at the committed end that finds more bytes past it, while no
     writer is busy, settles the log (``SegmentLog.settle``: a dead writer's
@@ -54,7 +64,16 @@ def read_step(
     what it still needs; the rest of the window is read again next step).
     ``window``: bytes to read first (segment_frames.read_window).
     """
-    extent = read_extent(log.directory)
+    extent = read_extent_record(log.directory)
+    if extent is DAMAGED:
+        # Nothing says how far the frames are committed. A reader of a
+        # writable store does what a writer does first: the extent is
+        # recorded again over intact frames, or an unusable end is
+        # CorruptJournalError. Otherwise (read-only, a writer busy) the
+        # intact frames are read, and an unusable end is that same error.
+        if settle and log.try_settle():
+            return read_step(log, position, settle=False, limit=limit, window=window)
+        return _legacy_step(log, position, extent_damaged=True)
     if extent is None:
         return _legacy_step(log, position)
     try:
@@ -92,14 +111,8 @@ def _committed_step(
         ) from None
     try:
         size = os.fstat(fd).st_size
-        end = size if committed is None else committed
-        if size < end:
-            raise damaged(
-                log.files,
-                position.segment,
-                position.offset,
-                f"the file ends at offset {size}, before {end}",
-            )
+        short = committed is not None and size < committed  # truncated: read what is left
+        end = size if committed is None or short else committed
         found = _frames(log, fd, position, end, limit, window)
     finally:
         os.close(fd)
@@ -114,8 +127,10 @@ def _committed_step(
             )
         return ReadStep(found.batches, here, not found.batches)  # the next is being created
     at_committed_end = found.reached and found.stop is Stop.END
-    if found.batches and not at_committed_end:
+    if found.batches and (short or not at_committed_end):
         return ReadStep(found.batches, here, False)  # more to read (or damage, next step)
+    if short:  # (committed is not None)
+        raise cut_short(log.files, here.segment, here.offset, size, committed or 0)
     if at_committed_end:
         if committed is None:
             raise unsealed(log.files, here.segment, here.offset)
@@ -135,8 +150,9 @@ def _grown_past(log: SegmentLog, position: Position) -> bool:
         return False
 
 
-def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
-    """:func:`read_step` for a log without a committed extent."""
+def _legacy_step(log: SegmentLog, position: Position, extent_damaged: bool = False) -> ReadStep:
+    """:func:`read_step` for a log without a committed extent, or whose
+    extent record is damaged (``extent_damaged``)."""
     try:
         fd = os.open(log.path(position.segment), os.O_RDONLY)
     except FileNotFoundError:
@@ -148,6 +164,8 @@ def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
         # Nothing more here. If a later segment exists, this one was sealed
         # before it was created: read again, and the seal must be here now.
         if _segment_after(log, position.segment) is None:
+            if stop is not Stop.END and extent_damaged:
+                return _unusable_end(log, fd, position)
             if stop is not Stop.END:
                 check_damage(fd, log.path(position.segment), position.offset)
             return ReadStep([], position, True)
@@ -157,6 +175,21 @@ def _legacy_step(log: SegmentLog, position: Position) -> ReadStep:
         raise unsealed(log.files, position.segment, position.offset)
     finally:
         os.close(fd)
+
+
+def _unusable_end(log: SegmentLog, fd: int, position: Position) -> ReadStep:
+    """The last segment of a log whose extent record is damaged holds an
+    unusable frame at ``position``: a writer's write in progress if it
+    holds the lock (stop before it), else damage as a writer sees it
+    (CorruptJournalError). If the frame or the record became intact
+    meanwhile (a writer finished), read again."""
+    if writer_busy(log.directory):
+        return ReadStep([], position, True)
+    size = os.fstat(fd).st_size
+    rest = os.pread(fd, size - position.offset, position.offset)
+    if intact_frame_at(rest, 0) or read_extent_record(log.directory) is not DAMAGED:
+        return ReadStep([], position, False)
+    raise damaged(log.files, position.segment, position.offset, EXTENT_DAMAGED_TOO)
 
 
 def _legacy_frames(log: SegmentLog, fd: int, position: Position) -> tuple[ReadStep | None, Stop]:

@@ -18,6 +18,8 @@ import logging
 import os
 import struct
 
+from calliope.adapters.files.damage import segments_missing
+from calliope.adapters.files.extent import read_extent
 from calliope.adapters.files.framing import SEGMENT_HEADER_SIZE
 from calliope.adapters.files.segment_files import Position, SegmentFiles
 from calliope.adapters.files.segment_frames import batch_at
@@ -64,9 +66,14 @@ def indexed_start(
 
 def locate(files: SegmentFiles, sequence: int) -> Position | None:
     """Where to start reading to find ``sequence`` (None: the log is empty):
-    in the segment holding it, at the nearest verified index entry."""
+    in the segment holding it, at the nearest verified index entry. A log
+    without segments whose committed extent says it holds events lost them
+    (CorruptJournalError)."""
     segments = files.segments()
     if not segments:
+        extent = read_extent(files.directory)
+        if extent is not None and extent.synced and extent.last_sequence > 0:
+            raise segments_missing(files, extent)
         return None
     if segments[0] != 1:
         path = files.path(1)

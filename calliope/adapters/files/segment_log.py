@@ -20,11 +20,12 @@ worker thread.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
-from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs
-from calliope.adapters.files.extent import read_extent
+from calliope.adapters.files.disk import OS_DISK, Disk, FailedLogs, SyncFailed
+from calliope.adapters.files.extent import DAMAGED, read_extent_record
 from calliope.adapters.files.repair import Repaired
 from calliope.adapters.files.segment_files import Position, SegmentFiles
 from calliope.adapters.files.segment_index import locate
@@ -38,6 +39,8 @@ from calliope.adapters.files.tail_recovery import peek_last, peek_last_version
 from calliope.shell.ports import Durability
 
 __all__ = ["SegmentLog"]
+
+logger = logging.getLogger("calliope.files")
 
 
 class SegmentLog:
@@ -98,9 +101,13 @@ class SegmentLog:
         """The last committed sequence, read without the lock (0 if empty).
         If the files hold more than the committed extent and no writer is
         busy, the log is settled first (as a reader at the end does), so
-        this agrees with what a query then returns. O(1) but for that."""
-        extent = read_extent(self._files.directory)
-        if extent is not None and not self._read_only:
+        this agrees with what a query then returns; so is a log whose extent
+        record is damaged (a writer records it again, or raises
+        CorruptJournalError). O(1) but for that."""
+        extent = read_extent_record(self._files.directory)
+        if extent is DAMAGED and not self._read_only:
+            self.try_settle()
+        elif extent is not None and not self._read_only:
             try:
                 size = os.stat(self._files.path(extent.segment)).st_size
             except FileNotFoundError:
@@ -133,6 +140,24 @@ class SegmentLog:
         writer is busy (see :meth:`SegmentWriter.settle`); True if done.
         Never on a store opened read-only: its readers leave it as it is."""
         return not self._read_only and self._writer.settle()
+
+    def try_settle(self) -> bool:
+        """:meth:`settle` for a reader, which can do without it: a write that
+        fails (a full disk) is logged and taken as not done, and the caller
+        reads as a read-only reader does. A failed sync still raises
+        (StorageError upstream): what it should have made durable may not be."""
+        try:
+            return self.settle()
+        except SyncFailed:
+            raise
+        except OSError as error:
+            logger.warning(
+                "could not record the committed extent of %s while reading it (%s); "
+                "reading its intact frames",
+                self._files.directory,
+                error,
+            )
+            return False
 
     def close(self) -> None:
         """Close the writer's files (they reopen on the next append)."""

@@ -36,14 +36,21 @@ import logging
 import os
 
 from calliope.adapters.files.batch_format import decode_batch
-from calliope.adapters.files.damage import damaged, out_of_sequence
+from calliope.adapters.files.damage import (
+    EXTENT_DAMAGED_TOO,
+    damaged,
+    out_of_sequence,
+    segments_missing,
+)
 from calliope.adapters.files.disk import sync
 from calliope.adapters.files.extent import (
     DAMAGED,
     Extent,
     read_extent,
     read_extent_fd,
+    read_extent_record,
     write_extent,
+    writer_busy,
 )
 from calliope.adapters.files.framing import FRAME_HEADER, SEGMENT_HEADER_SIZE, Stop
 from calliope.adapters.files.fsutil import fsync_directory
@@ -131,21 +138,24 @@ def next_segment(files: SegmentFiles, tail: Tail) -> Tail:
 
 def peek_last(files: SegmentFiles) -> int:
     """The last committed sequence, read without the lock (0: empty log).
-    O(1) from the committed extent; a log without one is scanned from its
-    last index entry."""
-    extent = read_extent(files.directory)
-    if extent is not None:
+    O(1) from the committed extent; a log without one (or whose record is
+    damaged: then an unusable end is CorruptJournalError, as for readers)
+    is scanned from its last index entry."""
+    extent = read_extent_record(files.directory)
+    if extent is not None and extent is not DAMAGED:
         return extent.last_sequence
     segments = files.segments()
-    return _scan(files, segments[-1], None).last_sequence if segments else 0
+    if not segments:
+        return 0
+    return _scan(files, segments[-1], None, extent is DAMAGED).last_sequence
 
 
 def peek_last_version(files: SegmentFiles) -> dict[str, int]:
     """The version of the last committed event, read without the lock ({}:
     empty log). O(bytes after the last index entry of the last segment)."""
-    extent = read_extent(files.directory)
+    extent = read_extent_record(files.directory)
     segments = files.segments()
-    if extent is not None:
+    if extent is not None and extent is not DAMAGED:
         if extent.last_sequence == 0:
             return {}
         last, limit = extent.segment, extent.end
@@ -153,7 +163,7 @@ def peek_last_version(files: SegmentFiles) -> dict[str, int]:
         last, limit = segments[-1], None
     else:
         return {}
-    tail = _scan(files, last, limit)
+    tail = _scan(files, last, limit, extent is DAMAGED)
     if tail.last_sequence and not tail.last_version:  # nothing in it yet: the previous one
         earlier = [s for s in segments if s < last]
         if earlier:
@@ -164,12 +174,16 @@ def peek_last_version(files: SegmentFiles) -> dict[str, int]:
 def _load_tail(files: SegmentFiles) -> Tail:
     """The tail of the last segment, found from its index and the files.
 
-    Also checks what a writer can cheaply: the first segment is there, and
-    the one before the last ends in its seal just before the last begins
+    Also checks what a writer can cheaply: the first segment is there (or,
+    with none at all, that the extent names no events), and the one before
+    the last ends in its seal just before the last begins
     (damage further back is found by readers). O(bytes after the last
     index entry of the two last segments)."""
     segments = files.segments()
     if not segments:
+        extent = read_extent(files.directory)
+        if extent is not None and extent.synced and extent.last_sequence > 0:
+            raise segments_missing(files, extent)  # (and creates nothing in their place)
         return Tail(1, create_segment(files, 1), SEGMENT_HEADER_SIZE, 0)
     if segments[0] != 1:
         raise damaged(files, 1, 0, "the log's first segment is missing")
@@ -192,9 +206,13 @@ def _load_tail(files: SegmentFiles) -> Tail:
     return tail
 
 
-def _scan(files: SegmentFiles, segment: int, limit: int | None) -> Tail:
+def _scan(
+    files: SegmentFiles, segment: int, limit: int | None, extent_damaged: bool = False
+) -> Tail:
     """The end of one segment, read without the lock (its file closed):
-    up to ``limit`` (its committed end), or to the first unusable frame."""
+    up to ``limit`` (its committed end), or to the first unusable frame
+    (damage if ``extent_damaged``, the log's last segment having no intact
+    extent record, and no writer is at work: see reader.py)."""
     path = files.path(segment)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -212,6 +230,12 @@ def _scan(files: SegmentFiles, segment: int, limit: int | None) -> Tail:
         if not catch_up(files, fd, tail, end):
             if limit is not None:
                 raise damaged(files, segment, tail.end, "the frame there is unusable")
+            if (
+                extent_damaged
+                and not writer_busy(files.directory)
+                and read_extent_record(files.directory) is DAMAGED  # (not rewritten meanwhile)
+            ):
+                raise damaged(files, segment, tail.end, EXTENT_DAMAGED_TOO)
             check_damage(fd, path, tail.end)  # a log without an extent: as before
     finally:
         os.close(fd)
@@ -265,10 +289,7 @@ def _recover(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) 
 def _evidence(files: SegmentFiles, tail: Tail, size: int, extent: Extent | None) -> str | None:
     """What says the bytes from ``tail.end`` on were acknowledged, if anything."""
     if extent is DAMAGED:
-        return (
-            "the log's committed extent (in its lock file) is damaged too, so a torn write "
-            "cannot be told from damage to acknowledged events"
-        )
+        return EXTENT_DAMAGED_TOO
     if extent is not None and extent.synced and _behind(tail, extent):
         return (
             f"the log's committed extent says it was written and fsynced up to sequence "
