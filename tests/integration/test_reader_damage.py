@@ -180,7 +180,7 @@ async def test_a_deleted_replica_log_that_others_observed_is_damage(tmp_path: Pa
         timeout=120,
     )
     assert repaired.returncode == 3 and "repaired" not in repaired.stdout  # only a backup can
-    assert "restore it from a backup" in repaired.stderr
+    assert "restore what it names from a backup" in repaired.stderr
     async with calliope.open(root, replica_id="a") as app:
         with pytest.raises(calliope.CorruptJournalError, match="observed"):
             await app.journal.replicated_event_stream("r", ItemAdded).persist(ItemAdded("a3"))
