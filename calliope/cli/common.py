@@ -14,7 +14,7 @@ from calliope.errors import CalliopeError, CorruptJournalError
 from calliope.shell.ports import StorePort
 from calliope.shell.targets import store_for
 
-__all__ = ["DAMAGED", "_run", "check_target", "raw_store"]
+__all__ = ["DAMAGED", "check_target", "raw_store", "run_work"]
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ DAMAGED = 3
 """The exit code when a command met damaged data."""
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
+def run_work(work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work``; a CalliopeError becomes one line on stderr and exit 1,
     or exit 3 (:data:`DAMAGED`) for damaged data."""
     try:

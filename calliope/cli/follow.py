@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import click
 
-from calliope.cli.common import _run, raw_store
+from calliope.cli.common import raw_store, run_work
 from calliope.cli.inspect import _event_lines, check_stream_id, stream_kind
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import InvalidArgumentError
@@ -69,7 +69,7 @@ def tail(target: str, stream: str, first: int, follow: bool) -> None:
                 await watcher.wait()
 
     with contextlib.suppress(KeyboardInterrupt):
-        _run(printing)
+        run_work(printing)
 
 
 @click.command()
@@ -112,4 +112,4 @@ def feed(target: str, prefix: str | None, after: str | None, follow: bool) -> No
                 await watcher.wait()
 
     with contextlib.suppress(KeyboardInterrupt):
-        _run(printing)
+        run_work(printing)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from calliope.cli.common import _run, check_target, raw_store
+from calliope.cli.common import check_target, raw_store, run_work
 from calliope.cli.output import Listing
 from calliope.cli.scan import lost_replica_events
 from calliope.core.ids import validate_stream_id
@@ -62,7 +62,7 @@ def streams(target: str, prefix: str | None, as_json: bool) -> None:
                     )
                     rows.add(info.stream_id, info.kind, events, list(info.replicas))
 
-    _run(listing)
+    run_work(listing)
 
 
 def check_stream_id(stream: str) -> None:
@@ -188,4 +188,4 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
         finally:
             await port.aclose()
 
-    _run(printing)
+    run_work(printing)

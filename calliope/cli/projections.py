@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from calliope.cli.common import _run, raw_store
+from calliope.cli.common import raw_store, run_work
 from calliope.cli.output import Listing
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import CalliopeError
@@ -95,4 +95,4 @@ def projections(target: str, as_json: bool) -> None:
         finally:
             await store.aclose()
 
-    _run(listing)
+    run_work(listing)

@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from calliope.cli.common import _run
+from calliope.cli.common import run_work
 from calliope.cli.scan import DamagedLog, Scan, scan_target
 from calliope.cli.verify import DAMAGED, damage_lines, summary
 from calliope.shell.app import open_app
@@ -39,7 +39,7 @@ def repair(target: str, yes: bool) -> None:
     deleting it), so that its stream reads and takes writes again; the
     events there are lost. Says what it will do and asks unless --yes.
     Exit 0 when the store then reads back intact, 3 if damage remains."""
-    scan = _run(lambda: scan_target(target))
+    scan = run_work(lambda: scan_target(target))
     logs = tuple(log for log in scan.damaged_logs if log.repairable)
     if not logs:
         if scan.intact:
@@ -60,7 +60,7 @@ def repair(target: str, yes: bool) -> None:
                 "not repairing: there is no terminal to ask on; pass --yes to repair without asking"
             )
         click.confirm("Repair them?", abort=True)
-    for report in _run(lambda: _repair(target, logs)):
+    for report in run_work(lambda: _repair(target, logs)):
         name = report.stream_id
         if report.replica_id is not None:
             name = f"{name} ({report.replica_id})"
@@ -75,7 +75,7 @@ def repair(target: str, yes: bool) -> None:
             f"{report.last_sequence} is lost to readers ({report.bytes_moved:,} bytes moved "
             f"aside, never deleted: {', '.join(report.moved_aside)})"
         )
-    after = _run(lambda: scan_target(target))
+    after = run_work(lambda: scan_target(target))
     if after.intact:
         click.echo(f"intact now: {summary(after)}")
         return

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from calliope.cli.common import _run, raw_store
+from calliope.cli.common import raw_store, run_work
 from calliope.cli.output import Listing
 from calliope.shell.replicator import KEY_PREFIX
 
@@ -43,4 +43,4 @@ def replicas(target: str, as_json: bool) -> None:
         finally:
             await store.aclose()
 
-    _run(listing)
+    run_work(listing)

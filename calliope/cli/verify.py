@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from calliope.cli.common import DAMAGED, _run
+from calliope.cli.common import DAMAGED, run_work
 from calliope.cli.scan import Scan, scan_target
 
 __all__ = ["DAMAGED", "verify"]
@@ -44,7 +44,7 @@ def verify(target: str) -> None:
     snapshot read back intact; 3 if not, naming the file and offset of each
     damage found (on stderr). A progress bar on a terminal."""
 
-    scan = _run(lambda: scan_target(target))
+    scan = run_work(lambda: scan_target(target))
     if scan.intact:
         click.echo(f"intact: {summary(scan)}")
         return
