@@ -65,6 +65,7 @@ def _handles_bound() -> int:
 
 
 _HANDLES = _handles_bound()
+_NAMES = 128  # streams whose directory, kind and replica ids are cached
 _EVICT_AT_MOST = 32  # handles one eviction looks at
 _QUICK_READ = 64 * 1024  # bytes appended since the last read that may be read on the loop
 _QUICK_LOGS = 16
@@ -103,7 +104,7 @@ class FileEventLog:
         self._gate = FlushGate()  # (shared by its logs' committers)
         self._directories: OrderedDict[str, str] = OrderedDict()  # stream -> its directory
         self._caches = threading.Lock()  # the caches above are also used in worker threads
-        self._replicas = ReplicaListing(self._stream_directory, self._caches, _HANDLES)
+        self._replicas = ReplicaListing(self._stream_directory, self._caches, _NAMES)
         self._kinds: OrderedDict[str, bool] = OrderedDict()  # stream -> replicated, once known
         self._closed = False
 
@@ -115,7 +116,7 @@ class FileEventLog:
             directory = self._directories.get(stream_id)
             if directory is None:
                 directory = self._directories[stream_id] = stream_directory(self._root, stream_id)
-                if len(self._directories) > _HANDLES:
+                if len(self._directories) > _NAMES:
                     self._directories.popitem(last=False)
             return directory
 
@@ -285,15 +286,24 @@ class FileEventLog:
                     return  # no kind yet: it may become either
             with self._caches:
                 self._kinds[stream_id] = replicated
-                if len(self._kinds) > _HANDLES:
+                if len(self._kinds) > _NAMES:
                     self._kinds.popitem(last=False)
         elif known != replicated:
             raise other_kind(stream_id, replicated=known, reading=True)
 
     async def last_sequence(self, stream_id: str) -> int:
+        """From the log's handle if this process holds one; else from a
+        log opened for this look alone (a listing of every stream then
+        holds no handle for each)."""
         await self._check_reading(stream_id, False)
-        with storage_errors(f"reading stream {stream_id!r}"):
-            return await asyncio.to_thread(self._log(stream_id, None).log.peek_last)
+        entry = self._logs.get((stream_id, None))
+        log = entry.log if entry is not None else self._segment_log(stream_id, None)
+        try:
+            with storage_errors(f"reading stream {stream_id!r}"):
+                return await asyncio.to_thread(log.peek_last)
+        finally:
+            if entry is None:
+                log.close()
 
     def read(
         self, stream_id: str, from_sequence: int, to_sequence: int | None
