@@ -165,3 +165,10 @@ class PeakRss:
         sampled = self.peak_kib - self.before_kib
         by_maxrss = self._max_after_kib - self._max_before_kib
         return max(sampled, by_maxrss, 0)
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of a distribution (for a section's header)."""
+    from importlib.metadata import version
+
+    return version(distribution)
