@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,15 @@ def fresh_schema(dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def file_or_postgres(kind: str, directory: Path) -> Iterator[str]:
+    """A store target of ``kind``: ``"file"`` (``directory``/store) or
+    ``"postgres"`` (a fresh schema, dropped afterwards)."""
+    if kind == "file":
+        yield str(directory / "store")
+        return
+    dsn = postgres_dsn()
+    with fresh_schema(dsn) as schema:
+        yield f"{dsn}?schema={schema}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -42,3 +43,11 @@ def note_handle(
         clock=lambda: T0,
         scope=open_scope(),
     )
+
+
+def flip_byte(path: Path, offset: int, mask: int = 0xFF) -> None:
+    """Damage ``path`` on purpose: XOR its byte at ``offset`` (negative:
+    from the end) with ``mask``."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= mask
+    path.write_bytes(bytes(data))

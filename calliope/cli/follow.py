@@ -9,15 +9,15 @@ one page at a time.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 
 import click
 
 from calliope.cli.common import raw_store, run_work
-from calliope.cli.inspect import _event_lines, check_stream_id, stream_kind
+from calliope.cli.inspect import check_stream_id, event_lines, stream_kind
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import InvalidArgumentError
+from calliope.shell.feed import numbered
 from calliope.shell.ports import StorePort
 
 __all__ = ["feed", "tail"]
@@ -62,7 +62,7 @@ def tail(target: str, stream: str, first: int, follow: bool) -> None:
             while True:
                 async for batches in store.plain.read(stream, after, None):
                     for batch in batches:
-                        click.echo("\n".join(_event_lines(stream, batch)))
+                        click.echo("\n".join(event_lines(stream, batch)))
                         after = batch.last_sequence + 1
                 if not follow:
                     return
@@ -90,20 +90,12 @@ def feed(target: str, prefix: str | None, after: str | None, follow: bool) -> No
             start = 0 if resume is None else resume.entry
             while True:
                 page = await store.feed.read_feed(start, prefix, limit=_PAGE)
-                entry_number, index = -1, 0
-                for entry in page.entries:
-                    if entry.entry != entry_number:
-                        entry_number, index = entry.entry, 0
-                    if entry.first_index is not None:
-                        index = entry.first_index
-                    for offset, line in enumerate(_event_lines(entry.stream_id, entry.batch)):
-                        position = FeedPosition(entry.entry, index + offset)
-                        if resume is not None and position <= resume:
-                            continue
-                        record = json.loads(line)
-                        record["position"] = str(position)
-                        click.echo(json.dumps(record, ensure_ascii=False, allow_nan=False))
-                    index += len(entry.batch.items)
+                for entry, index in numbered(page.entries):
+                    lines = event_lines(entry.stream_id, entry.batch, (entry.entry, index))
+                    if resume is not None and entry.entry == resume.entry:
+                        del lines[: max(0, resume.index - index + 1)]  # (printed before)
+                    if lines:
+                        click.echo("\n".join(lines))
                 start = page.next_entry
                 if page.more:
                     continue

@@ -25,7 +25,7 @@ from calliope.shell.app import open_app
 from calliope.shell.ports import RecordBatch, StorePort
 from calliope.shell.records import from_timestamp_us
 
-__all__ = ["check_stream_id", "show", "stream_kind", "streams"]
+__all__ = ["check_stream_id", "event_lines", "show", "stream_kind", "streams"]
 
 
 def _plain(value: Any) -> Any:
@@ -108,26 +108,28 @@ def _since(since: str | None, replicated: bool) -> dict[str, int]:
         raise click.BadParameter(f"{since!r} is not {wanted}", param_hint="--since") from None
 
 
-def _event_lines(stream_id: str, batch: RecordBatch) -> list[str]:
+def event_lines(
+    stream_id: str, batch: RecordBatch, position: tuple[int, int] | None = None
+) -> list[str]:
+    """The batch's events as JSON lines, as stored; with ``position`` (its
+    first event's feed entry and index), each line also has its
+    ``"position"``. Strict JSON (no NaN)."""
     lines = []
     timestamp = from_timestamp_us(batch.timestamp_us).isoformat()
     for index, (type_name, schema_version, data) in enumerate(batch.items):
-        lines.append(
-            json.dumps(
-                {
-                    "stream": stream_id,
-                    "sequence": batch.first_sequence + index,
-                    "replica": batch.writer,
-                    "version": batch.version_at(index),
-                    "timestamp": timestamp,
-                    "type": type_name,
-                    "schema_version": schema_version,
-                    "data": _plain(data),
-                },
-                ensure_ascii=False,
-                allow_nan=False,
-            )
-        )
+        record = {
+            "stream": stream_id,
+            "sequence": batch.first_sequence + index,
+            "replica": batch.writer,
+            "version": batch.version_at(index),
+            "timestamp": timestamp,
+            "type": type_name,
+            "schema_version": schema_version,
+            "data": _plain(data),
+        }
+        if position is not None:
+            record["position"] = f"{position[0]}.{position[1] + index}"
+        lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False))
     return lines
 
 
@@ -175,7 +177,7 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
                 start = max(first, seen.get("", 0) + 1)
                 async for batches in port.plain.read(stream, start, last):
                     for batch in batches:
-                        click.echo("\n".join(_event_lines(stream, batch)))
+                        click.echo("\n".join(event_lines(stream, batch)))
                 return
             replicas = await port.replicated.replicas(stream)
             for replica in replicas:
@@ -183,7 +185,7 @@ def show(target: str, stream: str, first: int, last: int | None, since: str | No
                 reader = port.replicated.read_replica(stream, replica, start, last)
                 async for batches in reader:
                     for batch in batches:
-                        click.echo("\n".join(_event_lines(stream, batch)))
+                        click.echo("\n".join(event_lines(stream, batch)))
             await _check_not_lost(port, stream, replicas)
         finally:
             await port.aclose()

@@ -15,6 +15,7 @@ from calliope.cli.common import raw_store, run_work
 from calliope.cli.output import Listing
 from calliope.core.feed_position import FeedPosition
 from calliope.errors import CalliopeError
+from calliope.shell.feed import numbered
 from calliope.shell.ports import StorePort
 from calliope.shell.records import from_timestamp_us
 
@@ -36,18 +37,12 @@ async def events_after(store: StorePort, position: FeedPosition | None, limit: i
     count = 0
     while count <= limit:
         page = await store.feed.read_feed(start, None, limit=4096)
-        index, entry_number = 0, -1
-        for entry in page.entries:
-            if entry.entry != entry_number:  # (a write's batches share its entry)
-                entry_number, index = entry.entry, 0
-            if entry.first_index is not None:
-                index = entry.first_index
+        for entry, index in numbered(page.entries):
             size = len(entry.batch.items)
-            if position is not None and entry_number == position.entry:
+            if position is not None and entry.entry == position.entry:
                 count += max(0, min(size, index + size - 1 - position.index))
             else:
                 count += size
-            index += size
         start = page.next_entry
         if not page.more:
             break

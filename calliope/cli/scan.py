@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 import attrs
@@ -71,15 +71,22 @@ class Scan:
         )
 
 
-async def _all_streams(store: StorePort) -> list[tuple[str, bool]]:
-    found = []
-    for prefix in (None, RESERVED_PREFIX):  # (Calliope's own streams too)
+async def _streams(store: StorePort) -> AsyncIterator[tuple[str, bool]]:
+    """Every stream (Calliope's own too) and whether it is replicated, a
+    page at a time."""
+    for prefix in (None, RESERVED_PREFIX):
         async for page in store.catalog.list_streams(prefix):
             for stream_id, replicated in page:
                 if prefix is None and stream_id.startswith(RESERVED_PREFIX):
                     continue
-                found.append((stream_id, replicated))
-    return found
+                yield stream_id, replicated
+
+
+async def _count(items: AsyncIterator[object]) -> int:
+    count = 0
+    async for _ in items:
+        count += 1
+    return count
 
 
 async def _read_log(
@@ -176,19 +183,22 @@ def _store_files(target: str) -> list[str]:
 
 
 async def scan_store(store: StorePort, target: str = "") -> Scan:
-    """Read all of ``store`` (opened, at ``target``) and say what is damaged. The stream
-    ids are listed first (memory O(streams) for their ids), so that the
-    progress bar, drawn on stderr when it is a terminal, knows its length."""
-    streams = await _all_streams(store)
+    """Read all of ``store`` (opened, at ``target``) and say what is damaged.
+    When a progress bar is drawn (stderr is a terminal) the streams are
+    counted first, in a listing of their own, so that it knows its length.
+    Memory one page."""
     progress = _progress()
+    total = await _count(_streams(store)) if progress is not None else None
+    streams = 0
     shown: AbstractContextManager[object] = progress if progress is not None else nullcontext()
     events = entries = snapshots = 0
     damaged: list[DamagedLog] = []
     feed_damage: str | None = None
     bad_snapshots: list[str] = []
     with shown:
-        task = None if progress is None else progress.add_task("streams", total=len(streams))
-        for stream_id, replicated in streams:
+        task = None if progress is None else progress.add_task("streams", total=total)
+        async for stream_id, replicated in _streams(store):
+            streams += 1
             logs: list[str | None] = (
                 list(await store.replicated.replicas(stream_id)) if replicated else [None]
             )
@@ -228,7 +238,7 @@ async def scan_store(store: StorePort, target: str = "") -> Scan:
                 snapshots += 1
                 bad_snapshots.extend(await store.snapshots.check(snapshot_id))
     return Scan(
-        streams=len(streams),
+        streams=streams,
         events=events,
         feed_batches=entries,
         snapshots=snapshots,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from calliope.core.envelope import Envelope
@@ -29,17 +29,33 @@ from calliope.core.feed_position import FeedPosition, check_after
 from calliope.core.version_vector import VersionVector
 from calliope.errors import EventDecodingError, InvalidArgumentError
 from calliope.shell.live import LiveLifecycle
-from calliope.shell.ports import FeedPage, FeedPort, TypeCodec
+from calliope.shell.ports import FeedEntry, FeedPage, FeedPort, TypeCodec
 from calliope.shell.records import from_timestamp_us
 from calliope.shell.scope import AppScope
 from calliope.shell.skipped import RAISE, OnSkip, Undecodable, UndecodablePolicy, policy_of
 
-__all__ = ["Feed", "FeedLiveQuery", "FeedQuery"]
+__all__ = ["Feed", "FeedLiveQuery", "FeedQuery", "numbered"]
 
 E = TypeVar("E")
 
 PAGE = 1024
 """Events read per page (and decoded between two chances for other tasks)."""
+
+
+def numbered(entries: Sequence[FeedEntry]) -> Iterator[tuple[FeedEntry, int]]:
+    """Each entry of a feed page, with the index within its feed entry of
+    its batch's first event: a position is ``(entry.entry, index + i)`` for
+    the batch's event ``i``. A write's batches share one entry number, and
+    follow on in the page unless the adapter says where each starts
+    (``first_index``). O(1) per entry."""
+    entry_number, index = -1, 0
+    for entry in entries:
+        if entry.entry != entry_number:
+            entry_number, index = entry.entry, 0
+        if entry.first_index is not None:
+            index = entry.first_index
+        yield entry, index
+        index += len(entry.batch.items)
 
 
 class _FeedSource:
@@ -88,13 +104,8 @@ class _FeedSource:
         names, decode = self.names, self.codec.decode
         position_at = FeedPosition.unchecked
         found: list[Envelope[Any]] = []
-        entry_number = -1
-        index = 0
-        for entry in page.entries:
-            if entry.entry != entry_number:  # (a write's batches share its entry)
-                entry_number, index = entry.entry, 0
-            if entry.first_index is not None:
-                index = entry.first_index
+        for entry, index in numbered(page.entries):
+            entry_number = entry.entry
             batch = entry.batch
             skip_to = after.index if after is not None and after.entry == entry_number else -1
             timestamp = from_timestamp_us(batch.timestamp_us)
@@ -131,7 +142,6 @@ class _FeedSource:
                         position=position_at(entry_number, position),
                     )
                 )
-            index += len(batch.items)
         return found, None
 
 

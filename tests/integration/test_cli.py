@@ -20,7 +20,8 @@ import pytest
 
 import calliope
 from calliope import GCounter
-from tests.postgres import fresh_schema, postgres_dsn
+from tests.postgres import file_or_postgres
+from tests.support import flip_byte
 
 
 @calliope.event_type("cli.added")
@@ -44,12 +45,8 @@ def run(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(params=["file", "postgres"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "file":
-        yield str(tmp_path / "store")
-        return
-    dsn = postgres_dsn()
-    with fresh_schema(dsn) as schema:
-        yield f"{dsn}?schema={schema}"
+    with file_or_postgres(request.param, tmp_path) as store:
+        yield store
 
 
 async def test_streams_and_show_print_what_the_store_holds(target: str) -> None:
@@ -196,9 +193,7 @@ async def test_verify_reads_everything_and_names_damage(target: str) -> None:
         return  # (PostgreSQL keeps its own data intact: nothing to flip here)
     segments = sorted(Path(target).glob("streams/*/*/log/*.seg"))
     for segment in segments[:2]:
-        data = bytearray(segment.read_bytes())
-        data[40] ^= 0xFF  # inside the first frame's payload: its checksum no longer holds
-        segment.write_bytes(bytes(data))
+        flip_byte(segment, 40)  # inside the first frame's payload: its checksum no longer holds
     damaged = run("verify", target)
     assert damaged.returncode == 3
     logs = [line for line in damaged.stderr.splitlines() if line.startswith("damage: cart-")]
@@ -215,9 +210,7 @@ async def test_verify_names_a_damaged_snapshot(tmp_path: Path) -> None:
         await app.snapshots.save_snapshot("cart-0", Added("old"), sequence=1)
         await app.snapshots.save_snapshot("cart-0", Added("new"), sequence=2)
     newest = sorted(Path(target).glob("snapshots/*/*/*.snap"))[-1]
-    data = bytearray(newest.read_bytes())
-    data[-3] ^= 0xFF
-    newest.write_bytes(bytes(data))
+    flip_byte(newest, -3)
     damaged = run("verify", target)
     assert damaged.returncode == 3
     assert damaged.stderr == (
@@ -238,9 +231,7 @@ async def test_repair_says_what_it_will_do_asks_and_moves_damage_aside(tmp_path:
             await cart.persist(Added(str(n)))
     assert run("repair", target).stdout.startswith("nothing to repair: 1 streams, 5 events")
     segment = next(Path(target).glob("streams/*/*/log/*.seg"))
-    data = bytearray(segment.read_bytes())
-    data[-5] ^= 0xFF  # inside the last frame: events 1-4 stay readable
-    segment.write_bytes(bytes(data))
+    flip_byte(segment, -5)  # inside the last frame: events 1-4 stay readable
     code, shown = answered_on_a_terminal(["repair", target], "n\n")
     assert code == 1
     assert "1 damaged log(s):\r\n  cart-1: journal file " in shown

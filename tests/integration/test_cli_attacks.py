@@ -16,6 +16,7 @@ import pytest
 import calliope
 from tests.integration.test_cli import Added, calliope_command, run
 from tests.postgres import fresh_schema, postgres_dsn
+from tests.support import flip_byte
 
 
 async def test_tail_points_a_replicated_stream_to_show_and_refuses_a_missing_one(
@@ -91,9 +92,7 @@ async def test_a_projection_whose_snapshots_are_all_damaged_is_still_listed(
         await app.journal.event_stream("cart-1", Added).persist(Added("a"))
         await app.projection("counted", Added, lambda n, e: n + 1, 0).catch_up()
     for snapshot in store.glob("snapshots/*/*/*.snap"):
-        data = bytearray(snapshot.read_bytes())
-        data[-3] ^= 0xFF
-        snapshot.write_bytes(bytes(data))
+        flip_byte(snapshot, -3)
     listed = run("projections", str(store), "--json")
     assert listed.returncode == 0, listed.stderr
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -160,9 +159,7 @@ async def test_odd_targets_ranges_and_damage_have_their_exit_codes(tmp_path: Pat
     backwards = run("show", str(store), "cart-1", "--from", "5", "--to", "3")
     assert backwards.returncode == 2 and "--to 3 is before --from 5" in backwards.stderr
     (segment,) = store.glob("streams/*/*/log/*.seg")
-    data = bytearray(segment.read_bytes())
-    data[-3] ^= 0xFF
-    segment.write_bytes(bytes(data))
+    flip_byte(segment, -3)
     for arguments in (["show", str(store), "cart-1"], ["feed", str(store)]):
         damaged = run(*arguments)
         assert damaged.returncode == 3, arguments  # damage, as verify says it

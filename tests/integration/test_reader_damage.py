@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,19 +27,12 @@ from calliope.cli.common import raw_store
 from calliope.core.replication import RecordBatch
 from tests.integration.events import ItemAdded
 from tests.integration.test_acknowledged_data import a_then_b_after_it, log_dir, segments, write
-
-_ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.test_cli import run
+from tests.support import flip_byte
 
 
 def verify(store: Path) -> subprocess.CompletedProcess[str]:
-    """``calliope verify`` on this worktree's code."""
-    return subprocess.run(
-        [sys.executable, "-m", "calliope", "verify", str(store)],
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run("verify", str(store))
 
 
 async def read_only_skus(root: Path, stream_id: str) -> list[str]:
@@ -164,21 +156,9 @@ async def test_a_deleted_replica_log_that_others_observed_is_damage(tmp_path: Pa
     done = verify(root)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "damage: r (a): " in done.stderr and "up to sequence 3" in done.stderr
-    shown = subprocess.run(
-        [sys.executable, "-m", "calliope", "show", str(root), "r"],
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = run("show", str(root), "r")
     assert shown.returncode == 3 and "replica 'a'" in shown.stderr
-    repaired = subprocess.run(
-        [sys.executable, "-m", "calliope", "repair", "--yes", str(root)],
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    repaired = run("repair", "--yes", str(root))
     assert repaired.returncode == 3 and "repaired" not in repaired.stdout  # only a backup can
     assert "restore what it names from a backup" in repaired.stderr
     async with calliope.open(root, replica_id="a") as app:
@@ -190,9 +170,7 @@ async def test_a_deleted_replica_log_that_others_observed_is_damage(tmp_path: Pa
 
 
 def flip(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_byte(path, offset, 0x01)
 
 
 async def test_a_damaged_extent_over_a_damaged_last_frame_is_damage_to_readers(
@@ -211,13 +189,7 @@ async def test_a_damaged_extent_over_a_damaged_last_frame_is_damage_to_readers(
     refused = await writer_error(root, "cart-42")
     assert (refused.path, refused.offset) == (error.path, error.offset)
     verify_names(root, segment, f"offset {error.offset}", "extent")
-    repaired = subprocess.run(
-        [sys.executable, "-m", "calliope", "repair", "--yes", str(root)],
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    repaired = run("repair", "--yes", str(root))
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "keeps sequences 1..9" in repaired.stdout
     assert await read_only_skus(root, "cart-42") == [f"{n:04d}" for n in range(9)]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.postgres import fresh_schema, postgres_dsn
+from tests.postgres import file_or_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,12 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(params=["file", "postgres"])
 def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The store the processes share: a directory, or a fresh PostgreSQL schema."""
-    if request.param == "file":
-        yield str(tmp_path / "data")
-        return
-    dsn = postgres_dsn()
-    with fresh_schema(dsn) as schema:
-        yield f"{dsn}?schema={schema}"
+    with file_or_postgres(request.param, tmp_path) as store:
+        yield store
 
 
 TIMEOUT = 180.0
