@@ -100,3 +100,31 @@ async def test_an_app_closed_while_it_opens_ends_closed_and_frees_its_replica(
     monkeypatch.undo()
     async with calliope.open(tmp_path / "data", replica_id="solo") as again:
         assert again.replica_id == "solo"
+
+
+async def test_closing_under_writers_on_many_streams_loses_no_acknowledged_event(
+    tmp_path: Path,
+) -> None:
+    """Writers on 300 streams at once (their groups flushed in worker
+    threads, several logs at a time) while the app closes: each writer ends
+    with AppClosedError and nothing else, and every event a persist
+    acknowledged is there when the store is opened again."""
+    acknowledged: dict[int, int] = {}
+    app = calliope.open(tmp_path / "data", replica_id="w")
+    await app.__aenter__()
+
+    async def writer(n: int) -> None:
+        stream = app.journal.event_stream(f"s-{n}", ItemAdded)
+        with pytest.raises(calliope.AppClosedError):
+            while True:
+                acknowledged[n] = (await stream.persist(ItemAdded(str(n)))).sequence
+
+    writers = [asyncio.create_task(writer(n)) for n in range(300)]
+    while len(acknowledged) < 300:
+        await asyncio.sleep(0.01)
+    await app.__aexit__(None, None, None)
+    await asyncio.gather(*writers)
+    async with calliope.open(tmp_path / "data", replica_id="w") as again:
+        for n, sequence in acknowledged.items():
+            stream = again.journal.event_stream(f"s-{n}", ItemAdded)
+            assert await stream.last_sequence() >= sequence
